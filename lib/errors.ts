@@ -1,0 +1,55 @@
+import createError from '@fastify/error'
+
+// Every error a client can receive from this plugin. Codes are stable and documented in
+// docs/errors.md; messages are safe to show an end user and never carry vendor or SQL text.
+
+export const BadRequestError = createError('SECURELOGIN_BAD_REQUEST', '%s', 400)
+export const PhoneInvalidError = createError('SECURELOGIN_PHONE_INVALID', 'The phone number is not a valid number', 400)
+export const UserMismatchError = createError('SECURELOGIN_USER_MISMATCH', 'The userid does not belong to this phone number', 400)
+
+export const OtpInvalidError = createError('SECURELOGIN_OTP_INVALID', 'The code is incorrect', 401)
+export const OtpExpiredError = createError('SECURELOGIN_OTP_EXPIRED', 'There is no valid code for this phone number; request a new one', 401)
+export const OtpAttemptsExceededError = createError('SECURELOGIN_OTP_ATTEMPTS_EXCEEDED', 'Too many incorrect codes; request a new one', 429)
+export const OtpResendTooSoonError = createError('SECURELOGIN_OTP_RESEND_TOO_SOON', 'A code was sent recently; retry in %d seconds', 429)
+export const RateLimitedError = createError('SECURELOGIN_RATE_LIMITED', 'Too many requests; retry in %d seconds', 429)
+
+export const TokenMissingError = createError('SECURELOGIN_TOKEN_MISSING', 'An "Authorization: Bearer <token>" header is required', 401)
+export const TokenInvalidError = createError('SECURELOGIN_TOKEN_INVALID', 'The token is invalid', 401)
+export const TokenExpiredError = createError('SECURELOGIN_TOKEN_EXPIRED', 'The token has expired', 401)
+export const SessionRevokedError = createError('SECURELOGIN_SESSION_REVOKED', 'The session has ended; sign in again', 401)
+export const FreshTokenRequiredError = createError('SECURELOGIN_FRESH_TOKEN_REQUIRED', 'This operation needs a token from a fresh sign-in', 401)
+export const SessionMismatchError = createError('SECURELOGIN_SESSION_MISMATCH', 'The refresh token does not belong to this session', 403)
+export const AccountInactiveError = createError('SECURELOGIN_ACCOUNT_INACTIVE', 'The account is not active', 403)
+
+export const SmsSendFailedError = createError('SECURELOGIN_SMS_SEND_FAILED', 'The code could not be sent; try again later', 502)
+export const SmsTimeoutError = createError('SECURELOGIN_SMS_TIMEOUT', 'The code could not be sent in time; try again later', 504)
+export const UnavailableError = createError('SECURELOGIN_UNAVAILABLE', 'The service is temporarily unavailable', 503)
+export const InternalError = createError('SECURELOGIN_INTERNAL', 'Something went wrong; try again later', 500)
+
+/** Every error class above, for documentation and the test that checks each code and status. */
+export const errors = {
+  BadRequestError,
+  PhoneInvalidError,
+  UserMismatchError,
+  OtpInvalidError,
+  OtpExpiredError,
+  OtpAttemptsExceededError,
+  OtpResendTooSoonError,
+  RateLimitedError,
+  TokenMissingError,
+  TokenInvalidError,
+  TokenExpiredError,
+  SessionRevokedError,
+  FreshTokenRequiredError,
+  SessionMismatchError,
+  AccountInactiveError,
+  SmsSendFailedError,
+  SmsTimeoutError,
+  UnavailableError,
+  InternalError,
+}
+
+/** Attaches the seconds a client should wait; the routes' error handler turns it into `Retry-After`. */
+export function withRetryAfter<T extends Error> (error: T, seconds: number): T & { retryAfter: number } {
+  return Object.assign(error, { retryAfter: seconds })
+}

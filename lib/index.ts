@@ -1,0 +1,70 @@
+import fp from 'fastify-plugin'
+import type { FastifyPluginAsync } from 'fastify'
+import { createAuthHooks, type AuthHook, type SecureLoginUser } from './authenticate.js'
+import type { SecureLoginContext } from './context.js'
+import { migrate } from './db/migrate.js'
+import { deriveKey } from './keys.js'
+import { resolveOptions, type SecureLoginOptions } from './options.js'
+import { createRevocationList } from './revocation.js'
+import { secureLoginRoutes } from './routes/index.js'
+import { createStore } from './store/index.js'
+import { createTokenService } from './tokens.js'
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** preHandler: requires a valid access token of a live session; sets `request.user`. */
+    authenticate: AuthHook
+    /** preHandler: like `authenticate`, and the token must come from verify_sms, not refresh. */
+    authenticateFresh: AuthHook
+    /** preHandler: requires a valid refresh token; sets `request.user` (with `generation`). */
+    authenticateRefresh: AuthHook
+  }
+  interface FastifyRequest {
+    /** Set by `authenticate`, `authenticateFresh` and `authenticateRefresh`. */
+    user: SecureLoginUser
+  }
+}
+
+const HOUR_MS = 3_600_000
+
+const secureLogin: FastifyPluginAsync<SecureLoginOptions> = async (fastify, rawOptions) => {
+  const options = resolveOptions(rawOptions)
+  if (options.migrate) await migrate(options.db)
+
+  const store = createStore(options.db, options.dialect)
+  const tokens = createTokenService(options)
+  const revocations = createRevocationList({ store, maxDelayMs: options.revocationMaxDelayMs, retainMs: options.accessTokenTtlMs, log: fastify.log })
+  await revocations.start()
+  const hooks = createAuthHooks(tokens, revocations)
+  const ctx: SecureLoginContext = {
+    options, store, tokens, revocations, hooks, log: fastify.log,
+    hashKey: options.otpHashKey ?? deriveKey(options.jwtSecret, 'otp-hash'),
+  }
+
+  const purge = setInterval(() => {
+    store.purgeExpired(new Date(), Math.max(...Object.values(options.rateLimit).map((rule) => rule.windowMs))).catch((error: unknown) => fastify.log.warn({ err: error }, 'fastify-securelogin: purge of expired rows failed'))
+  }, HOUR_MS)
+  purge.unref()
+  fastify.addHook('onClose', async () => {
+    revocations.stop()
+    clearInterval(purge)
+  })
+
+  fastify.decorate('authenticate', hooks.authenticate)
+  fastify.decorate('authenticateFresh', hooks.authenticateFresh)
+  fastify.decorate('authenticateRefresh', hooks.authenticateRefresh)
+  // null, not {}: a shared object would leak between requests (and Fastify refuses it).
+  if (!fastify.hasRequestDecorator('user')) fastify.decorateRequest('user', null as unknown as SecureLoginUser)
+
+  await fastify.register(secureLoginRoutes, { prefix: options.prefix, ctx })
+}
+
+export default fp(secureLogin, { fastify: '5.x', name: 'fastify-securelogin' })
+export { secureLogin }
+export { migrate } from './db/migrate.js'
+export { consoleSms, type ConsoleSmsOptions } from './sms/console.js'
+export type { SmsProvider, SmsMessage, TextingSmsProvider, VerifyingSmsProvider } from './sms/types.js'
+export type { SecureLoginOptions, SecureLoginDatabase, RateLimitRule } from './options.js'
+export type { SecureLoginUser, SecureLoginRefreshUser, AuthHook } from './authenticate.js'
+export type { Duration } from './duration.js'
+export * from './errors.js'

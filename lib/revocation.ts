@@ -1,0 +1,65 @@
+import type { FastifyBaseLogger } from 'fastify'
+import { UnavailableError } from './errors.js'
+import type { Store } from './store/index.js'
+
+/**
+ * Every instance keeps the ids of sessions revoked within the last access-token lifetime (older
+ * ones' access tokens have expired anyway) and refreshes that list from the database in the
+ * background. `authenticate` then costs one Set lookup; it waits for the database only when the
+ * list is older than `maxDelayMs`, and refuses (503) rather than trust a list it cannot refresh.
+ */
+export function createRevocationList (args: { store: Store, maxDelayMs: number, retainMs: number, log: FastifyBaseLogger }) {
+  const { store, maxDelayMs, retainMs, log } = args
+  const revoked = new Map<string, number>()
+  let syncedAt = 0
+  let cursor = new Date(Date.now() - retainMs)
+  let inFlight: Promise<void> | undefined
+  let timer: NodeJS.Timeout | undefined
+
+  async function refresh (): Promise<void> {
+    const startedAt = Date.now()
+    // Rows committed while the query runs are caught next time: the cursor overlaps by maxDelayMs.
+    const rows = await store.sessionsRevokedSince(cursor)
+    for (const row of rows) revoked.set(row.id, row.revokedAt.getTime())
+    cursor = new Date(startedAt - maxDelayMs)
+    const horizon = startedAt - retainMs
+    for (const [id, at] of revoked) if (at < horizon) revoked.delete(id)
+    syncedAt = startedAt
+  }
+
+  function sync (): Promise<void> {
+    inFlight ??= refresh().finally(() => { inFlight = undefined })
+    return inFlight
+  }
+
+  return {
+    /** Loads the list and starts the background refresh. */
+    async start (): Promise<void> {
+      await sync()
+      timer = setInterval(() => {
+        sync().catch((error: unknown) => log.error({ err: error }, 'fastify-securelogin: could not refresh the revoked-session list'))
+      }, Math.max(50, Math.floor(maxDelayMs / 2)))
+      timer.unref()
+    },
+
+    stop (): void {
+      if (timer !== undefined) clearInterval(timer)
+    },
+
+    /** Marks a session revoked here at once; other instances learn it within `maxDelayMs`. */
+    add (sessionId: string): void {
+      revoked.set(sessionId, Date.now())
+    },
+
+    /** True when the session is revoked. Returns a promise only when the list is stale. */
+    isRevoked (sessionId: string): boolean | Promise<boolean> {
+      if (Date.now() - syncedAt <= maxDelayMs) return revoked.has(sessionId)
+      return sync().then(() => revoked.has(sessionId), (error: unknown) => {
+        log.error({ err: error }, 'fastify-securelogin: revoked-session list is stale and the database is unreachable')
+        throw new UnavailableError()
+      })
+    },
+  }
+}
+
+export type RevocationList = ReturnType<typeof createRevocationList>

@@ -1,0 +1,50 @@
+import { STATUS_CODES } from 'node:http'
+import type { FastifyError, FastifyPluginAsync } from 'fastify'
+import type { SecureLoginContext } from '../context.js'
+import { BadRequestError, InternalError } from '../errors.js'
+import { loginRoute } from './login.js'
+import { logoutRoutes } from './logout.js'
+import { refreshRoute } from './refresh.js'
+import { registerRoute } from './register.js'
+import { verifySmsRoute } from './verify-sms.js'
+
+/** Request bodies here are a phone number or a token: anything larger is not ours. */
+const BODY_LIMIT = 16 * 1024
+
+/**
+ * The auth routes, in an encapsulated context: the error handler and JSON parser below apply to
+ * these routes only, never to the host app's.
+ */
+export const secureLoginRoutes: FastifyPluginAsync<{ ctx: SecureLoginContext }> = async (fastify, { ctx }) => {
+  // Flask clients POST `-d '{}'` or an empty body with a JSON content type to /refresh.
+  const parseJson = fastify.getDefaultJsonParser('error', 'error')
+  fastify.removeContentTypeParser('application/json')
+  fastify.addContentTypeParser('application/json', { parseAs: 'string', bodyLimit: BODY_LIMIT }, (request, body, done) => {
+    if ((body as string).trim() === '') return done(null, {})
+    parseJson(request, body as string, done)
+  })
+
+  fastify.setErrorHandler((thrown: FastifyError & { retryAfter?: number }, request, reply) => {
+    const error = thrown.validation === undefined ? thrown : new BadRequestError(thrown.message)
+    const status = error.statusCode ?? 500
+    const ours = typeof error.code === 'string' && error.code.startsWith('SECURELOGIN_')
+    if (status >= 400 && (status < 500 || ours)) {
+      if (thrown.retryAfter !== undefined) reply.header('retry-after', String(thrown.retryAfter))
+      return reply.code(status).send({ statusCode: status, code: error.code ?? 'SECURELOGIN_BAD_REQUEST', error: STATUS_CODES[status] ?? 'Error', message: error.message })
+    }
+    // Anything else is our bug or the database's: its text may hold SQL, so the client gets none.
+    request.log.error({ err: error }, 'fastify-securelogin: request failed')
+    const internal = new InternalError()
+    return reply.code(500).send({ statusCode: 500, code: internal.code, error: 'Internal Server Error', message: internal.message })
+  })
+
+  const opts = { ctx }
+  await fastify.register(async (routes) => {
+    routes.addHook('onRoute', (route) => { route.bodyLimit ??= BODY_LIMIT })
+    await routes.register(registerRoute, opts)
+    await routes.register(loginRoute, opts)
+    await routes.register(verifySmsRoute, opts)
+    await routes.register(refreshRoute, opts)
+    await routes.register(logoutRoutes, opts)
+  })
+}

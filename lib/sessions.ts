@@ -1,0 +1,80 @@
+import { SessionMismatchError, SessionRevokedError } from './errors.js'
+import type { ResolvedOptions } from './options.js'
+import type { RevocationList } from './revocation.js'
+import type { Store, User } from './store/index.js'
+import type { TokenService } from './tokens.js'
+
+export interface SessionContext {
+  options: ResolvedOptions
+  store: Store
+  tokens: TokenService
+  revocations: RevocationList
+}
+
+/** A refresh token one generation old is refused without ending the session for this long after a rotation: concurrent refreshes from one client race. */
+export const REFRESH_REUSE_GRACE_MS = 10_000
+
+export interface IssuedTokens {
+  access_token: string
+  refresh_token: string
+  token_type: 'Bearer'
+  expires_in: number
+}
+
+/** Opens a session for a user who just proved their number, with a fresh access token. */
+export async function issueSessionTokens (ctx: SessionContext, user: User): Promise<IssuedTokens> {
+  const now = Date.now()
+  const session = await ctx.store.createSession(user.id, new Date(now), new Date(now + ctx.options.refreshTokenTtlMs))
+  const sessionExpiresAt = session.expiresAt.getTime()
+  const access = ctx.tokens.signAccess({ userId: user.id, sessionId: session.id, phone: user.phone, fresh: true, now, sessionExpiresAt })
+  const refreshToken = ctx.tokens.signRefresh({ userId: user.id, sessionId: session.id, phone: user.phone, generation: session.generation, now, sessionExpiresAt })
+  return { access_token: access.token, refresh_token: refreshToken, token_type: 'Bearer', expires_in: access.expiresIn }
+}
+
+/**
+ * Exchanges a refresh token for a new pair. The old token stops working at once. A token older than
+ * the current one means it was copied: the session is ended, so neither copy works any more.
+ */
+export async function rotateRefreshToken (ctx: SessionContext, claims: { sub: string, sid: string, phone: string, gen: number }): Promise<IssuedTokens> {
+  const { store, tokens, revocations } = ctx
+  const now = Date.now()
+  const session = await store.rotateSession(claims.sid, claims.sub, claims.gen, new Date(now))
+  if (session === undefined) {
+    const current = await store.findSession(claims.sid)
+    const live = current !== undefined && current.userId === claims.sub && current.revokedAt === null && current.expiresAt.getTime() > now
+    const racedRotation = live && claims.gen === current.generation - 1 && now - current.refreshedAt.getTime() < REFRESH_REUSE_GRACE_MS
+    if (live && !racedRotation && claims.gen < current.generation) {
+      if (await store.revokeSession(current.id, current.userId, 'refresh_token_reuse', new Date(now))) revocations.add(current.id)
+    }
+    throw new SessionRevokedError()
+  }
+  const sessionExpiresAt = session.expiresAt.getTime()
+  const access = tokens.signAccess({ userId: claims.sub, sessionId: session.id, phone: claims.phone, fresh: false, now, sessionExpiresAt })
+  const refreshToken = tokens.signRefresh({ userId: claims.sub, sessionId: session.id, phone: claims.phone, generation: session.generation, now, sessionExpiresAt })
+  return { access_token: access.token, refresh_token: refreshToken, token_type: 'Bearer', expires_in: access.expiresIn }
+}
+
+/**
+ * Ends the session named by `refreshToken` (or the caller's own). The refresh token must be a
+ * genuine one of the same user.
+ */
+export async function endSession (ctx: SessionContext, caller: { userid: string, sid: string }, refreshToken: string | undefined): Promise<void> {
+  let sid = caller.sid
+  if (refreshToken !== undefined) {
+    const claims = ctx.tokens.verifyRefresh(refreshToken)
+    if (claims.sub !== caller.userid) throw new SessionMismatchError()
+    sid = claims.sid
+  }
+  if (!await ctx.store.revokeSession(sid, caller.userid, 'logout', new Date())) throw new SessionRevokedError()
+  ctx.revocations.add(sid)
+}
+
+/** Ends every session of the caller but the current one. */
+export async function endOtherSessions (ctx: SessionContext, caller: { userid: string, sid: string }, refreshToken: string | undefined): Promise<void> {
+  if (refreshToken !== undefined) {
+    const claims = ctx.tokens.verifyRefresh(refreshToken)
+    if (claims.sub !== caller.userid || claims.sid !== caller.sid) throw new SessionMismatchError()
+  }
+  const ended = await ctx.store.revokeOtherSessions(caller.userid, caller.sid, new Date())
+  for (const sid of ended) ctx.revocations.add(sid)
+}

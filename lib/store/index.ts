@@ -1,0 +1,196 @@
+import { randomUUID } from 'node:crypto'
+import { and, eq, gt, isNull, lt, lte, ne, sql, type SQL } from 'drizzle-orm'
+import type { PgColumn, PgDatabase } from 'drizzle-orm/pg-core'
+import * as postgresTables from '../db/postgres.js'
+import * as sqliteTables from '../db/sqlite.js'
+import type { SecureLoginDatabase } from '../options.js'
+
+// Both dialects' tables have the same column keys and JS types, and Drizzle's query builders build
+// dialect-specific SQL at run time, so the store is written once against the PostgreSQL types.
+// Every write that must happen once (consume a code, rotate a token, revoke a session) is a single
+// conditional UPDATE … RETURNING: atomic on both engines, and better-sqlite3 cannot run async
+// transactions anyway.
+type Tables = typeof postgresTables.tables
+type Db = PgDatabase<any, any, any>
+
+export type User = typeof postgresTables.users.$inferSelect
+export type Session = typeof postgresTables.sessions.$inferSelect
+export type OtpChallenge = typeof postgresTables.otpChallenges.$inferSelect
+
+/** Binds a Date through the column's own encoder (SQLite stores milliseconds, PostgreSQL timestamptz). */
+function dateParam (column: PgColumn, value: Date): SQL {
+  return sql`${sql.param(value, column)}`
+}
+
+export function createStore (database: SecureLoginDatabase, dialect: 'sqlite' | 'postgres') {
+  const db = database as unknown as Db
+  const t = (dialect === 'sqlite' ? sqliteTables.tables : postgresTables.tables) as unknown as Tables
+  const { users, otpChallenges, sessions, rateLimits } = t
+
+  return {
+    async findUserByPhone (phone: string): Promise<User | undefined> {
+      const rows = await db.select().from(users).where(eq(users.phone, phone)).limit(1)
+      return rows[0]
+    },
+
+    async findUserById (id: string): Promise<User | undefined> {
+      const rows = await db.select().from(users).where(eq(users.id, id)).limit(1)
+      return rows[0]
+    },
+
+    /** Creates the account, or returns the existing one: the unique index decides under concurrency. */
+    async registerUser (phone: string, username: string | undefined, now: Date): Promise<User> {
+      const inserted = await db.insert(users)
+        .values({ id: randomUUID(), phone, username: username ?? null, createdAt: now })
+        .onConflictDoNothing({ target: users.phone })
+        .returning()
+      const user = inserted[0] ?? await this.findUserByPhone(phone)
+      if (user === undefined) throw new Error('registered user vanished')
+      // An unproven claim on a number must not block its owner or name their account.
+      if (inserted[0] === undefined && user.phoneVerifiedAt === null && username !== undefined) {
+        await db.update(users).set({ username }).where(and(eq(users.id, user.id), isNull(users.phoneVerifiedAt)))
+      }
+      return user
+    },
+
+    async markPhoneVerified (userId: string, now: Date): Promise<void> {
+      await db.update(users).set({ phoneVerifiedAt: now }).where(and(eq(users.id, userId), isNull(users.phoneVerifiedAt)))
+    },
+
+    /**
+     * Opens a new challenge for `phone`, replacing the previous one, unless one was sent less than
+     * `resendIntervalMs` ago. Returns undefined in that case (the caller answers 429).
+     */
+    async openChallenge (args: { phone: string, challengeId: string, codeHash: string | null, now: Date, expiresAt: Date, resendIntervalMs: number }): Promise<OtpChallenge | undefined> {
+      const { phone, challengeId, codeHash, now, expiresAt, resendIntervalMs } = args
+      const values = { phone, challengeId, codeHash, attempts: 0, sentAt: now, expiresAt, consumedAt: null }
+      const rows = await db.insert(otpChallenges).values(values)
+        .onConflictDoUpdate({
+          target: otpChallenges.phone,
+          set: { challengeId, codeHash, attempts: 0, sentAt: now, expiresAt, consumedAt: null },
+          setWhere: lte(otpChallenges.sentAt, new Date(now.getTime() - resendIntervalMs)),
+        })
+        .returning()
+      return rows[0]
+    },
+
+    async findChallenge (phone: string): Promise<OtpChallenge | undefined> {
+      const rows = await db.select().from(otpChallenges).where(eq(otpChallenges.phone, phone)).limit(1)
+      return rows[0]
+    },
+
+    /** Withdraws a challenge whose code could not be delivered, so it neither works nor blocks a resend. */
+    async withdrawChallenge (phone: string, challengeId: string): Promise<void> {
+      await db.delete(otpChallenges).where(and(eq(otpChallenges.phone, phone), eq(otpChallenges.challengeId, challengeId)))
+    },
+
+    /**
+     * Counts one attempt against the open challenge, if it is open, unused, unexpired and has tries
+     * left. Counting before comparing means concurrent guesses cannot exceed the limit.
+     */
+    async recordAttempt (phone: string, now: Date, maxAttempts: number): Promise<OtpChallenge | undefined> {
+      const rows = await db.update(otpChallenges)
+        .set({ attempts: sql`${otpChallenges.attempts} + 1` })
+        .where(and(
+          eq(otpChallenges.phone, phone),
+          isNull(otpChallenges.consumedAt),
+          gt(otpChallenges.expiresAt, now),
+          lt(otpChallenges.attempts, maxAttempts),
+        ))
+        .returning()
+      return rows[0]
+    },
+
+    /** Marks the challenge used; only one caller can win. */
+    async consumeChallenge (phone: string, challengeId: string, now: Date): Promise<boolean> {
+      const rows = await db.update(otpChallenges)
+        .set({ consumedAt: now })
+        .where(and(eq(otpChallenges.phone, phone), eq(otpChallenges.challengeId, challengeId), isNull(otpChallenges.consumedAt)))
+        .returning({ phone: otpChallenges.phone })
+      return rows.length === 1
+    },
+
+    async createSession (userId: string, now: Date, expiresAt: Date): Promise<Session> {
+      const rows = await db.insert(sessions)
+        .values({ id: randomUUID(), userId, generation: 0, createdAt: now, refreshedAt: now, expiresAt })
+        .returning()
+      const session = rows[0]
+      if (session === undefined) throw new Error('session insert returned nothing')
+      return session
+    },
+
+    async findSession (id: string): Promise<Session | undefined> {
+      const rows = await db.select().from(sessions).where(eq(sessions.id, id)).limit(1)
+      return rows[0]
+    },
+
+    /** Moves a live session from `generation` to the next one; only one caller can win. */
+    async rotateSession (id: string, userId: string, generation: number, now: Date): Promise<Session | undefined> {
+      const rows = await db.update(sessions)
+        .set({ generation: sql`${sessions.generation} + 1`, refreshedAt: now })
+        .where(and(
+          eq(sessions.id, id),
+          eq(sessions.userId, userId),
+          eq(sessions.generation, generation),
+          isNull(sessions.revokedAt),
+          gt(sessions.expiresAt, now),
+        ))
+        .returning()
+      return rows[0]
+    },
+
+    /** Ends one session of `userId`; false when it was not live. */
+    async revokeSession (id: string, userId: string, reason: string, now: Date): Promise<boolean> {
+      const rows = await db.update(sessions)
+        .set({ revokedAt: now, revokedReason: reason })
+        .where(and(eq(sessions.id, id), eq(sessions.userId, userId), isNull(sessions.revokedAt)))
+        .returning({ id: sessions.id })
+      return rows.length === 1
+    },
+
+    /** Ends every live session of `userId` except `keepId`; returns the ids ended. */
+    async revokeOtherSessions (userId: string, keepId: string, now: Date): Promise<string[]> {
+      const rows = await db.update(sessions)
+        .set({ revokedAt: now, revokedReason: 'logout_all_other_sessions' })
+        .where(and(eq(sessions.userId, userId), ne(sessions.id, keepId), isNull(sessions.revokedAt)))
+        .returning({ id: sessions.id })
+      return rows.map((row) => row.id)
+    },
+
+    /** Sessions revoked after `since`, for the revocation list every instance keeps. */
+    async sessionsRevokedSince (since: Date): Promise<Array<{ id: string, revokedAt: Date }>> {
+      const rows = await db.select({ id: sessions.id, revokedAt: sessions.revokedAt }).from(sessions)
+        .where(gt(sessions.revokedAt, since))
+      return rows.map((row) => ({ id: row.id, revokedAt: row.revokedAt as Date }))
+    },
+
+    /**
+     * Counts one hit in the fixed window of `key` and returns the count and when the window ends.
+     * One upsert, so concurrent hits on several instances all count.
+     */
+    async hitRateLimit (key: string, windowMs: number, now: Date): Promise<{ count: number, resetAt: Date }> {
+      const expired = sql`${rateLimits.windowStart} <= ${dateParam(rateLimits.windowStart, new Date(now.getTime() - windowMs))}`
+      const rows = await db.insert(rateLimits).values({ key, windowStart: now, count: 1 })
+        .onConflictDoUpdate({
+          target: rateLimits.key,
+          set: {
+            count: sql`CASE WHEN ${expired} THEN 1 ELSE ${rateLimits.count} + 1 END`,
+            windowStart: sql`CASE WHEN ${expired} THEN ${dateParam(rateLimits.windowStart, now)} ELSE ${rateLimits.windowStart} END`,
+          },
+        })
+        .returning({ count: rateLimits.count, windowStart: rateLimits.windowStart })
+      const row = rows[0]
+      if (row === undefined) throw new Error('rate limit upsert returned nothing')
+      return { count: row.count, resetAt: new Date(row.windowStart.getTime() + windowMs) }
+    },
+
+    /** Deletes rows no longer needed: expired challenges and sessions, stale counters. */
+    async purgeExpired (now: Date, longestWindowMs: number): Promise<void> {
+      await db.delete(otpChallenges).where(lt(otpChallenges.expiresAt, now))
+      await db.delete(sessions).where(lt(sessions.expiresAt, now))
+      await db.delete(rateLimits).where(lt(rateLimits.windowStart, new Date(now.getTime() - longestWindowMs)))
+    },
+  }
+}
+
+export type Store = ReturnType<typeof createStore>

@@ -1,0 +1,24 @@
+import { Type, type Static } from '@sinclair/typebox'
+
+export const Phone = Type.String({
+  minLength: 3,
+  maxLength: 32,
+  description: 'Phone number in international form (+14155550123), or national form when the server sets defaultCountry',
+  examples: ['+14155550123'],
+})
+
+export const UserId = Type.String({ format: 'uuid', description: 'Public user id (the JWT `sub`)', examples: ['e5b53d55-bb32-40fb-aaeb-8ad750158639'] })
+
+export const Jwt = Type.String({ minLength: 1, maxLength: 4096, description: 'A JSON Web Token' })
+
+export const Message = Type.Object({ message: Type.String() }, { title: 'Message' })
+
+/** The one shape of every error this plugin answers: Fastify's own error shape with a stable `code`. */
+export const ErrorResponse = Type.Object({
+  statusCode: Type.Integer({ examples: [401] }),
+  code: Type.String({ description: 'Stable machine-readable code, e.g. SECURELOGIN_OTP_INVALID', examples: ['SECURELOGIN_OTP_INVALID'] }),
+  error: Type.String({ description: 'HTTP status text', examples: ['Unauthorized'] }),
+  message: Type.String({ description: 'Human-readable explanation, safe to show a user', examples: ['The code is incorrect'] }),
+}, { title: 'ErrorResponse' })
+
+export type ErrorResponse = Static<typeof ErrorResponse>

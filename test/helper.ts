@@ -1,0 +1,136 @@
+import { randomBytes } from 'node:crypto'
+import { join } from 'node:path'
+import Database from 'better-sqlite3'
+import { drizzle as drizzleSqlite } from 'drizzle-orm/better-sqlite3'
+import { drizzle as drizzlePg } from 'drizzle-orm/node-postgres'
+import { drizzle as drizzlePglite } from 'drizzle-orm/pglite'
+import { PGlite } from '@electric-sql/pglite'
+import pg from 'pg'
+import Fastify, { type FastifyInstance } from 'fastify'
+import secureLogin, { type SecureLoginDatabase, type SecureLoginOptions, type SmsMessage } from '../lib/index.js'
+
+export type Dialect = 'sqlite' | 'postgres'
+export const dialects: Dialect[] = ['sqlite', 'postgres']
+
+export const TEST_SECRET = randomBytes(48).toString('base64')
+
+/**
+ * PostgreSQL for tests: the server named by SECURELOGIN_TEST_POSTGRES_URL (each test gets its own
+ * database on it), otherwise an in-memory PGlite. CI must test the real server, so there the
+ * variable is required.
+ */
+export const postgresUrl = process.env.SECURELOGIN_TEST_POSTGRES_URL
+if (process.env.CI !== undefined && process.env.CI !== '' && postgresUrl === undefined) {
+  throw new Error('CI is set but SECURELOGIN_TEST_POSTGRES_URL is not: the PostgreSQL tests must run against a real server in CI')
+}
+
+type Tap = { testdir: (fixture?: object) => string, teardown: (fn: () => unknown) => void }
+
+export interface TestDatabase {
+  db: SecureLoginDatabase
+  /** Runs raw SQL, for tests that inspect or age rows directly. */
+  query: (text: string, params?: unknown[]) => Promise<Array<Record<string, unknown>>>
+}
+
+/** A fresh, empty database of the dialect, removed when the test ends. */
+export async function createTestDatabase (t: Tap, dialect: Dialect, file?: string): Promise<TestDatabase> {
+  if (dialect === 'sqlite') {
+    const sqlite = new Database(file ?? join(t.testdir(), 'test.db'))
+    sqlite.pragma('journal_mode = WAL')
+    sqlite.pragma('busy_timeout = 5000')
+    t.teardown(() => sqlite.close())
+    return {
+      db: drizzleSqlite(sqlite),
+      query: async (text, params = []) => {
+        const statement = sqlite.prepare(text.replace(/\$\d+/g, '?'))
+        return statement.reader ? statement.all(...params) as Array<Record<string, unknown>> : (statement.run(...params), [])
+      },
+    }
+  }
+  if (postgresUrl !== undefined) {
+    const name = `securelogin_test_${randomBytes(6).toString('hex')}`
+    const admin = new pg.Client({ connectionString: postgresUrl })
+    await admin.connect()
+    await admin.query(`CREATE DATABASE ${name}`)
+    const url = new URL(postgresUrl)
+    url.pathname = `/${name}`
+    const pool = new pg.Pool({ connectionString: url.toString(), max: 10 })
+    t.teardown(async () => {
+      await pool.end()
+      await admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`)
+      await admin.end()
+    })
+    return { db: drizzlePg(pool), query: async (text, params) => (await pool.query(text, params)).rows }
+  }
+  const client = new PGlite()
+  t.teardown(() => client.close())
+  return { db: drizzlePglite(client), query: async (text, params) => (await client.query<Record<string, unknown>>(text, params)).rows }
+}
+
+/** An SMS provider that keeps what it was asked to send, for tests to read the code. */
+export function createOutbox () {
+  const messages: SmsMessage[] = []
+  return {
+    messages,
+    provider: { name: 'outbox', async send (message: SmsMessage) { messages.push(message) } },
+    lastCodeFor (phone: string): string {
+      const message = messages.filter((m) => m.to === phone).at(-1)
+      if (message === undefined) throw new Error(`no SMS was sent to ${phone}`)
+      return message.code
+    },
+  }
+}
+
+export type Outbox = ReturnType<typeof createOutbox>
+
+export interface TestApp {
+  app: FastifyInstance
+  outbox: Outbox
+  database: TestDatabase
+}
+
+type Overrides = Partial<Omit<SecureLoginOptions, 'db' | 'jwt'>> & { jwt?: Partial<SecureLoginOptions['jwt']> }
+
+/** A Fastify app with the plugin and a protected route, closed when the test ends. */
+export async function buildApp (t: Tap, dialect: Dialect, overrides: Overrides = {}, database?: TestDatabase): Promise<TestApp> {
+  const db = database ?? await createTestDatabase(t, dialect)
+  const outbox = createOutbox()
+  const app = Fastify()
+  t.teardown(() => app.close())
+  await app.register(secureLogin, {
+    db: db.db,
+    sms: outbox.provider,
+    ...overrides,
+    jwt: { secret: TEST_SECRET, ...overrides.jwt },
+  })
+  app.get('/me', { preHandler: app.authenticate }, async (request) => request.user)
+  app.get('/fresh', { preHandler: app.authenticateFresh }, async (request) => request.user)
+  await app.ready()
+  return { app, outbox, database: db }
+}
+
+let phoneCounter = 0
+/** A distinct valid US number per call. */
+export function testPhone (): string {
+  phoneCounter += 1
+  return `+1415555${String(1000 + (process.pid * 7 + phoneCounter) % 9000).padStart(4, '0')}`
+}
+
+export function post (app: FastifyInstance, url: string, payload?: object, token?: string) {
+  return app.inject({
+    method: 'POST',
+    url: `/api/auth${url}`,
+    payload,
+    headers: token === undefined ? {} : { authorization: `Bearer ${token}` },
+  })
+}
+
+/** Registers (if needed), sends a code and verifies it; returns the verify_sms answer. */
+export async function signIn (test: TestApp, phone: string): Promise<{ userid: string, access_token: string, refresh_token: string, expires_in: number }> {
+  await post(test.app, '/register', { phone })
+  const login = await post(test.app, '/login', { phone })
+  if (login.statusCode !== 200) throw new Error(`login failed: ${login.body}`)
+  const verify = await post(test.app, '/verify_sms', { phone, token: test.outbox.lastCodeFor(phone) })
+  if (verify.statusCode !== 200) throw new Error(`verify failed: ${verify.body}`)
+  return verify.json()
+}
