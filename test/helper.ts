@@ -24,7 +24,7 @@ if (process.env.CI !== undefined && process.env.CI !== '' && postgresUrl === und
   throw new Error('CI is set but SECURELOGIN_TEST_POSTGRES_URL is not: the PostgreSQL tests must run against a real server in CI')
 }
 
-type Tap = { testdir: (fixture?: object) => string, teardown: (fn: () => unknown) => void }
+type Tap = { testdir: () => string, teardown: (fn: () => unknown) => void }
 
 export interface TestDatabase {
   db: SecureLoginDatabase

@@ -1,0 +1,20 @@
+import { mkdirSync } from 'node:fs'
+import { dirname } from 'node:path'
+import type { SecureLoginDatabase } from '../lib/index.js'
+
+/** DATABASE_URL: `postgres://…` for PostgreSQL, otherwise a SQLite file path (`file:` optional). */
+export async function openDatabase (url: string): Promise<{ db: SecureLoginDatabase, close: () => Promise<void> }> {
+  if (/^postgres(ql)?:\/\//.test(url)) {
+    const { default: pg } = await import('pg')
+    const { drizzle } = await import('drizzle-orm/node-postgres')
+    const pool = new pg.Pool({ connectionString: url })
+    return { db: drizzle(pool), close: () => pool.end() }
+  }
+  const { default: Database } = await import('better-sqlite3')
+  const { drizzle } = await import('drizzle-orm/better-sqlite3')
+  const file = url.replace(/^file:/, '')
+  mkdirSync(dirname(file), { recursive: true })
+  const sqlite = new Database(file)
+  sqlite.pragma('journal_mode = WAL')
+  return { db: drizzle(sqlite), close: async () => { sqlite.close() } }
+}
