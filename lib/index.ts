@@ -46,8 +46,8 @@ const secureLogin: FastifyPluginAsync<SecureLoginOptions> = async (fastify, rawO
   }, HOUR_MS)
   purge.unref()
   fastify.addHook('onClose', async () => {
-    revocations.stop()
     clearInterval(purge)
+    await revocations.stop()
   })
 
   fastify.decorate('authenticate', hooks.authenticate)

@@ -42,8 +42,10 @@ export function createRevocationList (args: { store: Store, maxDelayMs: number, 
       timer.unref()
     },
 
-    stop (): void {
+    /** Stops the background refresh and waits for one in flight, so the app can close its pool. */
+    async stop (): Promise<void> {
       if (timer !== undefined) clearInterval(timer)
+      await inFlight?.catch(() => {})
     },
 
     /** Marks a session revoked here at once; other instances learn it within `maxDelayMs`. */

@@ -28,6 +28,8 @@ type Tap = { testdir: () => string, teardown: (fn: () => unknown) => void }
 
 export interface TestDatabase {
   db: SecureLoginDatabase
+  /** Run before the database closes: apps using it must stop first. */
+  beforeClose: Array<() => Promise<unknown>>
   /** Runs raw SQL, for tests that inspect or age rows directly. */
   query: (text: string, params?: unknown[]) => Promise<Array<Record<string, unknown>>>
 }
@@ -38,9 +40,14 @@ export async function createTestDatabase (t: Tap, dialect: Dialect, file?: strin
     const sqlite = new Database(file ?? join(t.testdir(), 'test.db'))
     sqlite.pragma('journal_mode = WAL')
     sqlite.pragma('busy_timeout = 5000')
-    t.teardown(() => sqlite.close())
+    const beforeClose: TestDatabase['beforeClose'] = []
+    t.teardown(async () => {
+      for (const close of beforeClose) await close()
+      sqlite.close()
+    })
     return {
       db: drizzleSqlite(sqlite),
+      beforeClose,
       query: async (text, params = []) => {
         const statement = sqlite.prepare(text.replace(/\$\d+/g, '?'))
         return statement.reader ? statement.all(...params) as Array<Record<string, unknown>> : (statement.run(...params), [])
@@ -55,16 +62,31 @@ export async function createTestDatabase (t: Tap, dialect: Dialect, file?: strin
     const url = new URL(postgresUrl)
     url.pathname = `/${name}`
     const pool = new pg.Pool({ connectionString: url.toString(), max: 10 })
+    const beforeClose: TestDatabase['beforeClose'] = []
     t.teardown(async () => {
+      for (const close of beforeClose) await close()
       await pool.end()
-      await admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`)
+      // pg's pool.end() resolves before its sockets have closed; FORCE would kill them mid-close.
+      for (let attempt = 0; ; attempt++) {
+        try {
+          await admin.query(`DROP DATABASE IF EXISTS ${name}`)
+          break
+        } catch (error) {
+          if (attempt === 50) throw error
+          await new Promise((resolve) => setTimeout(resolve, 100))
+        }
+      }
       await admin.end()
     })
-    return { db: drizzlePg(pool), query: async (text, params) => (await pool.query(text, params)).rows }
+    return { db: drizzlePg(pool), beforeClose, query: async (text, params) => (await pool.query(text, params)).rows }
   }
   const client = new PGlite()
-  t.teardown(() => client.close())
-  return { db: drizzlePglite(client), query: async (text, params) => (await client.query<Record<string, unknown>>(text, params)).rows }
+  const beforeClose: TestDatabase['beforeClose'] = []
+  t.teardown(async () => {
+    for (const close of beforeClose) await close()
+    await client.close()
+  })
+  return { db: drizzlePglite(client), beforeClose, query: async (text, params) => (await client.query<Record<string, unknown>>(text, params)).rows }
 }
 
 /** An SMS provider that keeps what it was asked to send, for tests to read the code. */
@@ -95,8 +117,9 @@ type Overrides = Partial<Omit<SecureLoginOptions, 'db' | 'jwt'>> & { jwt?: Parti
 export async function buildApp (t: Tap, dialect: Dialect, overrides: Overrides = {}, database?: TestDatabase): Promise<TestApp> {
   const db = database ?? await createTestDatabase(t, dialect)
   const outbox = createOutbox()
-  const app = Fastify()
-  t.teardown(() => app.close())
+  // Generous: the suite runs files in parallel on two cores, and PGlite starts slowly.
+  const app = Fastify({ pluginTimeout: 60_000 })
+  db.beforeClose.push(() => app.close())
   await app.register(secureLogin, {
     db: db.db,
     sms: outbox.provider,
