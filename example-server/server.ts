@@ -1,15 +1,16 @@
 import { fileURLToPath } from 'node:url'
-import { consoleSms } from '../lib/index.js'
 import { buildExampleApp } from './app.js'
 import { jwtSecretFromEnv } from './config.js'
 import { openDatabase } from './database.js'
+import { smsProviderFromEnv } from './sms.js'
 
 const here = fileURLToPath(new URL('.', import.meta.url))
 const env = process.env
 
-const { db, close } = await openDatabase(env.DATABASE_URL ?? `${here}.data/example.db`)
+const sms = smsProviderFromEnv(env)
 const jwtSecret = jwtSecretFromEnv(env, `${here}.data/jwt-secret`, (message) => console.warn(message))
-const app = await buildExampleApp({ db, sms: consoleSms(), jwtSecret, logger: true })
+const { db, close } = await openDatabase(env.DATABASE_URL ?? `${here}.data/example.db`)
+const app = await buildExampleApp({ db, sms, jwtSecret, logger: true })
 app.addHook('onClose', close)
 
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {

@@ -13,19 +13,25 @@ import type { Store, User } from './store/index.js'
 export interface ChallengeContext {
   options: ResolvedOptions
   store: Store
-  /** Key for code hashes and decoy ids, derived from (never equal to) the JWT key. */
+  /** Key for code hashes and account ids, derived from (never equal to) the JWT key. */
   hashKey: Buffer
   log: FastifyBaseLogger
 }
 
 /**
- * The id answered for a number with no account: stable per number and shaped like a real one, so
- * that login does not tell who has an account.
+ * The public id of the account of a number: the one it got at registration, and the one login
+ * answers for a number with no account yet. Being the same, the two cannot tell a caller whether
+ * a number has an account. (A keyed hash, so ids reveal nothing of the number.)
  */
-export function decoyUserId (hashKey: Buffer, phone: string): string {
-  const hex = createHmac('sha256', hashKey).update(`decoy-userid\n${phone}`).digest('hex')
+export function accountIdFor (hashKey: Buffer, phone: string): string {
+  const hex = createHmac('sha256', hashKey).update(`account-id\n${phone}`).digest('hex')
   const variant = ((parseInt(hex[16] as string, 16) & 0x3) | 0x8).toString(16)
   return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-4${hex.slice(13, 16)}-${variant}${hex.slice(17, 20)}-${hex.slice(20, 32)}`
+}
+
+function resendTooSoon (sentAt: Date, now: Date, intervalMs: number) {
+  const seconds = Math.max(1, Math.ceil((sentAt.getTime() + intervalMs - now.getTime()) / 1000))
+  return withRetryAfter(new OtpResendTooSoonError(seconds), seconds)
 }
 
 /**
@@ -38,6 +44,14 @@ export async function sendLoginCode (ctx: ChallengeContext, args: { phone: strin
   const { phone } = args
   const now = new Date()
   await enforceRateLimit(store, `send:ip:${args.ip}`, options.rateLimit.sendsPerIp, now)
+
+  // A request inside the cooldown is refused before it counts against the number's allowance, so
+  // such requests cannot exhaust it and lock the owner out. The upsert below re-checks the
+  // cooldown atomically for requests that race past this read.
+  const previous = await store.findChallenge(phone)
+  if (previous !== undefined && previous.sentAt.getTime() + options.otpResendIntervalMs > now.getTime()) {
+    throw resendTooSoon(previous.sentAt, now, options.otpResendIntervalMs)
+  }
   await enforceRateLimit(store, `send:phone:${phone}`, options.rateLimit.sendsPerPhone, now)
 
   const user = await store.findUserByPhone(phone)
@@ -49,12 +63,7 @@ export async function sendLoginCode (ctx: ChallengeContext, args: { phone: strin
   const challenge = await store.openChallenge({
     phone, challengeId, codeHash, now, expiresAt: new Date(now.getTime() + options.otpTtlMs), resendIntervalMs: options.otpResendIntervalMs,
   })
-  if (challenge === undefined) {
-    const current = await store.findChallenge(phone)
-    const waitMs = current === undefined ? options.otpResendIntervalMs : current.sentAt.getTime() + options.otpResendIntervalMs - now.getTime()
-    const seconds = Math.max(1, Math.ceil(waitMs / 1000))
-    throw withRetryAfter(new OtpResendTooSoonError(seconds), seconds)
-  }
+  if (challenge === undefined) throw resendTooSoon((await store.findChallenge(phone))?.sentAt ?? now, now, options.otpResendIntervalMs)
 
   if (deliver) {
     const provider = options.sms
@@ -74,7 +83,7 @@ export async function sendLoginCode (ctx: ChallengeContext, args: { phone: strin
       throw error
     }
   }
-  return { userid: user?.id ?? decoyUserId(hashKey, phone) }
+  return { userid: user?.id ?? accountIdFor(hashKey, phone) }
 }
 
 /**
@@ -89,7 +98,7 @@ export async function verifyLoginCode (ctx: ChallengeContext, args: { phone: str
   await enforceRateLimit(store, `verify:ip:${args.ip}`, options.rateLimit.verifiesPerIp, now)
 
   const user = await store.findUserByPhone(phone)
-  if (args.userid !== undefined && args.userid !== (user?.id ?? decoyUserId(hashKey, phone))) throw new UserMismatchError()
+  if (args.userid !== undefined && args.userid !== (user?.id ?? accountIdFor(hashKey, phone))) throw new UserMismatchError()
 
   const challenge = await store.recordAttempt(phone, now, options.otpMaxAttempts)
   if (challenge === undefined) {

@@ -34,7 +34,11 @@ const secureLogin: FastifyPluginAsync<SecureLoginOptions> = async (fastify, rawO
   const store = createStore(options.db, options.dialect)
   const tokens = createTokenService(options)
   const revocations = createRevocationList({ store, maxDelayMs: options.revocationMaxDelayMs, retainMs: options.accessTokenTtlMs, log: fastify.log })
-  await revocations.start()
+  try {
+    await revocations.start()
+  } catch (error) {
+    throw new Error('fastify-securelogin: cannot read the sessions table; run migrate(db) first or register with migrate: true', { cause: error })
+  }
   const hooks = createAuthHooks(tokens, revocations)
   const ctx: SecureLoginContext = {
     options, store, tokens, revocations, hooks, log: fastify.log,
@@ -63,6 +67,11 @@ export default fp(secureLogin, { fastify: '5.x', name: 'fastify-securelogin' })
 export { secureLogin }
 export { migrate } from './db/migrate.js'
 export { consoleSms, type ConsoleSmsOptions } from './sms/console.js'
+export { twilioMessaging, type TwilioMessagingOptions, type SmsTemplateInput } from './sms/twilio-messaging.js'
+export { twilioVerify, type TwilioVerifyOptions, type TwilioVerifyChannel } from './sms/twilio-verify.js'
+export { routeSms, type RouteSmsOptions, type SmsFallbackEvent } from './sms/route.js'
+export { SmsDeliveryError, type SmsDeliveryErrorOptions } from './sms/errors.js'
+export type { TwilioClient, TwilioCredentials } from './sms/twilio-client.js'
 export type { SmsProvider, SmsMessage, TextingSmsProvider, VerifyingSmsProvider } from './sms/types.js'
 export type { SecureLoginOptions, SecureLoginDatabase, RateLimitRule } from './options.js'
 export type { SecureLoginUser, SecureLoginRefreshUser, AuthHook } from './authenticate.js'

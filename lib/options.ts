@@ -1,7 +1,7 @@
 import { is } from 'drizzle-orm'
 import { BaseSQLiteDatabase } from 'drizzle-orm/sqlite-core'
 import { PgDatabase } from 'drizzle-orm/pg-core'
-import type { CountryCode } from './phone.js'
+import { isSupportedCountry, type CountryCode } from './phone.js'
 import { toMilliseconds, type Duration } from './duration.js'
 import type { SmsProvider } from './sms/types.js'
 import { isVerifyingProvider } from './sms/types.js'
@@ -37,8 +37,11 @@ export interface SecureLoginOptions {
    */
   defaultCountry?: CountryCode
   jwt: {
-    /** The HS256 key, at least 32 bytes. Other services holding it can verify access tokens. */
-    secret: string | Buffer
+    /**
+     * The HS256 key, at least 32 bytes. Other services holding it can verify access tokens.
+     * Typed to accept `process.env.JWT_SECRET` directly: a missing one fails at registration.
+     */
+    secret: string | Buffer | undefined
     /** @default '10m' */
     accessTokenTtl?: Duration
     /** Lifetime of a session; a refresh token never outlives its session. @default '60d' */
@@ -164,7 +167,7 @@ export function resolveOptions (options: SecureLoginOptions): ResolvedOptions {
 
   const prefix = options.prefix ?? '/api/auth'
   if (typeof prefix !== 'string' || (prefix !== '' && !prefix.startsWith('/'))) fail(`prefix must be a path starting with / (got ${JSON.stringify(prefix)})`)
-  if (options.defaultCountry !== undefined && !/^[A-Z]{2}$/.test(options.defaultCountry)) {
+  if (options.defaultCountry !== undefined && !isSupportedCountry(options.defaultCountry)) {
     fail(`defaultCountry must be a two-letter country code such as 'US' (got ${JSON.stringify(options.defaultCountry)})`)
   }
   if (otp.message !== undefined && typeof otp.message !== 'function') fail('otp.message must be a function ({ code, ttlMinutes }) => string')

@@ -1,6 +1,7 @@
-import { parsePhoneNumberFromString, type CountryCode } from 'libphonenumber-js/max'
+import { isSupportedCountry, parsePhoneNumberFromString, type CountryCode } from 'libphonenumber-js/max'
 import { PhoneInvalidError } from './errors.js'
 
+export { isSupportedCountry }
 export type { CountryCode }
 
 /** Parses a number as a user typed it and returns its E.164 form, or throws SECURELOGIN_PHONE_INVALID. */

@@ -227,6 +227,15 @@ for (const dialect of dialects) {
       t.equal(guess.statusCode, 401)
     })
 
+    t.test('the userid login answers for an unknown number is the one registration then gives it', async (t) => {
+      const test = await buildApp(t, dialect, { otp: { resendInterval: 0.001 } })
+      const phone = testPhone()
+      const before = (await post(test.app, '/login', { phone })).json().userid
+      const registered = (await post(test.app, '/register', { phone })).json().userid
+      t.equal(registered, before, 'comparing the two tells nothing about whether the number had an account')
+      t.equal((await post(test.app, '/login', { phone })).json().userid, registered)
+    })
+
     t.test('registering a number someone else claimed does not lock its owner out', async (t) => {
       const test = await buildApp(t, dialect)
       const phone = testPhone()

@@ -1,5 +1,7 @@
 import { STATUS_CODES } from 'node:http'
+import { TypeBoxValidatorCompiler } from '@fastify/type-provider-typebox'
 import type { FastifyError, FastifyPluginAsync } from 'fastify'
+import { registerFormats } from '../../schemas/formats.js'
 import type { SecureLoginContext } from '../context.js'
 import { BadRequestError, InternalError } from '../errors.js'
 import { loginRoute } from './login.js'
@@ -16,6 +18,11 @@ const BODY_LIMIT = 16 * 1024
  * these routes only, never to the host app's.
  */
 export const secureLoginRoutes: FastifyPluginAsync<{ ctx: SecureLoginContext }> = async (fastify, { ctx }) => {
+  // Strict validation: Fastify's default Ajv coerces types, so ["+1415…"] or 123456 would pass as a
+  // string. TypeBox's compiler checks the schemas exactly as written.
+  registerFormats()
+  fastify.setValidatorCompiler(TypeBoxValidatorCompiler)
+
   // Flask clients POST `-d '{}'` or an empty body with a JSON content type to /refresh.
   const parseJson = fastify.getDefaultJsonParser('error', 'error')
   fastify.removeContentTypeParser('application/json')
@@ -37,6 +44,9 @@ export const secureLoginRoutes: FastifyPluginAsync<{ ctx: SecureLoginContext }> 
     const internal = new InternalError()
     return reply.code(500).send({ statusCode: 500, code: internal.code, error: 'Internal Server Error', message: internal.message })
   })
+
+  // A request without any body (no content type) is an empty object here, as an empty JSON body is.
+  fastify.addHook('preValidation', async (request) => { request.body ??= {} })
 
   const opts = { ctx }
   await fastify.register(async (routes) => {

@@ -1,5 +1,6 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { RegisterBody, RegisterResponse } from '../../schemas/auth.js'
+import { accountIdFor } from '../challenges.js'
 import type { SecureLoginContext } from '../context.js'
 import { normalizePhone } from '../phone.js'
 import { errorResponses } from './responses.js'
@@ -18,7 +19,7 @@ export const registerRoute: FastifyPluginAsyncTypebox<{ ctx: SecureLoginContext 
     },
   }, async (request, reply) => {
     const phone = normalizePhone(request.body.phone, ctx.options.defaultCountry)
-    const user = await ctx.store.registerUser(phone, request.body.username, new Date())
+    const user = await ctx.store.registerUser(accountIdFor(ctx.hashKey, phone), phone, request.body.username, new Date())
     return reply.code(201).send({ message: 'registered successfully', userid: user.id })
   })
 }

@@ -39,9 +39,9 @@ export function createStore (database: SecureLoginDatabase, dialect: 'sqlite' | 
     },
 
     /** Creates the account, or returns the existing one: the unique index decides under concurrency. */
-    async registerUser (phone: string, username: string | undefined, now: Date): Promise<User> {
+    async registerUser (id: string, phone: string, username: string | undefined, now: Date): Promise<User> {
       const inserted = await db.insert(users)
-        .values({ id: randomUUID(), phone, username: username ?? null, createdAt: now })
+        .values({ id, phone, username: username ?? null, createdAt: now })
         .onConflictDoNothing({ target: users.phone })
         .returning()
       const user = inserted[0] ?? await this.findUserByPhone(phone)

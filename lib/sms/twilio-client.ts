@@ -1,0 +1,146 @@
+import { AsyncLocalStorage } from 'node:async_hooks'
+import { createRequire } from 'node:module'
+import type twilio from 'twilio'
+import { SmsDeliveryError, isTransientStatus } from './errors.js'
+
+/** A client made by the `twilio` package: `twilio(accountSid, authToken)`. */
+export type TwilioClient = twilio.Twilio
+type TwilioModule = typeof twilio
+
+export interface TwilioCredentials {
+  /** Your account SID (`AC…`). Not needed when `client` is given. */
+  accountSid?: string
+  /** Your auth token. Not needed when `client` is given. */
+  authToken?: string
+  /**
+   * A ready `twilio` client to use instead of `accountSid`/`authToken`, e.g. one the app already
+   * shares, one authenticated with an API key, or one pointed at a test server.
+   */
+  client?: TwilioClient
+}
+
+let twilioModule: TwilioModule | undefined
+
+// Loaded on first use rather than imported, so that apps which never use Twilio need not install it.
+function loadTwilio (factory: string): TwilioModule {
+  if (twilioModule === undefined) {
+    try {
+      twilioModule = createRequire(import.meta.url)('twilio') as TwilioModule
+    } catch (error) {
+      if ((error as { code?: unknown }).code !== 'MODULE_NOT_FOUND') throw error
+      throw new TypeError(`fastify-securelogin: ${factory} needs the "twilio" package: npm install twilio`, { cause: error })
+    }
+  }
+  return twilioModule
+}
+
+export function fail (factory: string, message: string): never {
+  throw new TypeError(`fastify-securelogin: ${factory}: ${message}`)
+}
+
+export function checkSid (factory: string, name: string, value: unknown, prefix: string): string {
+  // The value is not echoed: a misplaced auth token must not end up in a startup log.
+  if (typeof value !== 'string' || !new RegExp(`^${prefix}[0-9a-fA-F]{32}$`).test(value)) {
+    fail(factory, `${name} must be a Twilio SID: '${prefix}' followed by 32 hexadecimal digits`)
+  }
+  return value
+}
+
+/** Validates `client` or `accountSid` + `authToken` and returns a client whose calls can be cancelled. */
+export function resolveTwilioClient (factory: string, options: TwilioCredentials): TwilioClient {
+  if (options.client !== undefined) {
+    if (options.accountSid !== undefined || options.authToken !== undefined) {
+      fail(factory, 'give either client or accountSid and authToken, not both')
+    }
+    if (typeof options.client !== 'object' || options.client === null || typeof (options.client as { request?: unknown }).request !== 'function') {
+      fail(factory, 'client must be a client made by the twilio package: twilio(accountSid, authToken)')
+    }
+    return makeAbortable(options.client)
+  }
+  checkSid(factory, 'accountSid', options.accountSid, 'AC')
+  if (typeof options.authToken !== 'string' || options.authToken.length === 0) {
+    fail(factory, 'authToken is required (or pass a ready twilio client as client)')
+  }
+  const sdk = loadTwilio(factory)
+  return makeAbortable(sdk(options.accountSid, options.authToken))
+}
+
+const callSignal = new AsyncLocalStorage<AbortSignal>()
+const abortable = new WeakSet<object>()
+
+/**
+ * The SDK takes no AbortSignal. Its default http client is an axios instance, so a request
+ * interceptor hands axios the signal of the provider call in progress: a request cut by the
+ * plugin's timeout is closed at once instead of holding one of the agent's few sockets for the
+ * SDK's own 30 s. The interceptor does nothing outside a provider call. Clients with a custom http
+ * client that has no axios instance are still bounded by the race in `callTwilio`.
+ */
+function makeAbortable (client: TwilioClient): TwilioClient {
+  const http = client.httpClient as { axios?: { interceptors?: { request?: { use?: unknown } } } } | undefined
+  const interceptors = http?.axios?.interceptors?.request
+  if (http !== undefined && typeof interceptors?.use === 'function' && !abortable.has(http)) {
+    client.httpClient.axios.interceptors.request.use((config) => {
+      const signal = callSignal.getStore()
+      if (signal !== undefined) config.signal = signal
+      return config
+    })
+    abortable.add(http)
+  }
+  return client
+}
+
+/**
+ * Runs one SDK call bounded by `signal`. When the signal fires first the call rejects with the
+ * signal's reason, as `fetch` does, whatever the SDK is still doing.
+ */
+export async function callTwilio<T> (signal: AbortSignal, call: () => Promise<T>): Promise<T> {
+  signal.throwIfAborted()
+  const pending = callSignal.run(signal, call)
+  return await new Promise<T>((resolve, reject) => {
+    const onAbort = (): void => { reject(signal.reason) }
+    signal.addEventListener('abort', onAbort, { once: true })
+    pending.then(
+      (value) => { signal.removeEventListener('abort', onAbort); resolve(value) },
+      (error: unknown) => { signal.removeEventListener('abort', onAbort); reject(error) },
+    )
+  })
+}
+
+/** What Twilio answered, for an error thrown by the SDK after an HTTP answer (RestException and kin). */
+export function twilioAnswer (error: unknown): { status: number, code?: number } | undefined {
+  if (!(error instanceof Error)) return undefined
+  const { status, code } = error as { status?: unknown, code?: unknown }
+  if (typeof status !== 'number') return undefined
+  // axios errors also carry `status`, but axios never rejects on a status here (the SDK accepts
+  // every status and throws its own exception); their `code` is a string such as 'ECONNRESET'.
+  if (typeof code === 'string') return undefined
+  return typeof code === 'number' && code !== 0 ? { status, code } : { status }
+}
+
+const NETWORK_CODES = new Set([
+  'ECONNREFUSED', 'ECONNRESET', 'ECONNABORTED', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EAI_AGAIN',
+  'EHOSTUNREACH', 'ENETUNREACH', 'ENETDOWN', 'ERR_NETWORK', 'ERR_SOCKET_CONNECTION_TIMEOUT',
+])
+
+/**
+ * Turns anything the SDK threw into an SmsDeliveryError whose message holds no vendor text, URL,
+ * SID or credential. axios errors are not kept as `cause`: their `config` holds the Authorization
+ * header, which a logger printing the whole object would write out.
+ */
+export function toDeliveryError (provider: string, error: unknown): SmsDeliveryError {
+  const answer = twilioAnswer(error)
+  if (answer !== undefined) {
+    const code = answer.code === undefined ? '' : ` (code ${answer.code})`
+    return new SmsDeliveryError(`${provider}: Twilio answered HTTP ${answer.status}${code}`, {
+      transient: isTransientStatus(answer.status), status: answer.status, vendorCode: answer.code, provider, cause: error,
+    })
+  }
+  const { code, isAxiosError, message } = (error ?? {}) as { code?: unknown, isAxiosError?: unknown, message?: unknown }
+  const cause = isAxiosError === true
+    ? Object.assign(new Error(typeof message === 'string' ? message : 'request failed'), { code })
+    : error
+  if (typeof code === 'string' && NETWORK_CODES.has(code)) {
+    return new SmsDeliveryError(`${provider}: could not reach Twilio (${code})`, { transient: true, provider, cause })
+  }
+  return new SmsDeliveryError(`${provider}: the Twilio call failed`, { transient: false, provider, cause })
+}

@@ -1,0 +1,137 @@
+import { execFile } from 'node:child_process'
+import { cpSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { join, relative } from 'node:path'
+import { promisify } from 'node:util'
+import t from 'tap'
+import { migrate } from '../lib/index.js'
+import { buildApp, createTestDatabase, dialects, signIn, testPhone, type Dialect, type TestDatabase } from './helper.js'
+
+const run = promisify(execFile)
+const root = process.cwd()
+const drizzleKit = join(root, 'node_modules', '.bin', 'drizzle-kit')
+const kitDialect: Record<Dialect, string> = { sqlite: 'sqlite', postgres: 'postgresql' }
+const schemaFile: Record<Dialect, string> = { sqlite: 'lib/db/sqlite.ts', postgres: 'lib/db/postgres.ts' }
+const TABLES = ['securelogin_otp_challenges', 'securelogin_rate_limits', 'securelogin_sessions', 'securelogin_users']
+
+/**
+ * Runs `drizzle-kit generate` for the dialect into `out`. drizzle-kit prefixes `out` with './', so
+ * an absolute path breaks once the folder holds snapshots: pass it relative to the project.
+ */
+async function generate (dialect: Dialect, schema: string, out: string): Promise<string> {
+  const { stdout, stderr } = await run(drizzleKit, ['generate', '--dialect', kitDialect[dialect], '--schema', relative(root, schema), '--out', relative(root, out)], { cwd: root, timeout: 60_000 })
+  // drizzle-kit exits 0 even when it fails, so its output is checked too.
+  if (/Error/.test(stderr) || /Error/.test(stdout)) throw new Error(`drizzle-kit generate failed:\n${stdout}\n${stderr}`)
+  return stdout
+}
+
+function sqlFiles (dir: string): string[] {
+  return readdirSync(dir).filter((name) => name.endsWith('.sql')).sort()
+}
+
+for (const dialect of dialects) {
+  t.test(`${dialect}: the table definitions and the generated migrations agree`, async (t) => {
+    const out = join(t.testdir(), dialect)
+    cpSync(join(root, 'migrations', dialect), out, { recursive: true })
+    const before = sqlFiles(out)
+    t.ok(before.length > 0, 'the package ships migrations')
+    const journal = readFileSync(join(out, 'meta', '_journal.json'), 'utf8')
+    const stdout = await generate(dialect, join(root, schemaFile[dialect]), out)
+    t.same(sqlFiles(out), before, `no new migration: ${schemaFile[dialect]} is what migrations/${dialect} builds (run npm run db:generate)`)
+    t.equal(readFileSync(join(out, 'meta', '_journal.json'), 'utf8'), journal, 'the journal is unchanged')
+    t.match(stdout, /No schema changes/)
+  })
+
+  t.test(`${dialect}: sanity — the comparison above can fail`, async (t) => {
+    const empty = join(t.testdir(), 'empty')
+    await generate(dialect, join(root, schemaFile[dialect]), empty)
+    t.equal(sqlFiles(empty).length, 1, 'generating into an empty folder writes a migration')
+
+    // A table definition with one more column than the shipped migrations must produce one.
+    const drifted = join(t.testdir(), 'drifted')
+    cpSync(join(root, 'migrations', dialect), drifted, { recursive: true })
+    const source = readFileSync(join(root, schemaFile[dialect]), 'utf8')
+    const changed = source.replace("username: text('username'),", "username: text('username'),\n  nickname: text('nickname'),")
+    t.not(changed, source, 'the schema copy was changed')
+    const schema = join(t.testdir(), 'schema.ts')
+    writeFileSync(schema, changed)
+    await generate(dialect, schema, drifted)
+    const added = sqlFiles(drifted).filter((name) => !sqlFiles(join(root, 'migrations', dialect)).includes(name))
+    t.equal(added.length, 1, 'a drifted schema yields a new migration')
+    t.match(readFileSync(join(drifted, added[0] ?? 'missing.sql'), 'utf8'), /nickname/)
+  })
+}
+
+async function tableNames (dialect: Dialect, database: TestDatabase): Promise<string[]> {
+  const rows = dialect === 'sqlite'
+    ? await database.query("SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'securelogin%'")
+    : await database.query("SELECT tablename AS name FROM pg_tables WHERE schemaname = 'public' AND tablename LIKE 'securelogin%'")
+  return rows.map((row) => String(row.name)).sort()
+}
+
+async function ourMigrationRows (dialect: Dialect, database: TestDatabase): Promise<number> {
+  const table = dialect === 'sqlite' ? '__securelogin_migrations' : 'drizzle.__securelogin_migrations'
+  const [row] = await database.query(`SELECT count(*) AS n FROM ${table}`)
+  return Number(row?.n)
+}
+
+const journalEntries = (dialect: Dialect): number =>
+  JSON.parse(readFileSync(join(root, 'migrations', dialect, 'meta', '_journal.json'), 'utf8')).entries.length
+
+for (const dialect of dialects) {
+  t.test(`${dialect}: migrate(db) creates the four tables and the unique phone index, and can run again`, async (t) => {
+    const database = await createTestDatabase(t, dialect)
+    t.same(await tableNames(dialect, database), [], 'the database starts empty')
+    await migrate(database.db)
+    t.same(await tableNames(dialect, database), TABLES)
+    await migrate(database.db)
+    await migrate(database.db)
+    t.same(await tableNames(dialect, database), TABLES, 'running it again changes nothing')
+    t.equal(await ourMigrationRows(dialect, database), journalEntries(dialect), 'each migration is recorded once')
+
+    if (dialect === 'sqlite') {
+      const indexes = await database.query("SELECT name, \"unique\" FROM pragma_index_list('securelogin_users')")
+      t.ok(indexes.some((row) => row.name === 'securelogin_users_phone_key' && Number(row.unique) === 1), 'unique index securelogin_users_phone_key')
+      const columns = await database.query("SELECT name FROM pragma_index_info('securelogin_users_phone_key')")
+      t.same(columns.map((row) => row.name), ['phone'])
+    } else {
+      const [index] = await database.query("SELECT indexdef FROM pg_indexes WHERE tablename = 'securelogin_users' AND indexname = 'securelogin_users_phone_key'")
+      t.match(index?.indexdef, /^CREATE UNIQUE INDEX securelogin_users_phone_key ON public\.securelogin_users USING btree \(phone\)$/)
+    }
+    const insert = "INSERT INTO securelogin_users (id, phone, created_at) VALUES ($1, '+14155550100', $2)"
+    const createdAt = dialect === 'sqlite' ? Date.now() : new Date()
+    await database.query(insert, ['11111111-1111-4111-8111-111111111111', createdAt])
+    await t.rejects(database.query(insert, ['22222222-2222-4222-8222-222222222222', createdAt]), 'a second account for one number is refused by the database')
+
+    // The plugin's own startup migration on an up-to-date database is a no-op that keeps the data.
+    const test = await buildApp(t, dialect, {}, database)
+    await signIn(test, testPhone())
+    const [users] = await database.query('SELECT count(*) AS n FROM securelogin_users')
+    t.equal(Number(users?.n), 2)
+    await migrate(database.db)
+    t.equal(await ourMigrationRows(dialect, database), journalEntries(dialect))
+  })
+
+  t.test(`${dialect}: our migrations are not skipped because of the app's own __drizzle_migrations`, async (t) => {
+    const database = await createTestDatabase(t, dialect)
+    // An app that already ran its own drizzle migrations, the latest newer than any of ours.
+    const future = Date.now() + 365 * 24 * 3600 * 1000
+    const appTables = dialect === 'sqlite' ? ['__drizzle_migrations'] : ['drizzle.__drizzle_migrations', 'public.__drizzle_migrations']
+    if (dialect === 'postgres') await database.query('CREATE SCHEMA IF NOT EXISTS drizzle')
+    for (const table of appTables) {
+      await database.query(dialect === 'sqlite'
+        ? `CREATE TABLE ${table} (id INTEGER PRIMARY KEY, hash text NOT NULL, created_at numeric)`
+        : `CREATE TABLE ${table} (id SERIAL PRIMARY KEY, hash text NOT NULL, created_at bigint)`)
+      await database.query(`INSERT INTO ${table} (hash, created_at) VALUES ('the-apps-own-migration', ${future})`)
+    }
+
+    await migrate(database.db)
+    t.same(await tableNames(dialect, database), TABLES, 'our tables are created')
+    for (const table of appTables) {
+      t.same((await database.query(`SELECT hash, created_at FROM ${table}`)).map((row) => [row.hash, Number(row.created_at)]),
+        [['the-apps-own-migration', future]], `${table} is left as it was`)
+    }
+    const test = await buildApp(t, dialect, {}, database)
+    const tokens = await signIn(test, testPhone())
+    t.ok(tokens.access_token, 'the plugin works next to the app\'s migrations')
+  })
+}
