@@ -21,8 +21,8 @@ function migrationsRoot (): string {
 }
 
 /**
- * Creates or updates the plugin's tables. Runs at startup unless `migrate: false`; call it from a
- * deploy step instead when several instances start at once.
+ * Creates or updates the plugin's tables. Runs at startup unless `migrate: false`. On PostgreSQL
+ * through node-postgres it holds an advisory lock, so instances starting together take turns.
  * @example await migrate(drizzle(new Database('app.db')))
  */
 export async function migrate (db: SecureLoginDatabase): Promise<void> {
@@ -32,8 +32,39 @@ export async function migrate (db: SecureLoginDatabase): Promise<void> {
     migrationsTable: MIGRATIONS_TABLE,
     migrationsSchema: 'drizzle',
   }
+  const migrations = readMigrationFiles(config)
   // Each driver's drizzle migrator is exactly this call; going through the dialect directly keeps
   // one code path for better-sqlite3 (sync), node-postgres and PGlite.
-  const internal = db as unknown as { dialect: { migrate: (m: unknown, s: unknown, c: MigrationConfig) => unknown }, session: unknown }
-  await internal.dialect.migrate(readMigrationFiles(config), internal.session, config)
+  const run = async (target: unknown) => {
+    const internal = target as { dialect: { migrate: (m: unknown, s: unknown, c: MigrationConfig) => unknown }, session: unknown }
+    await internal.dialect.migrate(migrations, internal.session, config)
+  }
+  const client = (db as { $client?: PgClientLike }).$client
+  if (dialect === 'sqlite' || client === undefined || typeof client.query !== 'function' || 'waitReady' in client) return run(db)
+  await withMigrationLock(client, run, db)
+}
+
+interface PgConnectionLike { query: (text: string, values?: unknown[]) => Promise<unknown>, release?: () => void }
+interface PgClientLike extends PgConnectionLike { connect?: () => Promise<PgConnectionLike>, totalCount?: number }
+
+// Any 64-bit number unique to this library: instances starting together against one PostgreSQL
+// database wait for each other here instead of racing on CREATE TABLE.
+const MIGRATION_LOCK_KEY = 7_312_845_512_001
+
+/** Runs the migrations on one node-postgres connection holding an advisory lock. */
+async function withMigrationLock (client: PgClientLike, run: (db: unknown) => Promise<void>, db: unknown): Promise<void> {
+  const isPool = typeof client.totalCount === 'number' && typeof client.connect === 'function'
+  const connection = isPool ? await (client.connect as () => Promise<PgConnectionLike>)() : client
+  try {
+    await connection.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK_KEY])
+    try {
+      if (!isPool) return await run(db)
+      const { drizzle } = await import('drizzle-orm/node-postgres')
+      await run(drizzle(connection as never))
+    } finally {
+      await connection.query('SELECT pg_advisory_unlock($1)', [MIGRATION_LOCK_KEY])
+    }
+  } finally {
+    connection.release?.()
+  }
 }
