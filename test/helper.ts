@@ -157,3 +157,13 @@ export async function signIn (test: TestApp, phone: string): Promise<{ userid: s
   if (verify.statusCode !== 200) throw new Error(`verify failed: ${verify.body}`)
   return verify.json()
 }
+
+/** The rejection of a promise that must reject, for tests that inspect the error itself. */
+export async function caught (promise: Promise<unknown>): Promise<unknown> {
+  try {
+    await promise
+  } catch (error) {
+    return error
+  }
+  throw new Error('expected a rejection')
+}

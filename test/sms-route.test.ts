@@ -6,6 +6,7 @@ import { SmsDeliveryError } from '../lib/sms/errors.js'
 import { consoleSms } from '../lib/sms/console.js'
 import type { SmsMessage, TextingSmsProvider, VerifyingSmsProvider } from '../lib/sms/types.js'
 import { fakeTwilioClient, startTwilioFake, type TwilioFake } from './fixtures/twilio-fake.js'
+import { caught } from './helper.js'
 
 const US = '+14155550123'
 const CN = '+8613812345678'
@@ -25,15 +26,6 @@ const messaging = (fake: TwilioFake, options: Parameters<typeof fakeTwilioClient
   twilioMessaging({ client: fakeTwilioClient(fake, options), from: '+15005550006' })
 const verifying = (fake: TwilioFake, options: Parameters<typeof fakeTwilioClient>[1] = {}): VerifyingSmsProvider =>
   twilioVerify({ client: fakeTwilioClient(fake, options), serviceSid: fake.serviceSid })
-
-async function caught (promise: Promise<unknown>): Promise<unknown> {
-  try {
-    await promise
-  } catch (error) {
-    return error
-  }
-  throw new Error('expected a rejection')
-}
 
 t.test('texting: a number goes to its country\'s provider, any other to the default', async (t) => {
   const { china, main, backup } = await accounts(t)

@@ -3,6 +3,7 @@ import { twilioMessaging, type TwilioMessagingOptions } from '../lib/sms/twilio-
 import { SmsDeliveryError } from '../lib/sms/errors.js'
 import type { SmsMessage } from '../lib/sms/types.js'
 import { fakeTwilioClient, loggedError, sid, startTwilioFake, type TwilioFake } from './fixtures/twilio-fake.js'
+import { caught } from './helper.js'
 
 const PHONE = '+14155550123'
 const FROM = '+15005550006'
@@ -23,15 +24,6 @@ function assertSafe (tt: Test, err: unknown, fake: TwilioFake): void {
     tt.notOk(text.includes(secret), `message does not contain ${secret}`)
   }
   tt.notOk(loggedError(err).includes(fake.authToken), 'the log line does not contain the auth token')
-}
-
-async function caught (promise: Promise<unknown>): Promise<unknown> {
-  try {
-    await promise
-  } catch (error) {
-    return error
-  }
-  throw new Error('expected a rejection')
 }
 
 t.test("sends the plugin's text from a number through Messages.json", async (t) => {

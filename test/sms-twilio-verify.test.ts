@@ -2,6 +2,7 @@ import t, { type Test } from 'tap'
 import { twilioVerify } from '../lib/sms/twilio-verify.js'
 import { SmsDeliveryError } from '../lib/sms/errors.js'
 import { fakeTwilioClient, loggedError, sid, startTwilioFake, type TwilioFake } from './fixtures/twilio-fake.js'
+import { caught } from './helper.js'
 
 const PHONE = '+14155550123'
 const never = (): AbortSignal => new AbortController().signal
@@ -24,15 +25,6 @@ function assertSafe (tt: Test, err: unknown, fake: TwilioFake): void {
   const log = loggedError(err)
   tt.notOk(log.includes(fake.authToken), 'the log line does not contain the auth token')
   tt.notOk(log.includes(Buffer.from(`${fake.accountSid}:${fake.authToken}`).toString('base64')), 'the log line does not contain the Basic credentials')
-}
-
-async function caught (promise: Promise<unknown>): Promise<unknown> {
-  try {
-    await promise
-  } catch (error) {
-    return error
-  }
-  throw new Error('expected a rejection')
 }
 
 t.test('start sends through Verify and check approves the code Twilio made', async (t) => {
