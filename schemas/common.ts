@@ -9,16 +9,29 @@ export const Phone = Type.String({
 
 export const UserId = Type.String({ format: 'uuid', description: 'Public user id (the JWT `sub`)', examples: ['e5b53d55-bb32-40fb-aaeb-8ad750158639'] })
 
-export const Jwt = Type.String({ minLength: 1, maxLength: 4096, description: 'A JSON Web Token' })
+export const Jwt = Type.String({
+  minLength: 1,
+  maxLength: 4096,
+  description: 'A JSON Web Token (HS256)',
+  examples: ['eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJ0eXBlIjoiYWNjZXNzIn0.c2lnbmF0dXJl'],
+})
 
 export const Message = Type.Object({ message: Type.String() }, { title: 'Message' })
 
-/** The one shape of every error this plugin answers: Fastify's own error shape with a stable `code`. */
+/**
+ * The one shape of every error this plugin answers: Fastify's own error shape with a stable `code`.
+ * Registered as the named component `SecureLoginError`.
+ */
 export const ErrorResponse = Type.Object({
-  statusCode: Type.Integer({ examples: [401] }),
-  code: Type.String({ description: 'Stable machine-readable code, e.g. SECURELOGIN_OTP_INVALID', examples: ['SECURELOGIN_OTP_INVALID'] }),
+  statusCode: Type.Integer({ description: 'The HTTP status, repeated', examples: [401] }),
+  code: Type.String({ description: 'Stable machine-readable code: SECURELOGIN_* (listed in docs/errors.md), or FST_* for an unparsable body', examples: ['SECURELOGIN_OTP_INVALID'] }),
   error: Type.String({ description: 'HTTP status text', examples: ['Unauthorized'] }),
   message: Type.String({ description: 'Human-readable explanation, safe to show a user', examples: ['The code is incorrect'] }),
-}, { title: 'ErrorResponse' })
+}, {
+  $id: 'SecureLoginError',
+  title: 'SecureLoginError',
+  description: 'An error answered by fastify-securelogin',
+  examples: [{ statusCode: 401, code: 'SECURELOGIN_OTP_INVALID', error: 'Unauthorized', message: 'The code is incorrect' }],
+})
 
 export type ErrorResponse = Static<typeof ErrorResponse>

@@ -25,7 +25,17 @@ function migrationsRoot (): string {
  * through node-postgres it holds an advisory lock, so instances starting together take turns.
  * @example await migrate(drizzle(new Database('app.db')))
  */
-export async function migrate (db: SecureLoginDatabase): Promise<void> {
+export function migrate (db: SecureLoginDatabase): Promise<void> {
+  // Calls in one process on one database take turns (PGlite and SQLite have no advisory lock).
+  const previous = running.get(db) ?? Promise.resolve()
+  const next = previous.catch(() => {}).then(() => migrateNow(db))
+  running.set(db, next)
+  return next
+}
+
+const running = new WeakMap<object, Promise<void>>()
+
+async function migrateNow (db: SecureLoginDatabase): Promise<void> {
   const dialect = is(db, BaseSQLiteDatabase) ? 'sqlite' : 'postgres'
   const config: MigrationConfig = {
     migrationsFolder: join(migrationsRoot(), dialect),

@@ -1,7 +1,9 @@
 import { STATUS_CODES } from 'node:http'
 import { TypeBoxValidatorCompiler } from '@fastify/type-provider-typebox'
+import type { TSchema } from '@sinclair/typebox'
 import type { FastifyError, FastifyPluginAsync } from 'fastify'
 import { registerFormats } from '../../schemas/formats.js'
+import { sharedSchemas } from '../../schemas/openapi.js'
 import type { SecureLoginContext } from '../context.js'
 import { BadRequestError, InternalError } from '../errors.js'
 import { loginRoute } from './login.js'
@@ -13,6 +15,29 @@ import { verifySmsRoute } from './verify-sms.js'
 /** Request bodies here are a phone number or a token: anything larger is not ours. */
 const BODY_LIMIT = 16 * 1024
 
+const byRef = new Map(sharedSchemas.map((schema) => [`${schema.$id}#`, schema]))
+
+/** The routes refer to their bodies by `$ref` (see refTo); validation uses the TypeBox schema itself. */
+function dereference (schema: unknown): TSchema {
+  const ref = (schema as { $ref?: unknown }).$ref
+  return (typeof ref === 'string' ? byRef.get(ref) : undefined) ?? schema as TSchema
+}
+
+/**
+ * Registers the schemas the routes refer to, so that @fastify/swagger emits each once as a named
+ * component. A host may have registered the very same schemas already (to refer to them from its own
+ * routes); another schema under one of our ids would be a silent mix-up, so that fails startup.
+ */
+function addSharedSchemas (fastify: Parameters<FastifyPluginAsync>[0]): void {
+  for (const schema of sharedSchemas) {
+    const existing = fastify.getSchema(schema.$id as string)
+    if (existing === undefined) fastify.addSchema(schema)
+    else if (existing !== schema && JSON.stringify(existing) !== JSON.stringify(schema)) {
+      throw new Error(`fastify-securelogin: the app already has a different schema with $id "${schema.$id}"`)
+    }
+  }
+}
+
 /**
  * The auth routes, in an encapsulated context: the error handler and JSON parser below apply to
  * these routes only, never to the host app's.
@@ -21,7 +46,8 @@ export const secureLoginRoutes: FastifyPluginAsync<{ ctx: SecureLoginContext }> 
   // Strict validation: Fastify's default Ajv coerces types, so ["+1415…"] or 123456 would pass as a
   // string. TypeBox's compiler checks the schemas exactly as written.
   registerFormats()
-  fastify.setValidatorCompiler(TypeBoxValidatorCompiler)
+  fastify.setValidatorCompiler((route) => TypeBoxValidatorCompiler({ ...route, schema: dereference(route.schema) }))
+  addSharedSchemas(fastify)
 
   // Flask clients POST `-d '{}'` or an empty body with a JSON content type to /refresh.
   const parseJson = fastify.getDefaultJsonParser('error', 'error')

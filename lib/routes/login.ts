@@ -1,19 +1,37 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import { Type } from '@sinclair/typebox'
 import { LoginBody, LoginResponse } from '../../schemas/auth.js'
 import { sendLoginCode } from '../challenges.js'
 import type { SecureLoginContext } from '../context.js'
 import { normalizePhone } from '../phone.js'
-import { errorResponses } from './responses.js'
+import { errorResponses, operationIdFor, refTo, swaggerConfig } from './responses.js'
+
+const LoginHeaders = Type.Object({
+  'accept-language': Type.Optional(Type.String({ description: 'The language of the SMS, for providers that translate it (Twilio Verify); its first tag is used', examples: ['fr-CA'] })),
+})
 
 /** Sends a one-time code; `/login_sms` is the same route under the Flask library's other name. */
 export const loginRoute: FastifyPluginAsyncTypebox<{ ctx: SecureLoginContext }> = async (fastify, { ctx }) => {
-  for (const url of ['/login', '/login_sms']) {
-    fastify.post(url, {
+  for (const url of ['login', 'login_sms']) {
+    fastify.post(`/${url}`, {
+      config: swaggerConfig,
       schema: {
         tags: ['auth'],
-        summary: 'Send a one-time code by SMS to the number',
-        body: LoginBody,
-        response: { 200: LoginResponse, ...errorResponses(400, 413, 415, 429, 502, 504) },
+        operationId: operationIdFor(fastify.prefix, url),
+        summary: url === 'login' ? 'Send a one-time code by SMS to the number' : 'Send a one-time code by SMS (the Flask library\'s name for login)',
+        description: 'Opens a sign-in for the number (replacing any earlier code) and texts it a code. A number without an account gets the same answer, limits and cooldown, and no SMS, so the answer never tells whether the number is registered.' +
+          (url === 'login' ? '' : ' Identical to login.'),
+        headers: LoginHeaders,
+        body: refTo(LoginBody),
+        response: {
+          200: { ...refTo(LoginResponse), description: 'The code is on its way (if the number has an account)' },
+          ...errorResponses({
+            400: 'The body does not match the schema (SECURELOGIN_BAD_REQUEST, FST_ERR_CTP_INVALID_JSON_BODY) or the phone number is not a valid number (SECURELOGIN_PHONE_INVALID)',
+            429: 'A code was sent to the number moments ago (SECURELOGIN_OTP_RESEND_TOO_SOON), or too many codes were requested for the number or from the client address (SECURELOGIN_RATE_LIMITED); `Retry-After` says when to try again',
+            502: 'The SMS provider failed to send the code (SECURELOGIN_SMS_SEND_FAILED); the code is withdrawn and a new one may be requested at once',
+            504: 'The SMS provider did not answer in time (SECURELOGIN_SMS_TIMEOUT); the code is withdrawn',
+          }),
+        },
       },
     }, async (request) => {
       const phone = normalizePhone(request.body.phone, ctx.options.defaultCountry)

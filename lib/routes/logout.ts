@@ -2,17 +2,30 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { LogoutAllOtherSessionsResponse, LogoutBody, LogoutResponse } from '../../schemas/auth.js'
 import type { SecureLoginContext } from '../context.js'
 import { endOtherSessions, endSession } from '../sessions.js'
-import { errorResponses } from './responses.js'
+import { errorResponses, operationIdFor, refTo, swaggerConfig } from './responses.js'
+
+const UNAUTHORIZED = 'The Bearer token is missing (SECURELOGIN_TOKEN_MISSING), invalid (SECURELOGIN_TOKEN_INVALID) or expired (SECURELOGIN_TOKEN_EXPIRED), or its session has ended (SECURELOGIN_SESSION_REVOKED); the same for `refresh_token`'
+const UNAVAILABLE = 'The list of ended sessions cannot be read from the database (SECURELOGIN_UNAVAILABLE)'
 
 export const logoutRoutes: FastifyPluginAsyncTypebox<{ ctx: SecureLoginContext }> = async (fastify, { ctx }) => {
   fastify.post('/logout', {
     preHandler: ctx.hooks.authenticate,
+    config: swaggerConfig,
     schema: {
       tags: ['auth'],
+      operationId: operationIdFor(fastify.prefix, 'logout'),
       summary: 'End the session of the refresh token (or of the access token when none is given)',
+      description: 'Ends a session of the caller: its access and refresh tokens stop working on every instance within the revocation delay.',
       security: [{ accessToken: [] }],
-      body: LogoutBody,
-      response: { 200: LogoutResponse, ...errorResponses(400, 401, 403, 413, 415) },
+      body: refTo(LogoutBody),
+      response: {
+        200: { ...refTo(LogoutResponse), description: 'The session has ended' },
+        ...errorResponses({
+          401: UNAUTHORIZED,
+          403: '`refresh_token` belongs to another user (SECURELOGIN_SESSION_MISMATCH)',
+          503: UNAVAILABLE,
+        }),
+      },
     },
   }, async (request) => {
     await endSession(ctx, request.user, request.body.refresh_token)
@@ -21,12 +34,22 @@ export const logoutRoutes: FastifyPluginAsyncTypebox<{ ctx: SecureLoginContext }
 
   fastify.post('/logout_all_other_sessions', {
     preHandler: ctx.hooks.authenticateFresh,
+    config: swaggerConfig,
     schema: {
       tags: ['auth'],
+      operationId: operationIdFor(fastify.prefix, 'logout_all_other_sessions'),
       summary: 'End every other session of the user; needs a fresh access token',
+      description: 'Ends every session of the caller except the current one. The access token must come from verify_sms, not from refresh.',
       security: [{ accessToken: [] }],
-      body: LogoutBody,
-      response: { 200: LogoutAllOtherSessionsResponse, ...errorResponses(400, 401, 403, 413, 415) },
+      body: refTo(LogoutBody),
+      response: {
+        200: { ...refTo(LogoutAllOtherSessionsResponse), description: 'The other sessions have ended' },
+        ...errorResponses({
+          401: `${UNAUTHORIZED}; or the access token came from refresh (SECURELOGIN_FRESH_TOKEN_REQUIRED)`,
+          403: '`refresh_token` is not the current session\'s (SECURELOGIN_SESSION_MISMATCH)',
+          503: UNAVAILABLE,
+        }),
+      },
     },
   }, async (request) => {
     await endOtherSessions(ctx, request.user, request.body.refresh_token)

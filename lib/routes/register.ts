@@ -3,7 +3,7 @@ import { RegisterBody, RegisterResponse } from '../../schemas/auth.js'
 import { accountIdFor } from '../challenges.js'
 import type { SecureLoginContext } from '../context.js'
 import { normalizePhone } from '../phone.js'
-import { errorResponses } from './responses.js'
+import { errorResponses, operationIdFor, refTo, swaggerConfig } from './responses.js'
 
 /**
  * Creates the account of a number, or answers with the existing one: registering proves nothing
@@ -11,11 +11,19 @@ import { errorResponses } from './responses.js'
  */
 export const registerRoute: FastifyPluginAsyncTypebox<{ ctx: SecureLoginContext }> = async (fastify, { ctx }) => {
   fastify.post('/register', {
+    config: swaggerConfig,
     schema: {
       tags: ['auth'],
+      operationId: operationIdFor(fastify.prefix, 'register'),
       summary: 'Create an account for a phone number',
-      body: RegisterBody,
-      response: { 201: RegisterResponse, ...errorResponses(400, 413, 415) },
+      description: 'Creates the account of the number, or answers with the existing one: the answer never tells whether the number was already registered. Registering proves nothing about the number; the first verify_sms does.',
+      body: refTo(RegisterBody),
+      response: {
+        201: { ...refTo(RegisterResponse), description: 'The account of the number' },
+        ...errorResponses({
+          400: 'The body does not match the schema (SECURELOGIN_BAD_REQUEST, FST_ERR_CTP_INVALID_JSON_BODY) or the phone number is not a valid number (SECURELOGIN_PHONE_INVALID)',
+        }),
+      },
     },
   }, async (request, reply) => {
     const phone = normalizePhone(request.body.phone, ctx.options.defaultCountry)

@@ -4,16 +4,28 @@ import { verifyLoginCode } from '../challenges.js'
 import type { SecureLoginContext } from '../context.js'
 import { normalizePhone } from '../phone.js'
 import { issueSessionTokens } from '../sessions.js'
-import { errorResponses } from './responses.js'
+import { errorResponses, operationIdFor, refTo, swaggerConfig } from './responses.js'
 
 /** Checks the code and opens a session with a fresh access token and a refresh token. */
 export const verifySmsRoute: FastifyPluginAsyncTypebox<{ ctx: SecureLoginContext }> = async (fastify, { ctx }) => {
   fastify.post('/verify_sms', {
+    config: swaggerConfig,
     schema: {
       tags: ['auth'],
+      operationId: operationIdFor(fastify.prefix, 'verify_sms'),
       summary: 'Exchange the code for an access token and a refresh token',
-      body: VerifySmsBody,
-      response: { 200: VerifySmsResponse, ...errorResponses(400, 401, 413, 415, 429, 502, 504) },
+      description: 'Checks the code sent by login and uses it up; every call spends one of the code\'s attempts. Opens a session: the access token is fresh (accepted by routes that need a recent sign-in).',
+      body: refTo(VerifySmsBody),
+      response: {
+        200: { ...refTo(VerifySmsResponse), description: 'Signed in' },
+        ...errorResponses({
+          400: 'The body does not match the schema (SECURELOGIN_BAD_REQUEST, FST_ERR_CTP_INVALID_JSON_BODY), the phone number is not a valid number (SECURELOGIN_PHONE_INVALID), or `userid` is not the number\'s (SECURELOGIN_USER_MISMATCH)',
+          401: 'The code is wrong (SECURELOGIN_OTP_INVALID), or there is no valid code for the number: expired, used, or never sent (SECURELOGIN_OTP_EXPIRED)',
+          429: 'Too many wrong codes: request a new one (SECURELOGIN_OTP_ATTEMPTS_EXCEEDED), or too many checks from the client address (SECURELOGIN_RATE_LIMITED, with `Retry-After`)',
+          502: 'A verifying SMS provider (Twilio Verify) failed to check the code (SECURELOGIN_SMS_SEND_FAILED)',
+          504: 'A verifying SMS provider did not answer in time (SECURELOGIN_SMS_TIMEOUT)',
+        }),
+      },
     },
   }, async (request) => {
     const phone = normalizePhone(request.body.phone, ctx.options.defaultCountry)

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto'
-import { and, eq, gt, isNull, lt, lte, ne, sql, type SQL } from 'drizzle-orm'
-import type { PgColumn, PgDatabase } from 'drizzle-orm/pg-core'
+import { and, eq, gt, isNull, lt, lte, ne, sql } from 'drizzle-orm'
+import type { PgDatabase } from 'drizzle-orm/pg-core'
 import * as postgresTables from '../db/postgres.js'
 import * as sqliteTables from '../db/sqlite.js'
 import type { SecureLoginDatabase } from '../options.js'
@@ -17,19 +17,75 @@ export type User = typeof postgresTables.users.$inferSelect
 export type Session = typeof postgresTables.sessions.$inferSelect
 export type OtpChallenge = typeof postgresTables.otpChallenges.$inferSelect
 
-/** Binds a Date through the column's own encoder (SQLite stores milliseconds, PostgreSQL timestamptz). */
-function dateParam (column: PgColumn, value: Date): SQL {
-  return sql`${sql.param(value, column)}`
-}
-
 export function createStore (database: SecureLoginDatabase, dialect: 'sqlite' | 'postgres') {
   const db = database as unknown as Db
   const t = (dialect === 'sqlite' ? sqliteTables.tables : postgresTables.tables) as unknown as Tables
   const { users, otpChallenges, sessions, rateLimits } = t
 
+  // The hot statements of sign-in, built and prepared once: building SQL with Drizzle and preparing
+  // it (better-sqlite3) cost more CPU per call than running it. Placeholders go through the
+  // column's encoder, so dates bind as on the unprepared path. Names are for node-postgres.
+  // Prepared on first use: better-sqlite3 prepares eagerly, and the tables may not exist yet.
+  const lazy = <T>(build: () => T) => { let value: T | undefined; return () => (value ??= build()) }
+  const p = sql.placeholder
+  const expiredWindow = sql`${rateLimits.windowStart} <= ${sql.param(p('windowFloor'), rateLimits.windowStart)}`
+  const prepared = {
+    findUserByPhone: lazy(() => db.select().from(users).where(eq(users.phone, p('phone'))).limit(1).prepare('securelogin_find_user_by_phone')),
+    findChallenge: lazy(() => db.select().from(otpChallenges).where(eq(otpChallenges.phone, p('phone'))).limit(1).prepare('securelogin_find_challenge')),
+    openChallenge: lazy(() => db.insert(otpChallenges)
+      .values({ phone: p('phone'), challengeId: p('challengeId'), codeHash: p('codeHash'), attempts: 0, sentAt: p('now'), expiresAt: p('expiresAt'), consumedAt: null })
+      .onConflictDoUpdate({
+        target: otpChallenges.phone,
+        set: {
+          challengeId: sql`excluded.${sql.identifier('challenge_id')}`,
+          codeHash: sql`excluded.${sql.identifier('code_hash')}`,
+          attempts: 0,
+          sentAt: sql`excluded.${sql.identifier('sent_at')}`,
+          expiresAt: sql`excluded.${sql.identifier('expires_at')}`,
+          consumedAt: null,
+        },
+        setWhere: lte(otpChallenges.sentAt, sql.param(p('sentBefore'), otpChallenges.sentAt)),
+      })
+      .returning().prepare('securelogin_open_challenge')),
+    recordAttempt: lazy(() => db.update(otpChallenges)
+      .set({ attempts: sql`${otpChallenges.attempts} + 1` })
+      .where(and(eq(otpChallenges.phone, p('phone')), isNull(otpChallenges.consumedAt), gt(otpChallenges.expiresAt, sql.param(p('now'), otpChallenges.expiresAt)), lt(otpChallenges.attempts, p('maxAttempts'))))
+      .returning().prepare('securelogin_record_attempt')),
+    consumeChallenge: lazy(() => db.update(otpChallenges)
+      .set({ consumedAt: sql`${sql.param(p('now'), otpChallenges.consumedAt)}` })
+      .where(and(eq(otpChallenges.phone, p('phone')), eq(otpChallenges.challengeId, p('challengeId')), isNull(otpChallenges.consumedAt)))
+      .returning({ phone: otpChallenges.phone }).prepare('securelogin_consume_challenge')),
+    hitRateLimit: lazy(() => db.insert(rateLimits).values({ key: p('key'), windowStart: p('now'), count: 1 })
+      .onConflictDoUpdate({
+        target: rateLimits.key,
+        set: {
+          count: sql`CASE WHEN ${expiredWindow} THEN 1 ELSE ${rateLimits.count} + 1 END`,
+          windowStart: sql`CASE WHEN ${expiredWindow} THEN excluded.${sql.identifier('window_start')} ELSE ${rateLimits.windowStart} END`,
+        },
+      })
+      .returning({ count: rateLimits.count, windowStart: rateLimits.windowStart }).prepare('securelogin_hit_rate_limit')),
+    insertUser: lazy(() => db.insert(users)
+      .values({ id: p('id'), phone: p('phone'), username: p('username'), createdAt: p('now') })
+      .onConflictDoNothing({ target: users.phone })
+      .returning().prepare('securelogin_insert_user')),
+    createSession: lazy(() => db.insert(sessions)
+      .values({ id: p('id'), userId: p('userId'), generation: 0, createdAt: p('now'), refreshedAt: p('now'), expiresAt: p('expiresAt') })
+      .returning().prepare('securelogin_create_session')),
+    rotateSession: lazy(() => db.update(sessions)
+      .set({ generation: sql`${sessions.generation} + 1`, refreshedAt: sql`${sql.param(p('now'), sessions.refreshedAt)}` })
+      .where(and(
+        eq(sessions.id, p('id')),
+        eq(sessions.userId, p('userId')),
+        eq(sessions.generation, p('generation')),
+        isNull(sessions.revokedAt),
+        gt(sessions.expiresAt, sql.param(p('now'), sessions.expiresAt)),
+      ))
+      .returning().prepare('securelogin_rotate_session')),
+  }
+
   return {
     async findUserByPhone (phone: string): Promise<User | undefined> {
-      const rows = await db.select().from(users).where(eq(users.phone, phone)).limit(1)
+      const rows = await prepared.findUserByPhone().execute({ phone })
       return rows[0]
     },
 
@@ -40,10 +96,7 @@ export function createStore (database: SecureLoginDatabase, dialect: 'sqlite' | 
 
     /** Creates the account, or returns the existing one: the unique index decides under concurrency. */
     async registerUser (id: string, phone: string, username: string | undefined, now: Date): Promise<User> {
-      const inserted = await db.insert(users)
-        .values({ id, phone, username: username ?? null, createdAt: now })
-        .onConflictDoNothing({ target: users.phone })
-        .returning()
+      const inserted = await prepared.insertUser().execute({ id, phone, username: username ?? null, now })
       const user = inserted[0] ?? await this.findUserByPhone(phone)
       if (user === undefined) throw new Error('registered user vanished')
       // An unproven claim on a number must not block its owner or name their account.
@@ -63,19 +116,12 @@ export function createStore (database: SecureLoginDatabase, dialect: 'sqlite' | 
      */
     async openChallenge (args: { phone: string, challengeId: string, codeHash: string | null, now: Date, expiresAt: Date, resendIntervalMs: number }): Promise<OtpChallenge | undefined> {
       const { phone, challengeId, codeHash, now, expiresAt, resendIntervalMs } = args
-      const values = { phone, challengeId, codeHash, attempts: 0, sentAt: now, expiresAt, consumedAt: null }
-      const rows = await db.insert(otpChallenges).values(values)
-        .onConflictDoUpdate({
-          target: otpChallenges.phone,
-          set: { challengeId, codeHash, attempts: 0, sentAt: now, expiresAt, consumedAt: null },
-          setWhere: lte(otpChallenges.sentAt, new Date(now.getTime() - resendIntervalMs)),
-        })
-        .returning()
+      const rows = await prepared.openChallenge().execute({ phone, challengeId, codeHash, now, expiresAt, sentBefore: new Date(now.getTime() - resendIntervalMs) })
       return rows[0]
     },
 
     async findChallenge (phone: string): Promise<OtpChallenge | undefined> {
-      const rows = await db.select().from(otpChallenges).where(eq(otpChallenges.phone, phone)).limit(1)
+      const rows = await prepared.findChallenge().execute({ phone })
       return rows[0]
     },
 
@@ -89,31 +135,18 @@ export function createStore (database: SecureLoginDatabase, dialect: 'sqlite' | 
      * left. Counting before comparing means concurrent guesses cannot exceed the limit.
      */
     async recordAttempt (phone: string, now: Date, maxAttempts: number): Promise<OtpChallenge | undefined> {
-      const rows = await db.update(otpChallenges)
-        .set({ attempts: sql`${otpChallenges.attempts} + 1` })
-        .where(and(
-          eq(otpChallenges.phone, phone),
-          isNull(otpChallenges.consumedAt),
-          gt(otpChallenges.expiresAt, now),
-          lt(otpChallenges.attempts, maxAttempts),
-        ))
-        .returning()
+      const rows = await prepared.recordAttempt().execute({ phone, now, maxAttempts })
       return rows[0]
     },
 
     /** Marks the challenge used; only one caller can win. */
     async consumeChallenge (phone: string, challengeId: string, now: Date): Promise<boolean> {
-      const rows = await db.update(otpChallenges)
-        .set({ consumedAt: now })
-        .where(and(eq(otpChallenges.phone, phone), eq(otpChallenges.challengeId, challengeId), isNull(otpChallenges.consumedAt)))
-        .returning({ phone: otpChallenges.phone })
+      const rows = await prepared.consumeChallenge().execute({ phone, challengeId, now })
       return rows.length === 1
     },
 
     async createSession (userId: string, now: Date, expiresAt: Date): Promise<Session> {
-      const rows = await db.insert(sessions)
-        .values({ id: randomUUID(), userId, generation: 0, createdAt: now, refreshedAt: now, expiresAt })
-        .returning()
+      const rows = await prepared.createSession().execute({ id: randomUUID(), userId, now, expiresAt })
       const session = rows[0]
       if (session === undefined) throw new Error('session insert returned nothing')
       return session
@@ -126,16 +159,7 @@ export function createStore (database: SecureLoginDatabase, dialect: 'sqlite' | 
 
     /** Moves a live session from `generation` to the next one; only one caller can win. */
     async rotateSession (id: string, userId: string, generation: number, now: Date): Promise<Session | undefined> {
-      const rows = await db.update(sessions)
-        .set({ generation: sql`${sessions.generation} + 1`, refreshedAt: now })
-        .where(and(
-          eq(sessions.id, id),
-          eq(sessions.userId, userId),
-          eq(sessions.generation, generation),
-          isNull(sessions.revokedAt),
-          gt(sessions.expiresAt, now),
-        ))
-        .returning()
+      const rows = await prepared.rotateSession().execute({ id, userId, generation, now })
       return rows[0]
     },
 
@@ -169,16 +193,7 @@ export function createStore (database: SecureLoginDatabase, dialect: 'sqlite' | 
      * One upsert, so concurrent hits on several instances all count.
      */
     async hitRateLimit (key: string, windowMs: number, now: Date): Promise<{ count: number, resetAt: Date }> {
-      const expired = sql`${rateLimits.windowStart} <= ${dateParam(rateLimits.windowStart, new Date(now.getTime() - windowMs))}`
-      const rows = await db.insert(rateLimits).values({ key, windowStart: now, count: 1 })
-        .onConflictDoUpdate({
-          target: rateLimits.key,
-          set: {
-            count: sql`CASE WHEN ${expired} THEN 1 ELSE ${rateLimits.count} + 1 END`,
-            windowStart: sql`CASE WHEN ${expired} THEN ${dateParam(rateLimits.windowStart, now)} ELSE ${rateLimits.windowStart} END`,
-          },
-        })
-        .returning({ count: rateLimits.count, windowStart: rateLimits.windowStart })
+      const rows = await prepared.hitRateLimit().execute({ key, now, windowFloor: new Date(now.getTime() - windowMs) })
       const row = rows[0]
       if (row === undefined) throw new Error('rate limit upsert returned nothing')
       return { count: row.count, resetAt: new Date(row.windowStart.getTime() + windowMs) }

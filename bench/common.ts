@@ -1,0 +1,193 @@
+// Shared helpers: start a bench server in a child process, drive it with autocannon, format tables.
+// The server runs in its own process so that on a 2-core machine the load generator (this process)
+// and the server each get a core instead of sharing one event loop.
+import { fork, type ChildProcess } from 'node:child_process'
+import { loadavg } from 'node:os'
+import { fileURLToPath } from 'node:url'
+import autocannon, { type Request as AutocannonRequest } from 'autocannon'
+
+export const HOST = '127.0.0.1'
+
+/** Seconds per measured run and per warm-up run; override with BENCH_DURATION / BENCH_WARMUP. */
+export const DURATION = Number(process.env.BENCH_DURATION ?? 4)
+export const WARMUP = Number(process.env.BENCH_WARMUP ?? 1)
+
+export interface Row {
+  group: string
+  name: string
+  /** Successful (2xx) responses per second. */
+  rps: number
+  p50: number
+  p99: number
+  /** Server CPU time (user + system) per response, in µs: less sensitive to other load than req/s. */
+  cpu?: number
+  /** Responses that were not 2xx plus socket errors and timeouts: should be 0. */
+  bad: number
+  /** req/s relative to the bare baseline; when absent, computed against the table's baseline. */
+  ratio?: number
+  note?: string
+}
+
+export interface ServerHandle {
+  port: number
+  info: Record<string, unknown>
+  /** Sends a message and resolves with the child's reply of the same type. */
+  ask: <T = unknown>(type: string, payload?: Record<string, unknown>) => Promise<T>
+  stop: () => Promise<void>
+}
+
+const serverFile = fileURLToPath(new URL('./server.ts', import.meta.url))
+
+/** Forks bench/server.ts for one scenario and waits until it listens on 127.0.0.1. */
+export async function startServer (scenario: string, env: Record<string, string> = {}): Promise<ServerHandle> {
+  const child: ChildProcess = fork(serverFile, [scenario], {
+    execArgv: ['--import', 'tsx'],
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  })
+  const waiting = new Map<string, (message: any) => void>()
+  let exited = false
+  const exit = new Promise<void>((resolve) => child.once('exit', () => { exited = true; resolve() }))
+  child.on('message', (message: any) => {
+    const resolve = waiting.get(message.type)
+    if (resolve !== undefined) { waiting.delete(message.type); resolve(message) }
+  })
+  const reply = (type: string, timeoutMs: number) => new Promise<any>((resolve, reject) => {
+    const timer = setTimeout(() => { waiting.delete(type); reject(new Error(`bench server ${scenario}: no '${type}' within ${timeoutMs} ms`)) }, timeoutMs)
+    waiting.set(type, (message) => { clearTimeout(timer); resolve(message) })
+    void exit.then(() => { if (waiting.has(type)) { clearTimeout(timer); reject(new Error(`bench server ${scenario} exited`)) } })
+  })
+  let ready: any
+  try {
+    ready = await reply('ready', 60_000)
+  } catch (error) {
+    if (!exited) child.kill('SIGKILL')
+    throw error
+  }
+  if (ready.error !== undefined) {
+    await exit
+    throw new Error(`bench server ${scenario}: ${ready.error}`)
+  }
+  return {
+    port: ready.port,
+    info: ready,
+    ask: async (type, payload = {}) => {
+      const answer = reply(type, 60_000)
+      child.send({ type, ...payload })
+      return answer
+    },
+    stop: async () => {
+      if (exited) return
+      child.send({ type: 'stop' })
+      const timer = setTimeout(() => { if (!exited) child.kill('SIGKILL') }, 10_000)
+      await exit
+      clearTimeout(timer)
+    },
+  }
+}
+
+export interface LoadOptions {
+  port: number
+  /** When given, the server's CPU time is sampled around the measured run. */
+  server?: ServerHandle
+  /** Skip the warm-up run (the caller warmed the server up already). */
+  noWarmup?: boolean
+  method?: 'GET' | 'POST'
+  path: string
+  connections: number
+  headers?: Record<string, string>
+  body?: string
+  /** Dynamic requests (autocannon `requests`): used instead of method/path/body when given. */
+  requests?: AutocannonRequest[]
+  /** Called before each run (warm-up and measured): stop after this many responses, for scenarios with a finite supply of inputs. */
+  amount?: (runSeconds: number) => number | undefined
+  duration?: number
+}
+
+export interface LoadResult {
+  rps: number
+  p50: number
+  p99: number
+  ok: number
+  bad: number
+  seconds: number
+  /** Server CPU µs per response, when `server` was given. */
+  cpu?: number
+}
+
+const EMPTY = { '2xx': 0, non2xx: 0, errors: 0, timeouts: 0, duration: 0, latency: { p50: NaN, p99: NaN } } as unknown as autocannon.Result
+
+function once (options: LoadOptions, duration: number, amount: number | undefined): Promise<autocannon.Result> {
+  // autocannon refuses an amount below the connection count: too few inputs means no run.
+  if (amount !== undefined && amount < options.connections) return Promise.resolve(EMPTY)
+  return new Promise((resolve, reject) => {
+    autocannon({
+      url: `http://${HOST}:${options.port}${options.path}`,
+      method: options.method ?? 'GET',
+      connections: options.connections,
+      pipelining: 1,
+      duration,
+      amount,
+      timeout: 10,
+      headers: options.headers,
+      body: options.body,
+      requests: options.requests,
+    }, (error, result) => { if (error) reject(error); else resolve(result) })
+  })
+}
+
+/**
+ * A warm-up run (discarded) then the measured run. Throughput is 2xx responses divided by the
+ * measured run's real length, so a run that stops early on `amount` is still right.
+ */
+export async function load (options: LoadOptions): Promise<LoadResult> {
+  const duration = options.duration ?? DURATION
+  if (WARMUP > 0 && options.noWarmup !== true) await once(options, WARMUP, options.amount?.(WARMUP))
+  const before = options.server === undefined ? undefined : (await options.server.ask<{ micros: number }>('cpu')).micros
+  const result = await once(options, duration, options.amount?.(duration))
+  const after = options.server === undefined ? undefined : (await options.server.ask<{ micros: number }>('cpu')).micros
+  const ok = result['2xx']
+  const bad = result.non2xx + result.errors + result.timeouts
+  const responses = ok + result.non2xx
+  const cpu = before === undefined || after === undefined || responses === 0 ? undefined : (after - before) / responses
+  return { rps: result.duration === 0 ? 0 : ok / result.duration, p50: result.latency.p50, p99: result.latency.p99, ok, bad, seconds: result.duration, cpu }
+}
+
+export function loadNote (): string {
+  const [one, five] = loadavg()
+  return `load average ${one!.toFixed(2)} (1 min) / ${five!.toFixed(2)} (5 min)`
+}
+
+/** Prints rows as a Markdown table with each row's ratio to `baseline` req/s. */
+export function formatTable (rows: Row[], baseline: number | undefined): string {
+  const head = ['group', 'case', 'req/s', 'vs bare', 'p50 ms', 'p99 ms', 'server CPU µs/req', 'non-2xx/err', 'note']
+  const lines = rows.map((row) => {
+    const ratio = row.ratio ?? (baseline === undefined || baseline === 0 ? undefined : row.rps / baseline)
+    return [
+      row.group,
+      row.name,
+      Math.round(row.rps).toLocaleString('en-US'),
+      ratio === undefined ? '-' : `${ratio.toFixed(2)}x`,
+      String(row.p50),
+      String(row.p99),
+      row.cpu === undefined ? '-' : row.cpu.toFixed(0),
+      String(row.bad),
+      row.note ?? '',
+    ]
+  })
+  const numeric = (i: number) => i >= 2 && i <= 7
+  const widths = head.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i]!.length)))
+  const fmt = (cells: string[]) => `| ${cells.map((c, i) => (numeric(i) ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join(' | ')} |`
+  return [fmt(head), `|${widths.map((w, i) => (numeric(i) ? '-'.repeat(w + 1) + ':' : '-'.repeat(w + 2))).join('|')}|`, ...lines.map(fmt)].join('\n')
+}
+
+/** True when run directly (`tsx bench/x.ts`) rather than imported by bench/run.ts. */
+export function isMain (url: string): boolean {
+  return process.argv[1] !== undefined && fileURLToPath(url) === process.argv[1]
+}
+
+export function median (values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b)
+  const mid = sorted.length >> 1
+  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2
+}

@@ -1,0 +1,43 @@
+// `npm run bench`: every benchmark in one run, ratios against the bare Fastify baseline of this run.
+//   BENCH_PG=0                skip PostgreSQL (skipped anyway when BENCH_PG_URL does not answer)
+//   BENCH_PG_URL              default postgres://root@127.0.0.1:5432/test (a scratch database is created and dropped)
+//   BENCH_DURATION / BENCH_WARMUP                 seconds per sign-in step / warm-up (4 / 1)
+//   BENCH_ROUNDS / BENCH_ROUND_SECONDS            GET / rounds and seconds per round (3 / 2)
+//   BENCH_CONNECTIONS / BENCH_SIGNIN_CONNECTIONS  (50 / 20)
+//   BENCH_SQLITE_SYNC=NORMAL  run SQLite with synchronous=NORMAL instead of the default FULL
+import { cpus, loadavg } from 'node:os'
+import { formatTable, loadNote, type Row } from './common.js'
+import { httpBench, httpSummary } from './http.js'
+import { formatMicro, microBench } from './micro.js'
+import { postgresReachable, signinBench, signinSummary } from './signin.js'
+
+const started = Date.now()
+const loadBefore = loadavg()[0]!
+console.log(`fastify-securelogin benchmarks: Node ${process.version}, ${cpus().length} CPUs (${cpus()[0]?.model ?? '?'}); ${loadNote()}\n`)
+
+const phases: string[] = []
+let mark = Date.now()
+const phase = (name: string) => { phases.push(`${name} ${((Date.now() - mark) / 1000).toFixed(0)} s`); mark = Date.now() }
+
+const http = await httpBench()
+phase('GET /')
+const rows: Row[] = [...http.rows]
+rows.push(...await signinBench('sqlite'))
+phase('sign-in SQLite')
+if (await postgresReachable()) {
+  rows.push(...await signinBench('postgres'))
+  phase('sign-in PostgreSQL')
+} else {
+  console.log('PostgreSQL not reachable (or BENCH_PG=0): its sign-in steps are skipped.\n')
+}
+console.log(formatTable(rows, http.baseline))
+console.log(`\n${httpSummary()} ${signinSummary()} Ratios: req/s over the bare baseline's median req/s (${Math.round(http.baseline)}).`)
+const auth = http.rows.find((r) => r.name.startsWith('app.authenticate'))
+const jwt = http.rows.find((r) => r.name.startsWith('bare fast-jwt, cache'))
+if (auth?.cpu !== undefined && jwt?.cpu !== undefined) {
+  console.log(`Server CPU per request: authenticate ${auth.cpu.toFixed(0)} µs vs bare cached fast-jwt ${jwt.cpu.toFixed(0)} µs vs no auth ${http.baselineCpu.toFixed(0)} µs.`)
+}
+
+console.log('\n' + formatMicro(await microBench()))
+phase('micro')
+console.log(`\nTotal ${((Date.now() - started) / 1000).toFixed(0)} s (${phases.join(', ')}); load average ${loadBefore.toFixed(2)} at start, now ${loadNote()}. Other processes on this machine skew absolute numbers: compare ratios.`)

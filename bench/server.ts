@@ -1,0 +1,156 @@
+// One bench scenario's server, run in a child process by bench/common.ts (`fork`, IPC):
+//   bare             GET / → small JSON
+//   jwt-cache        the same with a bare fast-jwt HS256 check in a preHandler, verifier cache as lib/tokens.ts
+//   jwt-nocache      the same without the verifier cache
+//   authenticate     the same with `preHandler: app.authenticate` (plugin on a SQLite file, WAL)
+//   signin-sqlite    the plugin's routes on a SQLite file (WAL); codes captured in memory
+//   signin-postgres  the same on a fresh database on BENCH_PG_URL
+// It answers 'ready' with its port, 'codes' with the codes sent since the last ask, 'cpu' with its
+// CPU time so far (µs), and exits on 'stop'.
+import { randomBytes } from 'node:crypto'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { randomUUID } from 'node:crypto'
+import Database from 'better-sqlite3'
+import { drizzle as drizzleSqlite } from 'drizzle-orm/better-sqlite3'
+import { drizzle as drizzlePg } from 'drizzle-orm/node-postgres'
+import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify'
+import { createSigner, createVerifier } from 'fast-jwt'
+import pg from 'pg'
+import secureLogin, { type SecureLoginDatabase, type SmsMessage } from '../lib/index.js'
+
+const scenario = process.argv[2] ?? 'bare'
+const SECRET = randomBytes(48).toString('base64')
+const PAYLOAD = { hello: 'world' }
+const send = (message: Record<string, unknown>) => process.send?.(message)
+
+const cleanups: Array<() => Promise<void> | void> = []
+let app: FastifyInstance | undefined
+let stopping = false
+
+async function stop (): Promise<void> {
+  if (stopping) return
+  stopping = true
+  try {
+    await app?.close()
+    for (const cleanup of cleanups.reverse()) await cleanup()
+  } finally {
+    process.exit(0)
+  }
+}
+
+/** The same claims, and so about the same token size, as an access token of the plugin. */
+function accessLikeToken (): string {
+  const sign = createSigner({ key: SECRET, algorithm: 'HS256' })
+  const iat = Math.floor(Date.now() / 1000)
+  return sign({ type: 'access', sub: randomUUID(), sid: randomUUID(), phone: '+14155550123', fresh: true, iat, exp: iat + 600, jti: randomUUID() })
+}
+
+async function sqliteDatabase (): Promise<SecureLoginDatabase> {
+  const dir = mkdtempSync(join(tmpdir(), 'securelogin-bench-'))
+  const sqlite = new Database(join(dir, 'bench.db'))
+  sqlite.pragma('journal_mode = WAL')
+  sqlite.pragma('busy_timeout = 5000')
+  // Default: SQLite's own (FULL), as docs/getting-started.md sets the database up. BENCH_SQLITE_SYNC=NORMAL to compare.
+  if (process.env.BENCH_SQLITE_SYNC) sqlite.pragma(`synchronous = ${process.env.BENCH_SQLITE_SYNC.replace(/[^A-Za-z]/g, '')}`)
+  cleanups.push(() => { sqlite.close(); rmSync(dir, { recursive: true, force: true }) })
+  return drizzleSqlite(sqlite)
+}
+
+async function postgresDatabase (): Promise<SecureLoginDatabase> {
+  const url = process.env.BENCH_PG_URL ?? 'postgres://root@127.0.0.1:5432/test'
+  const name = `securelogin_bench_${randomBytes(6).toString('hex')}`
+  const admin = new pg.Client({ connectionString: url, connectionTimeoutMillis: 3000 })
+  await admin.connect()
+  await admin.query(`CREATE DATABASE ${name}`)
+  const dbUrl = new URL(url)
+  dbUrl.pathname = `/${name}`
+  const pool = new pg.Pool({ connectionString: dbUrl.toString(), max: Number(process.env.BENCH_PG_POOL ?? 10) })
+  cleanups.push(async () => {
+    await pool.end()
+    for (let attempt = 0; attempt < 50; attempt++) {
+      try { await admin.query(`DROP DATABASE IF EXISTS ${name}`); break } catch { await new Promise((resolve) => setTimeout(resolve, 100)) }
+    }
+    await admin.end()
+  })
+  return drizzlePg(pool)
+}
+
+/** The plugin with an SMS provider that keeps codes in memory and limits too high to trigger. */
+async function pluginApp (db: SecureLoginDatabase, sent: Array<{ phone: string, code: string }>): Promise<FastifyInstance> {
+  const instance = Fastify({ logger: false })
+  const high = { max: 1_000_000, window: '1h' }
+  await instance.register(secureLogin, {
+    db,
+    sms: { name: 'bench', async send (message: SmsMessage) { sent.push({ phone: message.to, code: message.code }) } },
+    jwt: { secret: SECRET },
+    otp: { resendInterval: '1ms' },
+    rateLimit: { sendsPerPhone: high, sendsPerIp: high, verifiesPerIp: high },
+  })
+  return instance
+}
+
+async function main (): Promise<Record<string, unknown>> {
+  const info: Record<string, unknown> = {}
+  const sent: Array<{ phone: string, code: string }> = []
+  process.on('message', (message: { type: string }) => {
+    if (message.type === 'stop') void stop()
+    if (message.type === 'codes') send({ type: 'codes', codes: sent.splice(0) })
+    if (message.type === 'cpu') { const usage = process.cpuUsage(); send({ type: 'cpu', micros: usage.user + usage.system }) }
+  })
+  process.on('disconnect', () => { void stop() })
+
+  switch (scenario) {
+    case 'bare': {
+      app = Fastify({ logger: false })
+      break
+    }
+    case 'jwt-cache':
+    case 'jwt-nocache': {
+      app = Fastify({ logger: false })
+      const verify = createVerifier({ key: SECRET, algorithms: ['HS256'], cache: scenario === 'jwt-cache' ? 10_000 : false })
+      app.decorateRequest('user', null as never)
+      const hook = async (request: FastifyRequest) => {
+        const header = request.headers.authorization
+        if (header === undefined || !header.startsWith('Bearer ')) throw Object.assign(new Error('no token'), { statusCode: 401 })
+        ;(request as unknown as { user: unknown }).user = verify(header.slice(7))
+      }
+      app.get('/', { preHandler: hook }, async () => PAYLOAD)
+      info.token = accessLikeToken()
+      break
+    }
+    case 'authenticate': {
+      app = await pluginApp(await sqliteDatabase(), sent)
+      app.get('/', { preHandler: app.authenticate }, async () => PAYLOAD)
+      await app.ready()
+      // A real sign-in, so the token is one the plugin issued.
+      const phone = '+14155550123'
+      const post = (url: string, payload: object) => app!.inject({ method: 'POST', url: `/api/auth${url}`, payload })
+      await post('/register', { phone })
+      await post('/login', { phone })
+      const verified = await post('/verify_sms', { phone, token: sent.splice(0).at(-1)?.code ?? '' })
+      if (verified.statusCode !== 200) throw new Error(`sign-in for the token failed: ${verified.body}`)
+      info.token = verified.json().access_token
+      break
+    }
+    case 'signin-sqlite':
+      app = await pluginApp(await sqliteDatabase(), sent)
+      break
+    case 'signin-postgres':
+      app = await pluginApp(await postgresDatabase(), sent)
+      break
+    default:
+      throw new Error(`unknown scenario ${scenario}`)
+  }
+  if (scenario === 'bare' || scenario.startsWith('signin')) app.get('/', async () => PAYLOAD)
+  await app.listen({ host: '127.0.0.1', port: 0 })
+  const address = app.server.address()
+  info.port = typeof address === 'object' && address !== null ? address.port : 0
+  return info
+}
+
+main().then((info) => send({ type: 'ready', ...info }), async (error: unknown) => {
+  send({ type: 'ready', error: error instanceof Error ? error.message : String(error) })
+  await stop()
+})
