@@ -2,7 +2,7 @@
 // verifier cache, and the plugin's `authenticate`. The four servers run side by side and are
 // measured in interleaved rounds (the starting case rotates), so drift in the machine's other load
 // hits every case alike; each case reports the median of its rounds, and its ratio is the median of
-// its per-round ratios to the baseline of the same round. Run alone: npx tsx bench/http.ts
+// its per-round ratios to the baseline of the same round. Run alone: npx tsx test/bench/http.ts
 import { formatTable, isMain, load, loadNote, median, startServer, WARMUP, type Row, type ServerHandle } from './common.js'
 
 export const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 50)

@@ -4,7 +4,7 @@
 //   POST /verify_sms  the codes login sent (captured by the server's in-memory SMS provider)
 //   POST /refresh     the refresh tokens verify_sms issued; each response's new token goes back
 //                     into the pool, so the supply never runs out and no token is used twice
-// Run alone: npx tsx bench/signin.ts [sqlite|postgres]
+// Run alone: npx tsx test/bench/signin.ts [sqlite|postgres]
 import pg from 'pg'
 import type { Request as AutocannonRequest } from 'autocannon'
 import { DURATION, formatTable, isMain, load, loadNote, startServer, WARMUP, type Row, type ServerHandle } from './common.js'

@@ -1,4 +1,4 @@
-// One bench scenario's server, run in a child process by bench/common.ts (`fork`, IPC):
+// One bench scenario's server, run in a child process by test/bench/common.ts (`fork`, IPC):
 //   bare             GET / → small JSON
 //   jwt-cache        the same with a bare fast-jwt HS256 check in a preHandler, verifier cache as lib/tokens.ts
 //   jwt-nocache      the same without the verifier cache
@@ -18,7 +18,7 @@ import { drizzle as drizzlePg } from 'drizzle-orm/node-postgres'
 import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify'
 import { createSigner, createVerifier } from 'fast-jwt'
 import pg from 'pg'
-import secureLogin, { type SecureLoginDatabase, type SmsMessage } from '../lib/index.js'
+import secureLogin, { type SecureLoginDatabase, type SmsMessage } from '../../lib/index.js'
 
 const scenario = process.argv[2] ?? 'bare'
 const SECRET = randomBytes(48).toString('base64')

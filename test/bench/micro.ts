@@ -1,6 +1,6 @@
 // No HTTP: the plugin's `authenticate` hook function against fast-jwt verification alone, a fixed
 // number of calls each, timed with process.hrtime. Cases run in interleaved rounds; each reports the
-// median round. Run alone: npx tsx bench/micro.ts
+// median round. Run alone: npx tsx test/bench/micro.ts
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -8,7 +8,7 @@ import Database from 'better-sqlite3'
 import { drizzle } from 'drizzle-orm/better-sqlite3'
 import Fastify, { type FastifyReply, type FastifyRequest } from 'fastify'
 import { createVerifier } from 'fast-jwt'
-import secureLogin, { type SmsMessage } from '../lib/index.js'
+import secureLogin, { type SmsMessage } from '../../lib/index.js'
 import { isMain, loadNote, median } from './common.js'
 
 const ROUNDS = Number(process.env.BENCH_MICRO_ROUNDS ?? 3)

@@ -38,7 +38,7 @@ export interface ServerHandle {
 
 const serverFile = fileURLToPath(new URL('./server.ts', import.meta.url))
 
-/** Forks bench/server.ts for one scenario and waits until it listens on 127.0.0.1. */
+/** Forks test/bench/server.ts for one scenario and waits until it listens on 127.0.0.1. */
 export async function startServer (scenario: string, env: Record<string, string> = {}): Promise<ServerHandle> {
   const child: ChildProcess = fork(serverFile, [scenario], {
     execArgv: ['--import', 'tsx'],
@@ -181,7 +181,7 @@ export function formatTable (rows: Row[], baseline: number | undefined): string 
   return [fmt(head), `|${widths.map((w, i) => (numeric(i) ? '-'.repeat(w + 1) + ':' : '-'.repeat(w + 2))).join('|')}|`, ...lines.map(fmt)].join('\n')
 }
 
-/** True when run directly (`tsx bench/x.ts`) rather than imported by bench/run.ts. */
+/** True when run directly (`tsx test/bench/x.ts`) rather than imported by test/bench/run.ts. */
 export function isMain (url: string): boolean {
   return process.argv[1] !== undefined && fileURLToPath(url) === process.argv[1]
 }
