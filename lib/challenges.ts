@@ -5,7 +5,7 @@ import {
 } from './errors.js'
 import { generateCode, hashCode, hashesMatch } from './otp.js'
 import type { ResolvedOptions } from './options.js'
-import { enforceRateLimit } from './rate-limit.js'
+import { clientKey, enforceRateLimit } from './rate-limit.js'
 import { callSmsVendor } from './sms/deliver.js'
 import { isVerifyingProvider } from './sms/types.js'
 import type { Store, User } from './store/index.js'
@@ -43,7 +43,7 @@ export async function sendLoginCode (ctx: ChallengeContext, args: { phone: strin
   const { options, store, hashKey, log } = ctx
   const { phone } = args
   const now = new Date()
-  await enforceRateLimit(store, `send:ip:${args.ip}`, options.rateLimit.sendsPerIp, now)
+  await enforceRateLimit(store, `send:ip:${clientKey(args.ip)}`, options.rateLimit.sendsPerIp, now)
 
   // A request inside the cooldown is refused before it counts against the number's allowance, so
   // such requests cannot exhaust it and lock the owner out. The upsert below re-checks the
@@ -95,7 +95,7 @@ export async function verifyLoginCode (ctx: ChallengeContext, args: { phone: str
   const { options, store, hashKey, log } = ctx
   const { phone, code } = args
   const now = new Date()
-  await enforceRateLimit(store, `verify:ip:${args.ip}`, options.rateLimit.verifiesPerIp, now)
+  await enforceRateLimit(store, `verify:ip:${clientKey(args.ip)}`, options.rateLimit.verifiesPerIp, now)
 
   const user = await store.findUserByPhone(phone)
   if (args.userid !== undefined && args.userid !== (user?.id ?? accountIdFor(hashKey, phone))) throw new UserMismatchError()

@@ -73,6 +73,8 @@ export interface SecureLoginOptions {
     sendsPerIp?: RateLimitRule
     /** Codes checked from one client IP. @default { max: 100, window: '1h' } */
     verifiesPerIp?: RateLimitRule
+    /** Registrations from one client IP. @default { max: 20, window: '1h' } */
+    registersPerIp?: RateLimitRule
   }
   /** Revoked sessions are refused by `authenticate` on every instance within this bound. @default '5s' */
   revocationMaxDelay?: Duration
@@ -101,7 +103,7 @@ export interface ResolvedOptions {
   otpResendIntervalMs: number
   otpMessage: (args: { code: string, ttlMinutes: number }) => string
   otpHashKey: Buffer | undefined
-  rateLimit: { sendsPerPhone: ResolvedRateLimitRule, sendsPerIp: ResolvedRateLimitRule, verifiesPerIp: ResolvedRateLimitRule }
+  rateLimit: { sendsPerPhone: ResolvedRateLimitRule, sendsPerIp: ResolvedRateLimitRule, verifiesPerIp: ResolvedRateLimitRule, registersPerIp: ResolvedRateLimitRule }
   revocationMaxDelayMs: number
   smsTimeoutMs: number
 }
@@ -130,6 +132,11 @@ function secretBytes (value: unknown, name: string): Buffer {
   if (bytes.length < MIN_SECRET_BYTES) fail(`${name} must be at least ${MIN_SECRET_BYTES} bytes long (got ${bytes.length})`)
   if (new Set(bytes).size < 8) fail(`${name} is too weak: use random bytes, e.g. openssl rand -base64 48`)
   return bytes
+}
+
+function atLeastOneSecond (ms: number, name: string): number {
+  if (ms < 1000) fail(`${name} must be at least 1 second (got ${ms} ms)`)
+  return ms
 }
 
 function rateLimitRule (value: RateLimitRule | undefined, name: string, fallback: { max: number, window: Duration }): ResolvedRateLimitRule {
@@ -173,8 +180,17 @@ export function resolveOptions (options: SecureLoginOptions): ResolvedOptions {
   if (otp.message !== undefined && typeof otp.message !== 'function') fail('otp.message must be a function ({ code, ttlMinutes }) => string')
 
   const otpTtlMs = duration(otp.ttl, 'otp.ttl', '10m')
-  const accessTokenTtlMs = duration(jwt.accessTokenTtl, 'jwt.accessTokenTtl', '10m')
-  const refreshTokenTtlMs = duration(jwt.refreshTokenTtl, 'jwt.refreshTokenTtl', '60d')
+  // JWT times are whole seconds: a shorter lifetime would issue tokens already expired.
+  const accessTokenTtlMs = atLeastOneSecond(duration(jwt.accessTokenTtl, 'jwt.accessTokenTtl', '10m'), 'jwt.accessTokenTtl')
+  const refreshTokenTtlMs = atLeastOneSecond(duration(jwt.refreshTokenTtl, 'jwt.refreshTokenTtl', '60d'), 'jwt.refreshTokenTtl')
+  const jwtSecret = secretBytes(jwt.secret, 'jwt.secret')
+  const otpHashKey = otp.hashKey === undefined ? undefined : secretBytes(otp.hashKey, 'otp.hashKey')
+  if (otpHashKey?.equals(jwtSecret) === true) fail('otp.hashKey must differ from jwt.secret: one key, one purpose')
+  if (options.migrate !== undefined && typeof options.migrate !== 'boolean') fail(`migrate must be true or false (got ${JSON.stringify(options.migrate)})`)
+  for (const claim of ['issuer', 'audience'] as const) {
+    const value = jwt[claim]
+    if (value !== undefined && (typeof value !== 'string' || value === '')) fail(`jwt.${claim} must be a non-empty string (got ${JSON.stringify(value)})`)
+  }
   if (refreshTokenTtlMs < accessTokenTtlMs) fail('jwt.refreshTokenTtl must not be shorter than jwt.accessTokenTtl')
 
   return {
@@ -185,7 +201,7 @@ export function resolveOptions (options: SecureLoginOptions): ResolvedOptions {
     prefix,
     migrate: options.migrate ?? true,
     defaultCountry: options.defaultCountry,
-    jwtSecret: secretBytes(jwt.secret, 'jwt.secret'),
+    jwtSecret,
     issuer: jwt.issuer,
     audience: jwt.audience,
     accessTokenTtlMs,
@@ -195,11 +211,12 @@ export function resolveOptions (options: SecureLoginOptions): ResolvedOptions {
     otpMaxAttempts: integerIn(otp.maxAttempts, 'otp.maxAttempts', 1, 10, 5),
     otpResendIntervalMs: duration(otp.resendInterval, 'otp.resendInterval', '30s'),
     otpMessage: otp.message ?? (({ code, ttlMinutes }) => `${code} is your login code. It expires in ${ttlMinutes} minutes. Never share it.`),
-    otpHashKey: otp.hashKey === undefined ? undefined : secretBytes(otp.hashKey, 'otp.hashKey'),
+    otpHashKey,
     rateLimit: {
       sendsPerPhone: rateLimitRule(limits.sendsPerPhone, 'rateLimit.sendsPerPhone', { max: 5, window: '1h' }),
       sendsPerIp: rateLimitRule(limits.sendsPerIp, 'rateLimit.sendsPerIp', { max: 20, window: '1h' }),
       verifiesPerIp: rateLimitRule(limits.verifiesPerIp, 'rateLimit.verifiesPerIp', { max: 100, window: '1h' }),
+      registersPerIp: rateLimitRule(limits.registersPerIp, 'rateLimit.registersPerIp', { max: 20, window: '1h' }),
     },
     revocationMaxDelayMs: duration(options.revocationMaxDelay, 'revocationMaxDelay', '5s'),
     smsTimeoutMs: duration(options.smsTimeout, 'smsTimeout', '10s'),

@@ -12,16 +12,16 @@ export function createRevocationList (args: { store: Store, maxDelayMs: number, 
   const { store, maxDelayMs, retainMs, log } = args
   const revoked = new Map<string, number>()
   let syncedAt = 0
-  let cursor = new Date(Date.now() - retainMs)
   let inFlight: Promise<void> | undefined
   let timer: NodeJS.Timeout | undefined
 
   async function refresh (): Promise<void> {
     const startedAt = Date.now()
-    // Rows committed while the query runs are caught next time: the cursor overlaps by maxDelayMs.
-    const rows = await store.sessionsRevokedSince(cursor)
+    // The whole retention window every time, not only rows newer than the last read: `revoked_at`
+    // is the revoking instance's clock at the start of its UPDATE, and that UPDATE may commit much
+    // later (a saturated pool, a busy SQLite), after a narrower cursor had already moved past it.
+    const rows = await store.sessionsRevokedSince(new Date(startedAt - retainMs))
     for (const row of rows) revoked.set(row.id, row.revokedAt.getTime())
-    cursor = new Date(startedAt - maxDelayMs)
     const horizon = startedAt - retainMs
     for (const [id, at] of revoked) if (at < horizon) revoked.delete(id)
     syncedAt = startedAt

@@ -66,7 +66,7 @@ export const secureLoginRoutes: FastifyPluginAsync<{ ctx: SecureLoginContext }> 
       return reply.code(status).send({ statusCode: status, code: error.code ?? 'SECURELOGIN_BAD_REQUEST', error: STATUS_CODES[status] ?? 'Error', message: error.message })
     }
     // Anything else is our bug or the database's: its text may hold SQL, so the client gets none.
-    request.log.error({ err: error }, 'fastify-securelogin: request failed')
+    request.log.error({ err: withoutQueryParams(error) }, 'fastify-securelogin: request failed')
     const internal = new InternalError()
     return reply.code(500).send({ statusCode: 500, code: internal.code, error: 'Internal Server Error', message: internal.message })
   })
@@ -83,4 +83,14 @@ export const secureLoginRoutes: FastifyPluginAsync<{ ctx: SecureLoginContext }> 
     await routes.register(refreshRoute, opts)
     await routes.register(logoutRoutes, opts)
   })
+}
+
+/**
+ * Drizzle's query errors carry the statement's parameters (phone numbers, IPs, code hashes) as
+ * enumerable fields and in their message; the log gets the statement and the driver's error only.
+ */
+function withoutQueryParams (error: Error): Error {
+  const { query, params } = error as Error & { query?: unknown, params?: unknown }
+  if (typeof query !== 'string' || params === undefined) return error
+  return Object.assign(new Error(`Failed query: ${query}`, { cause: error.cause }), { name: error.name })
 }

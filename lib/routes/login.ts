@@ -35,9 +35,17 @@ export const loginRoute: FastifyPluginAsyncTypebox<{ ctx: SecureLoginContext }> 
       },
     }, async (request) => {
       const phone = normalizePhone(request.body.phone, ctx.options.defaultCountry)
-      const locale = request.headers['accept-language']?.split(',')[0]?.split(';')[0]?.trim() || undefined
+      const locale = preferredLocale(request.headers['accept-language'])
       const { userid } = await sendLoginCode({ ...ctx, log: request.log }, { phone, ip: request.ip, locale })
       return { phone, userid }
     })
   }
+}
+
+const LANGUAGE_TAG = /^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8}){0,2}$/
+
+/** The first tag of Accept-Language when it is a well-formed language tag; anything else is dropped, not forwarded to a vendor. */
+function preferredLocale (header: string | undefined): string | undefined {
+  const tag = header?.split(',')[0]?.split(';')[0]?.trim()
+  return tag !== undefined && LANGUAGE_TAG.test(tag) ? tag : undefined
 }

@@ -3,6 +3,7 @@ import { RegisterBody, RegisterResponse } from '../../schemas/auth.js'
 import { accountIdFor } from '../challenges.js'
 import type { SecureLoginContext } from '../context.js'
 import { normalizePhone } from '../phone.js'
+import { clientKey, enforceRateLimit } from '../rate-limit.js'
 import { errorResponses, operationIdFor, refTo, swaggerConfig } from './responses.js'
 
 /**
@@ -22,12 +23,15 @@ export const registerRoute: FastifyPluginAsyncTypebox<{ ctx: SecureLoginContext 
         201: { ...refTo(RegisterResponse), description: 'The account of the number' },
         ...errorResponses({
           400: 'The body does not match the schema (SECURELOGIN_BAD_REQUEST, FST_ERR_CTP_INVALID_JSON_BODY) or the phone number is not a valid number (SECURELOGIN_PHONE_INVALID)',
+          429: 'Too many registrations from this client (SECURELOGIN_RATE_LIMITED); see Retry-After',
         }),
       },
     },
   }, async (request, reply) => {
     const phone = normalizePhone(request.body.phone, ctx.options.defaultCountry)
-    const user = await ctx.store.registerUser(accountIdFor(ctx.hashKey, phone), phone, request.body.username, new Date())
+    const now = new Date()
+    await enforceRateLimit(ctx.store, `register:ip:${clientKey(request.ip)}`, ctx.options.rateLimit.registersPerIp, now)
+    const user = await ctx.store.registerUser(accountIdFor(ctx.hashKey, phone), phone, request.body.username, now)
     return reply.code(201).send({ message: 'registered successfully', userid: user.id })
   })
 }

@@ -17,6 +17,8 @@ export type User = typeof postgresTables.users.$inferSelect
 export type Session = typeof postgresTables.sessions.$inferSelect
 export type OtpChallenge = typeof postgresTables.otpChallenges.$inferSelect
 
+const UNNAMED = undefined as unknown as string
+
 export function createStore (database: SecureLoginDatabase, dialect: 'sqlite' | 'postgres') {
   const db = database as unknown as Db
   const t = (dialect === 'sqlite' ? sqliteTables.tables : postgresTables.tables) as unknown as Tables
@@ -24,14 +26,16 @@ export function createStore (database: SecureLoginDatabase, dialect: 'sqlite' | 
 
   // The hot statements of sign-in, built and prepared once: building SQL with Drizzle and preparing
   // it (better-sqlite3) cost more CPU per call than running it. Placeholders go through the
-  // column's encoder, so dates bind as on the unprepared path. Names are for node-postgres.
-  // Prepared on first use: better-sqlite3 prepares eagerly, and the tables may not exist yet.
+  // column's encoder, so dates bind as on the unprepared path. Prepared on first use: better-sqlite3
+  // prepares eagerly, and the tables may not exist yet. No statement names: node-postgres would keep
+  // named statements per connection, which fails behind transaction-pooling proxies (PgBouncer,
+  // Supavisor, RDS Proxy) and collides when two versions of this library share a pool.
   const lazy = <T>(build: () => T) => { let value: T | undefined; return () => (value ??= build()) }
   const p = sql.placeholder
   const expiredWindow = sql`${rateLimits.windowStart} <= ${sql.param(p('windowFloor'), rateLimits.windowStart)}`
   const prepared = {
-    findUserByPhone: lazy(() => db.select().from(users).where(eq(users.phone, p('phone'))).limit(1).prepare('securelogin_find_user_by_phone')),
-    findChallenge: lazy(() => db.select().from(otpChallenges).where(eq(otpChallenges.phone, p('phone'))).limit(1).prepare('securelogin_find_challenge')),
+    findUserByPhone: lazy(() => db.select().from(users).where(eq(users.phone, p('phone'))).limit(1).prepare(UNNAMED)),
+    findChallenge: lazy(() => db.select().from(otpChallenges).where(eq(otpChallenges.phone, p('phone'))).limit(1).prepare(UNNAMED)),
     openChallenge: lazy(() => db.insert(otpChallenges)
       .values({ phone: p('phone'), challengeId: p('challengeId'), codeHash: p('codeHash'), attempts: 0, sentAt: p('now'), expiresAt: p('expiresAt'), consumedAt: null })
       .onConflictDoUpdate({
@@ -46,15 +50,15 @@ export function createStore (database: SecureLoginDatabase, dialect: 'sqlite' | 
         },
         setWhere: lte(otpChallenges.sentAt, sql.param(p('sentBefore'), otpChallenges.sentAt)),
       })
-      .returning().prepare('securelogin_open_challenge')),
+      .returning().prepare(UNNAMED)),
     recordAttempt: lazy(() => db.update(otpChallenges)
       .set({ attempts: sql`${otpChallenges.attempts} + 1` })
       .where(and(eq(otpChallenges.phone, p('phone')), isNull(otpChallenges.consumedAt), gt(otpChallenges.expiresAt, sql.param(p('now'), otpChallenges.expiresAt)), lt(otpChallenges.attempts, p('maxAttempts'))))
-      .returning().prepare('securelogin_record_attempt')),
+      .returning().prepare(UNNAMED)),
     consumeChallenge: lazy(() => db.update(otpChallenges)
       .set({ consumedAt: sql`${sql.param(p('now'), otpChallenges.consumedAt)}` })
       .where(and(eq(otpChallenges.phone, p('phone')), eq(otpChallenges.challengeId, p('challengeId')), isNull(otpChallenges.consumedAt)))
-      .returning({ phone: otpChallenges.phone }).prepare('securelogin_consume_challenge')),
+      .returning({ phone: otpChallenges.phone }).prepare(UNNAMED)),
     hitRateLimit: lazy(() => db.insert(rateLimits).values({ key: p('key'), windowStart: p('now'), count: 1 })
       .onConflictDoUpdate({
         target: rateLimits.key,
@@ -63,14 +67,14 @@ export function createStore (database: SecureLoginDatabase, dialect: 'sqlite' | 
           windowStart: sql`CASE WHEN ${expiredWindow} THEN excluded.${sql.identifier('window_start')} ELSE ${rateLimits.windowStart} END`,
         },
       })
-      .returning({ count: rateLimits.count, windowStart: rateLimits.windowStart }).prepare('securelogin_hit_rate_limit')),
+      .returning({ count: rateLimits.count, windowStart: rateLimits.windowStart }).prepare(UNNAMED)),
     insertUser: lazy(() => db.insert(users)
       .values({ id: p('id'), phone: p('phone'), username: p('username'), createdAt: p('now') })
       .onConflictDoNothing({ target: users.phone })
-      .returning().prepare('securelogin_insert_user')),
+      .returning().prepare(UNNAMED)),
     createSession: lazy(() => db.insert(sessions)
       .values({ id: p('id'), userId: p('userId'), generation: 0, createdAt: p('now'), refreshedAt: p('now'), expiresAt: p('expiresAt') })
-      .returning().prepare('securelogin_create_session')),
+      .returning().prepare(UNNAMED)),
     rotateSession: lazy(() => db.update(sessions)
       .set({ generation: sql`${sessions.generation} + 1`, refreshedAt: sql`${sql.param(p('now'), sessions.refreshedAt)}` })
       .where(and(
@@ -80,7 +84,7 @@ export function createStore (database: SecureLoginDatabase, dialect: 'sqlite' | 
         isNull(sessions.revokedAt),
         gt(sessions.expiresAt, sql.param(p('now'), sessions.expiresAt)),
       ))
-      .returning().prepare('securelogin_rotate_session')),
+      .returning().prepare(UNNAMED)),
   }
 
   return {
