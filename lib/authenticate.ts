@@ -34,10 +34,15 @@ export function bearerToken (request: FastifyRequest): string {
 }
 
 export function createAuthHooks (tokens: TokenService, revocations: RevocationList) {
+  /** Refuses a revoked session; waits for the database only when the revocation list is stale. */
+  async function refuseRevoked (sessionId: string): Promise<void> {
+    const revoked = revocations.isRevoked(sessionId)
+    if (revoked === true || (revoked !== false && await revoked)) throw new SessionRevokedError()
+  }
+
   const authenticate: AuthHook = async (request) => {
     const claims = tokens.verifyAccess(bearerToken(request))
-    const revoked = revocations.isRevoked(claims.sid)
-    if (revoked === true || (revoked !== false && await revoked)) throw new SessionRevokedError()
+    await refuseRevoked(claims.sid)
     request.user = { userid: claims.sub, phone: claims.phone, sid: claims.sid, fresh: claims.fresh === true }
   }
 
@@ -50,8 +55,7 @@ export function createAuthHooks (tokens: TokenService, revocations: RevocationLi
   // this hook only proves the token is a genuine, unexpired refresh token of a live session.
   const authenticateRefresh: AuthHook = async (request) => {
     const claims = tokens.verifyRefresh(bearerToken(request))
-    const revoked = revocations.isRevoked(claims.sid)
-    if (revoked === true || (revoked !== false && await revoked)) throw new SessionRevokedError()
+    await refuseRevoked(claims.sid)
     const user: SecureLoginRefreshUser = { userid: claims.sub, phone: claims.phone, sid: claims.sid, fresh: false, generation: claims.gen }
     request.user = user
   }

@@ -93,11 +93,6 @@ export function createStore (database: SecureLoginDatabase, dialect: 'sqlite' | 
       return rows[0]
     },
 
-    async findUserById (id: string): Promise<User | undefined> {
-      const rows = await db.select().from(users).where(eq(users.id, id)).limit(1)
-      return rows[0]
-    },
-
     /** Creates the account, or returns the existing one: the unique index decides under concurrency. */
     async registerUser (id: string, phone: string, username: string | undefined, now: Date): Promise<User> {
       const inserted = await prepared.insertUser().execute({ id, phone, username: username ?? null, now })
