@@ -10,6 +10,8 @@ export interface ExampleAppOptions {
   sms: SmsProvider
   jwtSecret: string
   logger?: boolean
+  /** Lifetime of access tokens. @default '10m' */
+  accessTokenTtl?: string
 }
 
 const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { name: string, version: string, description: string }
@@ -39,7 +41,13 @@ export async function buildExampleApp (options: ExampleAppOptions): Promise<Fast
 
   // The app's own routes refer to the plugin's error shape by $ref too.
   app.addSchema(ErrorResponse)
-  await app.register(secureLogin, { db: options.db, sms: options.sms, jwt: { secret: options.jwtSecret } })
+  // cookies: browser clients (the page at /) may keep the refresh token in an HttpOnly cookie;
+  // Bearer clients (curl, mobile apps) are unaffected.
+  await app.register(secureLogin, { db: options.db, sms: options.sms, jwt: { secret: options.jwtSecret, accessTokenTtl: options.accessTokenTtl }, cookies: true })
+
+  // A tiny browser client of the cookie transport: sign in, call op, refresh, log out.
+  const page = readFileSync(new URL('./public/index.html', import.meta.url), 'utf8')
+  app.get('/', { schema: { hide: true } }, async (_request, reply) => reply.type('text/html; charset=utf-8').send(page))
 
   const ExampleMessage = { ...Message, description: 'The operation succeeded' }
   const error = (description: string) => ({ $ref: 'SecureLoginError#', description })

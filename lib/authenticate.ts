@@ -1,10 +1,22 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
+import { userFromAccessClaims } from './claims.js'
+import { ACCESS_COOKIE, cookieToken, REFRESH_COOKIE, type CookieOptions } from './cookies.js'
 import { FreshTokenRequiredError, SessionRevokedError, TokenMissingError } from './errors.js'
 import type { RevocationList } from './revocation.js'
 import type { TokenService } from './tokens.js'
 
+/**
+ * Extra claims the app puts into access tokens with `jwt.claims` (roles, tenant…). Empty here:
+ * declare yours by merging into it, and they are typed on `request.user` and in `jwt.claims`.
+ * @example
+ * declare module 'fastify-securelogin' {
+ *   interface SecureLoginClaims { roles: string[] }
+ * }
+ */
+export interface SecureLoginClaims {}
+
 /** What `authenticate` puts on `request.user`. */
-export interface SecureLoginUser {
+export interface SecureLoginUser extends SecureLoginClaims {
   /** The public user id (UUID), the JWT `sub`. */
   userid: string
   /** The account's phone number in E.164. */
@@ -33,7 +45,20 @@ export function bearerToken (request: FastifyRequest): string {
   return match[1] as string
 }
 
-export function createAuthHooks (tokens: TokenService, revocations: RevocationList) {
+/**
+ * The Bearer token, or (only on a server with cookies enabled, for a request without an
+ * Authorization header that asks for the cookie transport) the token in the cookie `name`.
+ */
+function tokenOf (request: FastifyRequest, cookies: CookieOptions | undefined, name: string): string {
+  if (cookies === undefined || request.headers.authorization !== undefined) return bearerToken(request)
+  const token = cookieToken(request, cookies, name)
+  if (token === undefined) throw new TokenMissingError()
+  return token
+}
+
+export function createAuthHooks (tokens: TokenService, revocations: RevocationList, options: { withExtraClaims: boolean, cookies: CookieOptions | undefined }) {
+  const { withExtraClaims, cookies } = options
+  const accessCookies = cookies?.accessTokenInCookie === true ? cookies : undefined
   /** Refuses a revoked session; waits for the database only when the revocation list is stale. */
   async function refuseRevoked (sessionId: string): Promise<void> {
     const revoked = revocations.isRevoked(sessionId)
@@ -41,9 +66,9 @@ export function createAuthHooks (tokens: TokenService, revocations: RevocationLi
   }
 
   const authenticate: AuthHook = async (request) => {
-    const claims = tokens.verifyAccess(bearerToken(request))
+    const claims = tokens.verifyAccess(tokenOf(request, accessCookies, ACCESS_COOKIE))
     await refuseRevoked(claims.sid)
-    request.user = { userid: claims.sub, phone: claims.phone, sid: claims.sid, fresh: claims.fresh === true }
+    request.user = userFromAccessClaims(claims, withExtraClaims)
   }
 
   const authenticateFresh: AuthHook = async (request, reply) => {
@@ -54,10 +79,10 @@ export function createAuthHooks (tokens: TokenService, revocations: RevocationLi
   // Refresh tokens are checked against their session row where they are used (rotation, logout);
   // this hook only proves the token is a genuine, unexpired refresh token of a live session.
   const authenticateRefresh: AuthHook = async (request) => {
-    const claims = tokens.verifyRefresh(bearerToken(request))
+    const claims = tokens.verifyRefresh(tokenOf(request, cookies, REFRESH_COOKIE))
     await refuseRevoked(claims.sid)
-    const user: SecureLoginRefreshUser = { userid: claims.sub, phone: claims.phone, sid: claims.sid, fresh: false, generation: claims.gen }
-    request.user = user
+    const user = { userid: claims.sub, phone: claims.phone, sid: claims.sid, fresh: false, generation: claims.gen }
+    request.user = user as SecureLoginRefreshUser
   }
 
   return { authenticate, authenticateFresh, authenticateRefresh }

@@ -5,6 +5,7 @@ import {
 } from './errors.js'
 import { generateCode, hashCode, hashesMatch } from './otp.js'
 import type { ResolvedOptions } from './options.js'
+import { maskPhone } from './phone.js'
 import { clientKey, enforceRateLimit } from './rate-limit.js'
 import { callSmsVendor } from './sms/deliver.js'
 import { isVerifyingProvider } from './sms/types.js'
@@ -82,6 +83,8 @@ export async function sendLoginCode (ctx: ChallengeContext, args: { phone: strin
       await store.withdrawChallenge(phone, challengeId)
       throw error
     }
+  } else {
+    log.info({ phone: maskPhone(phone) }, 'fastify-securelogin: no SMS sent: the number has no active account (register it first)')
   }
   return { userid: user?.id ?? accountIdFor(hashKey, phone) }
 }

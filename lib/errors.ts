@@ -19,6 +19,7 @@ export const TokenExpiredError = createError('SECURELOGIN_TOKEN_EXPIRED', 'The t
 export const SessionRevokedError = createError('SECURELOGIN_SESSION_REVOKED', 'The session has ended; sign in again', 401)
 export const FreshTokenRequiredError = createError('SECURELOGIN_FRESH_TOKEN_REQUIRED', 'This operation needs a token from a fresh sign-in', 401)
 export const SessionMismatchError = createError('SECURELOGIN_SESSION_MISMATCH', 'The refresh token does not belong to this session', 403)
+export const CookieOriginRefusedError = createError('SECURELOGIN_COOKIE_ORIGIN_REFUSED', 'This origin may not use the session cookies', 403)
 export const AccountInactiveError = createError('SECURELOGIN_ACCOUNT_INACTIVE', 'The account is not active', 403)
 
 export const SmsSendFailedError = createError('SECURELOGIN_SMS_SEND_FAILED', 'The code could not be sent; try again later', 502)
@@ -42,6 +43,7 @@ export const errors = {
   SessionRevokedError,
   FreshTokenRequiredError,
   SessionMismatchError,
+  CookieOriginRefusedError,
   AccountInactiveError,
   SmsSendFailedError,
   SmsTimeoutError,

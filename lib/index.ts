@@ -1,8 +1,11 @@
+import type { JWT } from '@fastify/jwt'
 import fp from 'fastify-plugin'
 import type { FastifyPluginAsync } from 'fastify'
 import { createAuthHooks, type AuthHook, type SecureLoginUser } from './authenticate.js'
 import type { SecureLoginContext } from './context.js'
-import { migrate } from './db/migrate.js'
+import { migrate, startupError } from './db/migrate.js'
+import { ensureCookieSupport } from './cookies.js'
+import { registerAccessJwt } from './jwt.js'
 import { deriveKey } from './keys.js'
 import { resolveOptions, type SecureLoginOptions } from './options.js'
 import { createRevocationList } from './revocation.js'
@@ -18,9 +21,18 @@ declare module 'fastify' {
     authenticateFresh: AuthHook
     /** preHandler: requires a valid refresh token; sets `request.user` (with `generation`). */
     authenticateRefresh: AuthHook
+    /** The plugin's own parts the app may use. */
+    secureLogin: {
+      /** The @fastify/jwt instance of access tokens: `fastify.jwt`, or `fastify.jwt[jwt.namespace]` when the app registered @fastify/jwt itself. */
+      jwt: JWT
+    }
   }
-  interface FastifyRequest {
-    /** Set by `authenticate`, `authenticateFresh` and `authenticateRefresh`. */
+}
+
+// `request.user` is @fastify/jwt's: typed through its interface, so both plugins agree on it
+// whichever the app imports first. Extra claims are typed by merging into SecureLoginClaims.
+declare module '@fastify/jwt' {
+  interface FastifyJWT {
     user: SecureLoginUser
   }
 }
@@ -32,14 +44,16 @@ const secureLogin: FastifyPluginAsync<SecureLoginOptions> = async (fastify, rawO
   if (options.migrate) await migrate(options.db)
 
   const store = createStore(options.db, options.dialect)
-  const tokens = createTokenService(options)
+  const accessJwt = await registerAccessJwt(fastify, options)
+  if (options.cookies !== undefined) await ensureCookieSupport(fastify)
+  const tokens = createTokenService(options, accessJwt)
   const revocations = createRevocationList({ store, maxDelayMs: options.revocationMaxDelayMs, retainMs: options.accessTokenTtlMs, log: fastify.log })
   try {
     await revocations.start()
   } catch (error) {
-    throw new Error('fastify-securelogin: cannot read the sessions table; run migrate(db) first or register with migrate: true', { cause: error })
+    throw startupError(options.db, error, 'read-sessions')
   }
-  const hooks = createAuthHooks(tokens, revocations)
+  const hooks = createAuthHooks(tokens, revocations, { withExtraClaims: options.jwtClaims !== undefined, cookies: options.cookies })
   const ctx: SecureLoginContext = {
     options, store, tokens, revocations, hooks, log: fastify.log,
     hashKey: options.otpHashKey ?? deriveKey(options.jwtSecret, 'otp-hash'),
@@ -57,8 +71,7 @@ const secureLogin: FastifyPluginAsync<SecureLoginOptions> = async (fastify, rawO
   fastify.decorate('authenticate', hooks.authenticate)
   fastify.decorate('authenticateFresh', hooks.authenticateFresh)
   fastify.decorate('authenticateRefresh', hooks.authenticateRefresh)
-  // null, not {}: a shared object would leak between requests (and Fastify refuses it).
-  if (!fastify.hasRequestDecorator('user')) fastify.decorateRequest('user', null as unknown as SecureLoginUser)
+  fastify.decorate('secureLogin', { jwt: accessJwt })
 
   await fastify.register(secureLoginRoutes, { prefix: options.prefix, ctx })
 }
@@ -74,6 +87,7 @@ export { SmsDeliveryError, type SmsDeliveryErrorOptions } from './sms/errors.js'
 export type { TwilioClient, TwilioCredentials } from './sms/twilio-client.js'
 export type { SmsProvider, SmsMessage, TextingSmsProvider, VerifyingSmsProvider } from './sms/types.js'
 export type { SecureLoginOptions, SecureLoginDatabase, RateLimitRule } from './options.js'
-export type { SecureLoginUser, SecureLoginRefreshUser, AuthHook } from './authenticate.js'
+export type { SecureLoginUser, SecureLoginRefreshUser, SecureLoginClaims, AuthHook } from './authenticate.js'
+export type { ClaimsFunction } from './claims.js'
 export type { Duration } from './duration.js'
 export * from './errors.js'

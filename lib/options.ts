@@ -1,88 +1,32 @@
+import { Kind, type Static, type TSchema } from '@sinclair/typebox'
+import { Errors, ValueErrorType } from '@sinclair/typebox/errors'
 import { is } from 'drizzle-orm'
 import { BaseSQLiteDatabase } from 'drizzle-orm/sqlite-core'
-import { PgDatabase } from 'drizzle-orm/pg-core'
-import { isSupportedCountry, type CountryCode } from './phone.js'
-import { toMilliseconds, type Duration } from './duration.js'
-import type { SmsProvider } from './sms/types.js'
-import { isVerifyingProvider } from './sms/types.js'
+import {
+  describeKind, describeValue, refusalOf, RateLimitRuleSchema, SecureLoginOptionsSchema, type SecureLoginDatabase,
+} from '../schemas/options.js'
+import type { ClaimsFunction } from './claims.js'
+import { formatDuration, parseDuration, type Duration } from './duration.js'
+import type { CountryCode } from './phone.js'
+import { isVerifyingProvider, type SmsProvider } from './sms/types.js'
 
-/** Any Drizzle database made by drizzle-orm/better-sqlite3, drizzle-orm/node-postgres or drizzle-orm/pglite. */
-export type SecureLoginDatabase = BaseSQLiteDatabase<'sync' | 'async', any, any> | PgDatabase<any, any, any>
+export type { SecureLoginDatabase }
 
-export interface RateLimitRule {
-  /** Requests allowed per window. */
-  max: number
-  /** The window length. */
-  window: Duration
-}
+/** The options of `app.register(secureLogin, options)`, typed from `SecureLoginOptionsSchema`. */
+export type SecureLoginOptions = Static<typeof SecureLoginOptionsSchema>
 
-export interface SecureLoginOptions {
-  /** The Drizzle database holding the plugin's tables. */
-  db: SecureLoginDatabase
-  /** Delivers codes: `consoleSms()`, a Twilio provider, or any object with `send` (or `start`/`check`). */
-  sms: SmsProvider
-  /**
-   * Where the routes live.
-   * @default '/api/auth'
-   */
-  prefix?: string
-  /**
-   * Bring the plugin's tables up to date at startup from the SQL files in `migrations/`.
-   * @default true
-   */
-  migrate?: boolean
-  /**
-   * Country assumed for numbers typed without `+country`, e.g. `'US'`.
-   * @default undefined (numbers must be in international form)
-   */
-  defaultCountry?: CountryCode
-  jwt: {
-    /**
-     * The HS256 key, at least 32 bytes. Other services holding it can verify access tokens.
-     * Typed to accept `process.env.JWT_SECRET` directly: a missing one fails at registration.
-     */
-    secret: string | Buffer | undefined
-    /** @default '10m' */
-    accessTokenTtl?: Duration
-    /** Lifetime of a session; a refresh token never outlives its session. @default '60d' */
-    refreshTokenTtl?: Duration
-    /** Set and required as the `iss` claim when given. */
-    issuer?: string
-    /** Set and required as the `aud` claim when given. */
-    audience?: string
-  }
-  otp?: {
-    /** Digits in a code (4 to 10). @default 6 */
-    length?: number
-    /** How long a code is valid. @default '10m' */
-    ttl?: Duration
-    /** Wrong codes allowed per code sent (1 to 10). @default 5 */
-    maxAttempts?: number
-    /** Minimum time between two codes to one number. @default '30s' */
-    resendInterval?: Duration
-    /** The text sent; gets the code and its lifetime in minutes. */
-    message?: (args: { code: string, ttlMinutes: number }) => string
-    /** Key for hashing codes. @default derived from `jwt.secret` with HKDF */
-    hashKey?: string | Buffer
-  }
-  /** Limits on sending and checking codes, shared by every instance through the database. */
-  rateLimit?: {
-    /** Codes sent to one number. @default { max: 5, window: '1h' } */
-    sendsPerPhone?: RateLimitRule
-    /** Codes requested from one client IP. @default { max: 20, window: '1h' } */
-    sendsPerIp?: RateLimitRule
-    /** Codes checked from one client IP. @default { max: 100, window: '1h' } */
-    verifiesPerIp?: RateLimitRule
-    /** Registrations from one client IP. @default { max: 20, window: '1h' } */
-    registersPerIp?: RateLimitRule
-  }
-  /** Revoked sessions are refused by `authenticate` on every instance within this bound. @default '5s' */
-  revocationMaxDelay?: Duration
-  /** Bound on one SMS vendor call. @default '10s' */
-  smsTimeout?: Duration
-}
+/** A rate limit: at most `max` requests per `window`. */
+export type RateLimitRule = Static<typeof RateLimitRuleSchema>
 
 export interface ResolvedRateLimitRule { max: number, windowMs: number }
+
+export interface ResolvedCookieOptions {
+  accessTokenInCookie: boolean
+  secure: boolean
+  sameSite: 'strict' | 'lax'
+  domain: string | undefined
+  allowedOrigins: string[] | undefined
+}
 
 export interface ResolvedOptions {
   db: SecureLoginDatabase
@@ -95,6 +39,8 @@ export interface ResolvedOptions {
   jwtSecret: Buffer
   issuer: string | undefined
   audience: string | undefined
+  jwtClaims: ClaimsFunction | undefined
+  jwtNamespace: string
   accessTokenTtlMs: number
   refreshTokenTtlMs: number
   otpLength: number
@@ -104,121 +50,214 @@ export interface ResolvedOptions {
   otpMessage: (args: { code: string, ttlMinutes: number }) => string
   otpHashKey: Buffer | undefined
   rateLimit: { sendsPerPhone: ResolvedRateLimitRule, sendsPerIp: ResolvedRateLimitRule, verifiesPerIp: ResolvedRateLimitRule, registersPerIp: ResolvedRateLimitRule }
+  cookies: ResolvedCookieOptions | undefined
   revocationMaxDelayMs: number
   smsTimeoutMs: number
 }
-
-const MIN_SECRET_BYTES = 32
 
 function fail (message: string): never {
   throw new TypeError(`fastify-securelogin: ${message}`)
 }
 
-function integerIn (value: unknown, name: string, min: number, max: number, fallback: number): number {
-  if (value === undefined) return fallback
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
-    fail(`${name} must be an integer from ${min} to ${max} (got ${JSON.stringify(value)})`)
+// ---------------------------------------------------------------- messages from schema errors
+
+/** `/rateLimit/sendsPerIp/max` as `rateLimit.sendsPerIp.max`, `/cookies/allowedOrigins/0` as `cookies.allowedOrigins[0]`. */
+function dotted (segments: string[]): string {
+  return segments.reduce((path, segment) => /^\d+$/.test(segment) ? `${path}[${segment}]` : path === '' ? segment : `${path}.${segment}`, '')
+}
+
+function segmentsOf (pointer: string): string[] {
+  return pointer.split('/').slice(1).map((segment) => segment.replace(/~1/g, '/').replace(/~0/g, '~'))
+}
+
+function orList (words: string[]): string {
+  return words.length <= 1 ? words.join('') : `${words.slice(0, -1).join(', ')} or ${words.at(-1)}`
+}
+
+/** What a schema accepts, as alternatives for "must be …". */
+function alternatives (schema: TSchema): string[] {
+  switch (schema[Kind]) {
+    case 'Boolean': return ['true', 'false']
+    case 'Literal': return [typeof schema.const === 'string' ? `'${schema.const}'` : String(schema.const)]
+    case 'Union': return (schema.anyOf as TSchema[]).flatMap(alternatives)
+    case 'Object': return [`{ ${Object.keys(schema.properties).join(', ')} }`]
+    case 'Array': return ['an array']
+    case 'Function': return ['a function']
+    case 'Number': return ['a number']
+    case 'Integer': return [schema.minimum !== undefined && schema.maximum !== undefined
+      ? `an integer from ${schema.minimum.toLocaleString('en-US')} to ${schema.maximum.toLocaleString('en-US')}`
+      : 'an integer']
+    case 'String': return [schema.minLength >= 1 ? 'a non-empty string' : schema.pattern !== undefined ? `a string matching /${schema.pattern}/` : 'a string']
+    default: return ['valid']
   }
-  return value
 }
 
-function duration (value: Duration | undefined, name: string, fallback: Duration): number {
-  return toMilliseconds(value ?? fallback, name)
+const SCALAR_KINDS = new Set(['String', 'Number', 'Integer', 'Boolean', 'Literal'])
+
+/** Whether a wrong value may be quoted: only where a scalar was expected, never where an object was (`jwt: secret`). */
+function quotable (schema: TSchema): boolean {
+  return SCALAR_KINDS.has(schema[Kind]) || (schema[Kind] === 'Union' && (schema.anyOf as TSchema[]).every(quotable))
 }
 
-function secretBytes (value: unknown, name: string): Buffer {
-  if (typeof value !== 'string' && !Buffer.isBuffer(value)) fail(`${name} is required (a string or Buffer of at least ${MIN_SECRET_BYTES} bytes)`)
-  const bytes = Buffer.from(value)
-  if (bytes.length < MIN_SECRET_BYTES) fail(`${name} must be at least ${MIN_SECRET_BYTES} bytes long (got ${bytes.length})`)
-  if (new Set(bytes).size < 8) fail(`${name} is too weak: use random bytes, e.g. openssl rand -base64 48`)
-  return bytes
+/** Case-insensitive optimal string alignment distance (Levenshtein plus swaps of neighbours). */
+function editDistance (a: string, b: string): number {
+  a = a.toLowerCase()
+  b = b.toLowerCase()
+  const d = Array.from({ length: a.length + 1 }, (_, i) => Array.from({ length: b.length + 1 }, (_, j) => i === 0 ? j : j === 0 ? i : 0))
+  for (let i = 1; i <= a.length; i++) {
+    for (let j = 1; j <= b.length; j++) {
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1
+      d[i]![j] = Math.min(d[i - 1]![j]! + 1, d[i]![j - 1]! + 1, d[i - 1]![j - 1]! + cost)
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) d[i]![j] = Math.min(d[i]![j]!, d[i - 2]![j - 2]! + 1)
+    }
+  }
+  return d[a.length]![b.length]!
 }
 
-function atLeastOneSecond (ms: number, name: string): number {
-  if (ms < 1000) fail(`${name} must be at least 1 second (got ${ms} ms)`)
-  return ms
+function nearest (key: string, candidates: string[]): string | undefined {
+  const limit = Math.min(3, Math.max(1, Math.floor(key.length / 3)))
+  let best: string | undefined
+  let bestDistance = limit + 1
+  for (const candidate of candidates) {
+    const distance = editDistance(key, candidate)
+    if (distance < bestDistance) [best, bestDistance] = [candidate, distance]
+  }
+  return best
 }
 
-function rateLimitRule (value: RateLimitRule | undefined, name: string, fallback: { max: number, window: Duration }): ResolvedRateLimitRule {
-  const rule = value ?? fallback
-  if (typeof rule !== 'object' || rule === null) fail(`${name} must be { max, window }`)
+/** Every option's path, for suggesting an option put at the wrong level (`secret` → `jwt.secret`). */
+function optionPaths (schema: TSchema, prefix: string[] = []): string[][] {
+  if (schema[Kind] === 'Union') return (schema.anyOf as TSchema[]).flatMap((member) => optionPaths(member, prefix))
+  if (schema[Kind] !== 'Object') return []
+  return Object.entries(schema.properties as Record<string, TSchema>).flatMap(([key, property]) => [[...prefix, key], ...optionPaths(property, [...prefix, key])])
+}
+const OPTION_PATHS = optionPaths(SecureLoginOptionsSchema)
+
+function unknownOption (parent: TSchema, segments: string[]): string {
+  const key = segments.at(-1) as string
+  const where = segments.slice(0, -1)
+  const keys = Object.keys(parent.properties)
+  const sibling = nearest(key, keys)
+  if (sibling !== undefined) return `unknown option ${dotted(segments)} (did you mean ${dotted([...where, sibling])}?)`
+  const elsewhere = OPTION_PATHS.filter((path) => path.at(-1)!.toLowerCase() === key.toLowerCase())
+  if (elsewhere.length === 1) return `unknown option ${dotted(segments)} (did you mean ${dotted(elsewhere[0]!)}?)`
+  return `unknown option ${dotted(segments)} (${where.length === 0 ? 'the options are' : `${dotted(where)} takes`} ${keys.join(', ')})`
+}
+
+/** One message per wrong option: unknown keys, missing or mistyped values, custom kinds' own reasons. */
+function * problems (schema: TSchema, value: unknown, base: string[] = []): Generator<string> {
+  const seen = new Set<string>()
+  for (const error of Errors(schema, value)) {
+    // TypeBox may report one option twice (missing, then not of its type): the first says it best.
+    if (seen.has(error.path)) continue
+    seen.add(error.path)
+    const segments = [...base, ...segmentsOf(error.path)]
+    const name = dotted(segments)
+    const node = error.schema
+    // An object given where an object is one choice (`cookies: true | { … }`): report what is wrong inside it.
+    const objectChoice = node[Kind] === 'Union' && typeof error.value === 'object' && error.value !== null && !Array.isArray(error.value)
+      ? (node.anyOf as TSchema[]).find((member) => member[Kind] === 'Object')
+      : undefined
+    if (error.type === ValueErrorType.ObjectAdditionalProperties) {
+      yield unknownOption(node, segments)
+    } else if (error.type === ValueErrorType.ObjectRequiredProperty) {
+      // A missing object is reported by what it lacks: `jwt` missing is `jwt.secret is required`.
+      if (node[Kind] === 'Object') yield * problems(node, {}, segments)
+      else yield `${name} ${refusalOf(node, undefined) ?? 'is required'}`
+    } else if (objectChoice !== undefined) {
+      yield * problems(objectChoice, error.value, segments)
+    } else {
+      const expected = typeof node.errorMessage === 'string' ? node.errorMessage : `must be ${orList(alternatives(node))}`
+      yield `${name} ${refusalOf(node, error.value) ?? `${expected} (got ${quotable(node) ? describeValue(error.value) : describeKind(error.value)})`}`
+    }
+  }
+}
+
+// ---------------------------------------------------------------- resolution
+
+const TOP = SecureLoginOptionsSchema.properties
+const JWT = TOP.jwt.properties
+const OTP = TOP.otp.properties
+const LIMITS = TOP.rateLimit.properties
+const COOKIES = TOP.cookies.anyOf[1].properties
+
+function orDefault<T> (value: T | undefined, schema: TSchema): T {
+  return value ?? schema.default as T
+}
+
+function durationMs (value: Duration | undefined, schema: TSchema): number {
+  return parseDuration(orDefault(value, schema)) as number
+}
+
+function rateLimitRule (value: RateLimitRule | undefined, schema: TSchema): ResolvedRateLimitRule {
+  const rule = orDefault(value, schema)
+  return { max: rule.max, windowMs: parseDuration(rule.window) as number }
+}
+
+function resolveCookies (cookies: SecureLoginOptions['cookies']): ResolvedCookieOptions | undefined {
+  if (cookies === undefined || cookies === false) return undefined
+  const given = cookies === true ? {} : cookies
   return {
-    max: integerIn(rule.max, `${name}.max`, 1, 1_000_000, fallback.max),
-    windowMs: duration(rule.window, `${name}.window`, fallback.window),
+    accessTokenInCookie: orDefault(given.accessToken, COOKIES.accessToken) === 'cookie',
+    secure: orDefault(given.secure, COOKIES.secure),
+    sameSite: orDefault(given.sameSite, COOKIES.sameSite),
+    domain: given.domain,
+    allowedOrigins: given.allowedOrigins === undefined ? undefined : [...given.allowedOrigins],
   }
 }
 
-function detectDialect (db: unknown): 'sqlite' | 'postgres' {
-  if (is(db, BaseSQLiteDatabase)) return 'sqlite'
-  if (is(db, PgDatabase)) return 'postgres'
-  return fail('db must be a Drizzle database from drizzle-orm/better-sqlite3, drizzle-orm/node-postgres or drizzle-orm/pglite')
+function defaultMessage ({ code, ttlMinutes }: { code: string, ttlMinutes: number }): string {
+  return `${code} is your login code. It expires in ${ttlMinutes} minutes. Never share it.`
 }
 
-function checkSmsProvider (sms: unknown): SmsProvider {
-  if (typeof sms !== 'object' || sms === null) fail('sms is required: consoleSms(), twilioVerify(...), twilioMessaging(...) or an object with send()')
-  const provider = sms as SmsProvider
-  if (!isVerifyingProvider(provider) && typeof (provider as { send?: unknown }).send !== 'function') {
-    fail('sms must have an async send({ to, body, code }) method, or start() and check() methods')
-  }
-  return provider
-}
-
-/** Validates the options once, at registration, and fills in every default. */
+/** Validates the options once, at registration, against `SecureLoginOptionsSchema`, and fills in every default. */
 export function resolveOptions (options: SecureLoginOptions): ResolvedOptions {
   if (typeof options !== 'object' || options === null) fail('options are required')
-  const dialect = detectDialect(options.db)
-  const sms = checkSmsProvider(options.sms)
-  const jwt = options.jwt ?? fail('jwt.secret is required')
+  const wrong = [...problems(SecureLoginOptionsSchema, options)]
+  if (wrong.length === 1) fail(wrong[0]!)
+  if (wrong.length > 1) fail(`${wrong.length} problems in the options:\n${wrong.map((problem) => `  - ${problem}`).join('\n')}`)
+
+  const { jwt } = options
   const otp = options.otp ?? {}
   const limits = options.rateLimit ?? {}
-
-  const prefix = options.prefix ?? '/api/auth'
-  if (typeof prefix !== 'string' || (prefix !== '' && !prefix.startsWith('/'))) fail(`prefix must be a path starting with / (got ${JSON.stringify(prefix)})`)
-  if (options.defaultCountry !== undefined && !isSupportedCountry(options.defaultCountry)) {
-    fail(`defaultCountry must be a two-letter country code such as 'US' (got ${JSON.stringify(options.defaultCountry)})`)
+  const accessTokenTtlMs = durationMs(jwt.accessTokenTtl, JWT.accessTokenTtl)
+  const refreshTokenTtlMs = durationMs(jwt.refreshTokenTtl, JWT.refreshTokenTtl)
+  if (refreshTokenTtlMs < accessTokenTtlMs) {
+    fail(`jwt.refreshTokenTtl must not be shorter than jwt.accessTokenTtl (got ${formatDuration(refreshTokenTtlMs)} and ${formatDuration(accessTokenTtlMs)})`)
   }
-  if (otp.message !== undefined && typeof otp.message !== 'function') fail('otp.message must be a function ({ code, ttlMinutes }) => string')
-
-  const otpTtlMs = duration(otp.ttl, 'otp.ttl', '10m')
-  // JWT times are whole seconds: a shorter lifetime would issue tokens already expired.
-  const accessTokenTtlMs = atLeastOneSecond(duration(jwt.accessTokenTtl, 'jwt.accessTokenTtl', '10m'), 'jwt.accessTokenTtl')
-  const refreshTokenTtlMs = atLeastOneSecond(duration(jwt.refreshTokenTtl, 'jwt.refreshTokenTtl', '60d'), 'jwt.refreshTokenTtl')
-  const jwtSecret = secretBytes(jwt.secret, 'jwt.secret')
-  const otpHashKey = otp.hashKey === undefined ? undefined : secretBytes(otp.hashKey, 'otp.hashKey')
+  const jwtSecret = Buffer.from(jwt.secret as string | Buffer)
+  const otpHashKey = otp.hashKey === undefined ? undefined : Buffer.from(otp.hashKey)
   if (otpHashKey?.equals(jwtSecret) === true) fail('otp.hashKey must differ from jwt.secret: one key, one purpose')
-  if (options.migrate !== undefined && typeof options.migrate !== 'boolean') fail(`migrate must be true or false (got ${JSON.stringify(options.migrate)})`)
-  for (const claim of ['issuer', 'audience'] as const) {
-    const value = jwt[claim]
-    if (value !== undefined && (typeof value !== 'string' || value === '')) fail(`jwt.${claim} must be a non-empty string (got ${JSON.stringify(value)})`)
-  }
-  if (refreshTokenTtlMs < accessTokenTtlMs) fail('jwt.refreshTokenTtl must not be shorter than jwt.accessTokenTtl')
 
   return {
     db: options.db,
-    dialect,
-    sms,
-    smsVerifies: isVerifyingProvider(sms),
-    prefix,
-    migrate: options.migrate ?? true,
+    dialect: is(options.db, BaseSQLiteDatabase) ? 'sqlite' : 'postgres',
+    sms: options.sms,
+    smsVerifies: isVerifyingProvider(options.sms),
+    prefix: orDefault(options.prefix, TOP.prefix),
+    migrate: orDefault(options.migrate, TOP.migrate),
     defaultCountry: options.defaultCountry,
     jwtSecret,
     issuer: jwt.issuer,
     audience: jwt.audience,
+    jwtClaims: jwt.claims,
+    jwtNamespace: orDefault(jwt.namespace, JWT.namespace),
     accessTokenTtlMs,
     refreshTokenTtlMs,
-    otpLength: integerIn(otp.length, 'otp.length', 4, 10, 6),
-    otpTtlMs,
-    otpMaxAttempts: integerIn(otp.maxAttempts, 'otp.maxAttempts', 1, 10, 5),
-    otpResendIntervalMs: duration(otp.resendInterval, 'otp.resendInterval', '30s'),
-    otpMessage: otp.message ?? (({ code, ttlMinutes }) => `${code} is your login code. It expires in ${ttlMinutes} minutes. Never share it.`),
+    otpLength: orDefault(otp.length, OTP.length),
+    otpTtlMs: durationMs(otp.ttl, OTP.ttl),
+    otpMaxAttempts: orDefault(otp.maxAttempts, OTP.maxAttempts),
+    otpResendIntervalMs: durationMs(otp.resendInterval, OTP.resendInterval),
+    otpMessage: otp.message ?? defaultMessage,
     otpHashKey,
     rateLimit: {
-      sendsPerPhone: rateLimitRule(limits.sendsPerPhone, 'rateLimit.sendsPerPhone', { max: 5, window: '1h' }),
-      sendsPerIp: rateLimitRule(limits.sendsPerIp, 'rateLimit.sendsPerIp', { max: 20, window: '1h' }),
-      verifiesPerIp: rateLimitRule(limits.verifiesPerIp, 'rateLimit.verifiesPerIp', { max: 100, window: '1h' }),
-      registersPerIp: rateLimitRule(limits.registersPerIp, 'rateLimit.registersPerIp', { max: 20, window: '1h' }),
+      sendsPerPhone: rateLimitRule(limits.sendsPerPhone, LIMITS.sendsPerPhone),
+      sendsPerIp: rateLimitRule(limits.sendsPerIp, LIMITS.sendsPerIp),
+      verifiesPerIp: rateLimitRule(limits.verifiesPerIp, LIMITS.verifiesPerIp),
+      registersPerIp: rateLimitRule(limits.registersPerIp, LIMITS.registersPerIp),
     },
-    revocationMaxDelayMs: duration(options.revocationMaxDelay, 'revocationMaxDelay', '5s'),
-    smsTimeoutMs: duration(options.smsTimeout, 'smsTimeout', '10s'),
+    cookies: resolveCookies(options.cookies),
+    revocationMaxDelayMs: durationMs(options.revocationMaxDelay, TOP.revocationMaxDelay),
+    smsTimeoutMs: durationMs(options.smsTimeout, TOP.smsTimeout),
   }
 }

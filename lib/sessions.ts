@@ -1,3 +1,5 @@
+import type { FastifyRequest } from 'fastify'
+import { extraClaimsFor } from './claims.js'
 import { SessionMismatchError, SessionRevokedError } from './errors.js'
 import type { ResolvedOptions } from './options.js'
 import type { RevocationList } from './revocation.js'
@@ -21,22 +23,32 @@ export interface IssuedTokens {
   expires_in: number
 }
 
+/** The tokens of a sign-in or refresh and when their session ends (for cookie lifetimes). */
+export interface IssuedSession {
+  tokens: IssuedTokens
+  sessionExpiresAt: number
+}
+
 /** Opens a session for a user who just proved their number, with a fresh access token. */
-export async function issueSessionTokens (ctx: SessionContext, user: User): Promise<IssuedTokens> {
+export async function issueSessionTokens (ctx: SessionContext, user: User, request: FastifyRequest): Promise<IssuedSession> {
+  // Before the session exists: an app whose claims fail leaves no session behind.
+  const extraClaims = await extraClaimsFor(ctx.options.jwtClaims, { userid: user.id, phone: user.phone }, request)
   const now = Date.now()
   const session = await ctx.store.createSession(user.id, new Date(now), new Date(now + ctx.options.refreshTokenTtlMs))
   const sessionExpiresAt = session.expiresAt.getTime()
-  const access = ctx.tokens.signAccess({ userId: user.id, sessionId: session.id, phone: user.phone, fresh: true, now, sessionExpiresAt })
+  const access = ctx.tokens.signAccess({ userId: user.id, sessionId: session.id, phone: user.phone, fresh: true, now, sessionExpiresAt, extraClaims })
   const refreshToken = ctx.tokens.signRefresh({ userId: user.id, sessionId: session.id, phone: user.phone, generation: session.generation, now, sessionExpiresAt })
-  return { access_token: access.token, refresh_token: refreshToken, token_type: 'Bearer', expires_in: access.expiresIn }
+  return { tokens: { access_token: access.token, refresh_token: refreshToken, token_type: 'Bearer', expires_in: access.expiresIn }, sessionExpiresAt }
 }
 
 /**
  * Exchanges a refresh token for a new pair. The old token stops working at once. A token older than
  * the current one means it was copied: the session is ended, so neither copy works any more.
  */
-export async function rotateRefreshToken (ctx: SessionContext, claims: { sub: string, sid: string, phone: string, gen: number }): Promise<IssuedTokens> {
+export async function rotateRefreshToken (ctx: SessionContext, claims: { sub: string, sid: string, phone: string, gen: number }, request: FastifyRequest): Promise<IssuedSession> {
   const { store, tokens, revocations } = ctx
+  // Before the rotation: claims that fail leave the refresh token usable.
+  const extraClaims = await extraClaimsFor(ctx.options.jwtClaims, { userid: claims.sub, phone: claims.phone }, request)
   const now = Date.now()
   const session = await store.rotateSession(claims.sid, claims.sub, claims.gen, new Date(now))
   if (session === undefined) {
@@ -49,9 +61,9 @@ export async function rotateRefreshToken (ctx: SessionContext, claims: { sub: st
     throw new SessionRevokedError()
   }
   const sessionExpiresAt = session.expiresAt.getTime()
-  const access = tokens.signAccess({ userId: claims.sub, sessionId: session.id, phone: claims.phone, fresh: false, now, sessionExpiresAt })
+  const access = tokens.signAccess({ userId: claims.sub, sessionId: session.id, phone: claims.phone, fresh: false, now, sessionExpiresAt, extraClaims })
   const refreshToken = tokens.signRefresh({ userId: claims.sub, sessionId: session.id, phone: claims.phone, generation: session.generation, now, sessionExpiresAt })
-  return { access_token: access.token, refresh_token: refreshToken, token_type: 'Bearer', expires_in: access.expiresIn }
+  return { tokens: { access_token: access.token, refresh_token: refreshToken, token_type: 'Bearer', expires_in: access.expiresIn }, sessionExpiresAt }
 }
 
 /**

@@ -104,6 +104,36 @@ export const RefreshResponse = Type.Object({
 })
 export type RefreshResponse = Static<typeof RefreshResponse>
 
+const IN_COOKIE = 'Absent when the request used the cookie transport (`X-SecureLogin-Transport: cookie`) and the token went into an HttpOnly cookie'
+const JwtOrCookie = (description: string, when = '') => Type.Optional(Type.String({ minLength: Jwt.minLength, maxLength: Jwt.maxLength, description: `${description} ${IN_COOKIE}${when}` }))
+
+export const VerifySmsCookieResponse = Type.Object({
+  userid: UserId,
+  access_token: JwtOrCookie('The access token (a JWT).', ' (only with `cookies.accessToken: \'cookie\'`)'),
+  refresh_token: JwtOrCookie('The refresh token (a JWT).'),
+  token_type: TokenType,
+  expires_in: ExpiresIn,
+}, {
+  $id: 'SecureLoginVerifySmsCookieResponse',
+  title: 'SecureLoginVerifySmsCookieResponse',
+  description: 'A new session, on a server with cookies enabled: Bearer clients get both tokens in the body; cookie clients get the refresh token (and optionally the access token) as HttpOnly cookies instead',
+  examples: [{ userid: USER_ID, access_token: ACCESS_TOKEN, token_type: 'Bearer', expires_in: 600 }],
+})
+export type VerifySmsCookieResponse = Static<typeof VerifySmsCookieResponse>
+
+export const RefreshCookieResponse = Type.Object({
+  access_token: JwtOrCookie('The access token (a JWT).', ' (only with `cookies.accessToken: \'cookie\'`)'),
+  refresh_token: JwtOrCookie('The next refresh token (a JWT).'),
+  token_type: TokenType,
+  expires_in: ExpiresIn,
+}, {
+  $id: 'SecureLoginRefreshCookieResponse',
+  title: 'SecureLoginRefreshCookieResponse',
+  description: 'The next tokens, on a server with cookies enabled: what went into a cookie is not in the body',
+  examples: [{ access_token: ACCESS_TOKEN, token_type: 'Bearer', expires_in: 600 }],
+})
+export type RefreshCookieResponse = Static<typeof RefreshCookieResponse>
+
 export const LogoutBody = Type.Object({
   refresh_token: Type.Optional(Type.String({ minLength: Jwt.minLength, maxLength: Jwt.maxLength, description: 'The refresh token of the session to end; the session of the access token when absent' })),
 }, {

@@ -1,14 +1,14 @@
 import type { TSchema } from '@sinclair/typebox'
 import {
   LoginBody, LoginResponse, LogoutAllOtherSessionsResponse, LogoutBody, LogoutResponse, RefreshResponse, RegisterBody,
-  RegisterResponse, VerifySmsBody, VerifySmsResponse,
+  RegisterResponse, VerifySmsBody, VerifySmsResponse, VerifySmsCookieResponse, RefreshCookieResponse,
 } from './auth.js'
 import { ErrorResponse } from './common.js'
 
 /** Every schema the routes refer to by `$ref`, each with its `$id`: they become OpenAPI components. */
 export const sharedSchemas: readonly TSchema[] = [
   ErrorResponse, RegisterBody, RegisterResponse, LoginBody, LoginResponse, VerifySmsBody, VerifySmsResponse,
-  RefreshResponse, LogoutBody, LogoutResponse, LogoutAllOtherSessionsResponse,
+  RefreshResponse, LogoutBody, LogoutResponse, LogoutAllOtherSessionsResponse, VerifySmsCookieResponse, RefreshCookieResponse,
 ]
 
 /**

@@ -173,5 +173,6 @@ for (const dialect of dialects) {
     t.equal(me.statusCode, 200)
     t.equal(me.json().userid, tokens.userid)
     t.same((await app.inject({ url: '/anonymous' })).json(), { user: null }, 'request.user does not leak between requests')
+    t.equal(app.secureLogin.jwt, (app.jwt as unknown as Record<string, unknown>).securelogin, 'the plugin\'s @fastify/jwt moved to a namespace rather than clash on request.user')
   })
 }

@@ -22,6 +22,7 @@ const expected: Record<keyof typeof errors, [code: string, status: number]> = {
   SessionRevokedError: ['SECURELOGIN_SESSION_REVOKED', 401],
   FreshTokenRequiredError: ['SECURELOGIN_FRESH_TOKEN_REQUIRED', 401],
   SessionMismatchError: ['SECURELOGIN_SESSION_MISMATCH', 403],
+  CookieOriginRefusedError: ['SECURELOGIN_COOKIE_ORIGIN_REFUSED', 403],
   AccountInactiveError: ['SECURELOGIN_ACCOUNT_INACTIVE', 403],
   SmsSendFailedError: ['SECURELOGIN_SMS_SEND_FAILED', 502],
   SmsTimeoutError: ['SECURELOGIN_SMS_TIMEOUT', 504],

@@ -1,9 +1,11 @@
 import { randomBytes } from 'node:crypto'
 import Database from 'better-sqlite3'
 import pg from 'pg'
+import { drizzle } from 'drizzle-orm/better-sqlite3'
 import Fastify from 'fastify'
 import t from 'tap'
 import secureLogin, { migrate, type SecureLoginOptions } from '../lib/index.js'
+import { resolveOptions } from '../lib/options.js'
 import { buildApp, createOutbox, createTestDatabase, dialects, post, signIn, TEST_SECRET, testPhone, type Dialect, type TestDatabase } from './helper.js'
 
 const TABLES_SQL: Record<Dialect, string> = {
@@ -81,11 +83,61 @@ const durationOptions: Array<[string, (o: Record<string, any>, value: unknown) =
 ]
 for (const [name, set] of durationOptions) {
   // BUG (unclear duration message): an object reaches @lukeed/ms, which throws "val.toLowerCase is
-  // not a function" instead of naming the option. (null, like undefined, means the default.)
-  for (const value of ['abc', -1, 0, '', '-5m', Number.NaN, Number.POSITIVE_INFINITY, {}, ['10m']]) {
+  // not a function" instead of naming the option. (undefined means the default; null, which the
+  // types do not allow, is refused since the options are checked against their schema.)
+  for (const value of ['abc', -1, 0, '', '-5m', Number.NaN, Number.POSITIVE_INFINITY, {}, ['10m'], null]) {
     const escaped = name.replace(/\./g, '\\.')
-    invalid.push([`${name} ${JSON.stringify(value) ?? String(value)}`, (o) => set(o, value), new RegExp(`${escaped} must be a positive number of seconds or a duration such as '10m'`)])
+    invalid.push([`${name} ${typeof value === 'number' ? String(value) : JSON.stringify(value)}`, (o) => set(o, value), new RegExp(`${escaped} must be a positive number of seconds or a duration such as '10m'`)])
   }
+}
+
+// Unknown keys, in every option object: the message names the full path and the nearest valid key.
+invalid.push(
+  ['otp.lenght', (o) => { o.otp = { lenght: 6 } }, /^fastify-securelogin: unknown option otp\.lenght \(did you mean otp\.length\?\)$/],
+  ['rateLimits', (o) => { o.rateLimits = { sendsPerPhone: { max: 5, window: '1h' } } }, /^fastify-securelogin: unknown option rateLimits \(did you mean rateLimit\?\)$/],
+  ['jwt.accessTokenTTL', (o) => { o.jwt.accessTokenTTL = '5m' }, /^fastify-securelogin: unknown option jwt\.accessTokenTTL \(did you mean jwt\.accessTokenTtl\?\)$/],
+  ['rateLimit.sendPerPhone', (o) => { o.rateLimit = { sendPerPhone: { max: 5, window: '1h' } } }, /^fastify-securelogin: unknown option rateLimit\.sendPerPhone \(did you mean rateLimit\.sendsPerPhone\?\)$/],
+  ['rateLimit.sendsPerIp.windowMs', (o) => { o.rateLimit = { sendsPerIp: { max: 5, window: '1h', windowMs: 1000 } } }, /unknown option rateLimit\.sendsPerIp\.windowMs \(did you mean rateLimit\.sendsPerIp\.window\?\)/],
+  ['cookies.samesite', (o) => { o.cookies = { samesite: 'lax' } }, /unknown option cookies\.samesite \(did you mean cookies\.sameSite\?\)/],
+  ['an unknown top-level key', (o) => { o.logLevel = 'warn' }, /^fastify-securelogin: unknown option logLevel \(the options are db, sms, jwt, prefix, /],
+  ['an unknown key in otp', (o) => { o.otp = { digits: 6 } }, /unknown option otp\.digits \(otp takes length, ttl, maxAttempts, resendInterval, message, hashKey\)/],
+  ['an option at the wrong level', (o) => { o.sendsPerPhone = { max: 5, window: '1h' } }, /unknown option sendsPerPhone \(did you mean rateLimit\.sendsPerPhone\?\)/],
+  ['rateLimit.sendsPerIp without window', (o) => { o.rateLimit = { sendsPerIp: { max: 5 } } }, /rateLimit\.sendsPerIp\.window is required/],
+  ['otp null', (o) => { o.otp = null }, /otp must be \{ length, ttl, maxAttempts, resendInterval, message, hashKey \} \(got null\)/],
+  ['jwt.claims not a function', (o) => { o.jwt.claims = { roles: [] } }, /jwt\.claims must be a function/],
+  ['jwt.namespace with a dash', (o) => { o.jwt.namespace = 'secure-login' }, /jwt\.namespace must be letters and digits starting with a letter/],
+  ['jwt.namespace starting with a digit', (o) => { o.jwt.namespace = '1st' }, /jwt\.namespace must be letters and digits/],
+  ['jwt.namespace empty', (o) => { o.jwt.namespace = '' }, /jwt\.namespace must be letters and digits/],
+  ['cookies a string', (o) => { o.cookies = 'yes' }, /cookies must be true, false or \{ accessToken, secure, sameSite, domain, allowedOrigins \}/],
+  ['cookies.sameSite none', (o) => { o.cookies = { sameSite: 'none' } }, /cookies\.sameSite must be 'strict' or 'lax' \(got "none"\)/],
+  ['cookies.accessToken header', (o) => { o.cookies = { accessToken: 'header' } }, /cookies\.accessToken must be 'body' or 'cookie'/],
+  ['cookies.secure a string', (o) => { o.cookies = { secure: 'yes' } }, /cookies\.secure must be true or false/],
+  ['cookies.domain a URL', (o) => { o.cookies = { domain: 'https://example.com' } }, /cookies\.domain must be a host name/],
+  ['cookies.allowedOrigins a string', (o) => { o.cookies = { allowedOrigins: 'https://app.example.com' } }, /cookies\.allowedOrigins must be an array/],
+  ['cookies.allowedOrigins with a path', (o) => { o.cookies = { allowedOrigins: ['https://app.example.com/login'] } }, /cookies\.allowedOrigins\[0\] must be an origin such as 'https:\/\/app\.example\.com'/],
+  ['cookies.allowedOrigins with a trailing slash', (o) => { o.cookies = { allowedOrigins: ['https://a.example.com', 'https://b.example.com/'] } }, /cookies\.allowedOrigins\[1\] must be an origin/],
+  ['cookies.allowedOrigins a host', (o) => { o.cookies = { allowedOrigins: ['app.example.com'] } }, /cookies\.allowedOrigins\[0\] must be an origin/],
+)
+
+// Bounds of every duration: [option, set, too short, too long, the bounds as the message says them].
+const durationBounds: Array<[string, (o: Record<string, any>, value: unknown) => void, string | number, string | number, string, string]> = [
+  ['jwt.accessTokenTtl', (o, v) => { o.jwt.accessTokenTtl = v }, '999ms', '25h', '1 second', '1 day'],
+  ['jwt.refreshTokenTtl', (o, v) => { o.jwt.refreshTokenTtl = v }, 59, '2y', '1 minute', '1 year'],
+  ['otp.ttl', (o, v) => { o.otp = { ttl: v } }, 0.5, '61m', '1 second', '1 hour'],
+  ['otp.resendInterval', (o, v) => { o.otp = { resendInterval: v } }, '0.4ms', 3660, '1 ms', '1 hour'],
+  ['revocationMaxDelay', (o, v) => { o.revocationMaxDelay = v }, '50ms', '2m', '100 ms', '1 minute'],
+  ['smsTimeout', (o, v) => { o.smsTimeout = v }, '50ms', 121, '100 ms', '2 minutes'],
+  ['rateLimit.sendsPerPhone.window', (o, v) => { o.rateLimit = { sendsPerPhone: { max: 5, window: v } } }, '500ms', '8d', '1 second', '7 days'],
+  ['rateLimit.registersPerIp.window', (o, v) => { o.rateLimit = { registersPerIp: { max: 5, window: v } } }, 0.001, '169h', '1 second', '7 days'],
+]
+const HINT = "Durations are seconds or strings like '10m'"
+for (const [name, set, below, above, min, max] of durationBounds) {
+  const escaped = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')
+  const read = (value: string | number) => typeof value === 'number' ? `${value} seconds` : `"${value}"`
+  invalid.push(
+    [`${name} ${below} (too short)`, (o) => set(o, below), new RegExp(`${escaped(name)} must be at least ${escaped(min)}; got ${escaped(read(below))}.*\\. ${escaped(HINT)}$`)],
+    [`${name} ${above} (too long)`, (o) => set(o, above), new RegExp(`${escaped(name)} must be at most ${escaped(max)}; got ${escaped(read(above))}.*\\. ${escaped(HINT)}$`)],
+  )
 }
 
 for (const dialect of dialects) {
@@ -94,6 +146,7 @@ for (const dialect of dialects) {
     for (const [name, change, message] of invalid) {
       const error = await registrationError(database, change)
       t.ok(error, `${name}: registration fails`)
+      t.type(error, TypeError, `${name}: a TypeError`)
       t.match(error?.message, /^fastify-securelogin: /, `${name}: the message names the plugin`)
       t.match(error?.message, message, `${name}: ${error?.message}`)
     }
@@ -191,3 +244,158 @@ for (const dialect of dialects) {
     t.equal(tokens.expires_in, 600, 'the plugin works on the migrated database')
   })
 }
+
+// ---------------------------------------------------------------- checked without a database
+
+const memoryDb = drizzle(new Database(':memory:'))
+t.teardown(() => memoryDb.$client.close())
+function valid (change: (o: Record<string, any>) => void = () => {}): SecureLoginOptions {
+  const options: Record<string, any> = { db: memoryDb, sms: { async send () {} }, jwt: { secret: TEST_SECRET } }
+  change(options)
+  return options as SecureLoginOptions
+}
+function messageOf (change: (o: Record<string, any>) => void): string {
+  try {
+    resolveOptions(valid(change))
+  } catch (error) {
+    return (error as Error).message
+  }
+  throw new Error('expected the options to be refused')
+}
+
+t.test('milliseconds given as seconds are refused with the value, its unit and what it means', async (t) => {
+  t.equal(messageOf((o) => { o.jwt.accessTokenTtl = 600000 }),
+    "fastify-securelogin: jwt.accessTokenTtl must be at most 1 day; got 600000 seconds (6.9 days). Durations are seconds or strings like '10m'")
+  t.equal(messageOf((o) => { o.jwt.accessTokenTtl = '600000' }),
+    "fastify-securelogin: jwt.accessTokenTtl must be at most 1 day; got \"600000\" (6.9 days). Durations are seconds or strings like '10m'")
+  t.equal(messageOf((o) => { o.otp = { ttl: '500ms' } }),
+    "fastify-securelogin: otp.ttl must be at least 1 second; got \"500ms\" (500 ms). Durations are seconds or strings like '10m'")
+})
+
+t.test('each duration accepts its bounds exactly', async (t) => {
+  const resolved = resolveOptions(valid((o) => {
+    o.jwt.accessTokenTtl = '1d'
+    o.jwt.refreshTokenTtl = '1y'
+    o.otp = { ttl: 1, resendInterval: '1h' }
+    o.revocationMaxDelay = '100ms'
+    o.smsTimeout = '2m'
+    o.rateLimit = { sendsPerPhone: { max: 1, window: 1 }, sendsPerIp: { max: 1_000_000, window: '7d' } }
+  }))
+  t.equal(resolved.accessTokenTtlMs, 86_400_000)
+  t.equal(resolved.refreshTokenTtlMs, 31_557_600_000)
+  t.equal(resolved.otpTtlMs, 1000)
+  t.equal(resolved.otpResendIntervalMs, 3_600_000)
+  t.equal(resolved.revocationMaxDelayMs, 100)
+  t.equal(resolved.smsTimeoutMs, 120_000)
+  t.same(resolved.rateLimit.sendsPerPhone, { max: 1, windowMs: 1000 })
+  t.same(resolved.rateLimit.sendsPerIp, { max: 1_000_000, windowMs: 604_800_000 })
+  t.same(resolved.rateLimit.verifiesPerIp, { max: 100, windowMs: 3_600_000 }, 'an unset rule keeps its default')
+  const lower = resolveOptions(valid((o) => { o.jwt.accessTokenTtl = 1; o.jwt.refreshTokenTtl = '1m'; o.otp = { ttl: '1h', resendInterval: 1 }; o.revocationMaxDelay = 60; o.smsTimeout = 1 }))
+  t.same([lower.accessTokenTtlMs, lower.refreshTokenTtlMs, lower.otpTtlMs, lower.otpResendIntervalMs, lower.revocationMaxDelayMs, lower.smsTimeoutMs],
+    [1000, 60_000, 3_600_000, 1000, 60_000, 1000])
+})
+
+t.test('every problem is reported at once', async (t) => {
+  const message = messageOf((o) => { o.otp = { lenght: 6, ttl: 5000 }; o.prefix = 'auth' })
+  t.equal(message, [
+    'fastify-securelogin: 3 problems in the options:',
+    '  - prefix must be a path starting with / (got "auth")',
+    '  - unknown option otp.lenght (did you mean otp.length?)',
+    "  - otp.ttl must be at most 1 hour; got 5000 seconds (1.4 hours). Durations are seconds or strings like '10m'",
+  ].join('\n'))
+})
+
+t.test('a secret is never quoted in a message', async (t) => {
+  const secret = 'Zm9vYmFyLXNlY3JldC1rZXktdGhhdC1pcy1sb25nLWVub3VnaA'
+  const weak = 'abcdefg'.repeat(6)
+  const cases: Array<[string, (o: Record<string, any>) => void, string]> = [
+    ['a weak jwt.secret', (o) => { o.jwt.secret = weak }, weak],
+    ['a short jwt.secret', (o) => { o.jwt.secret = 'hunter2-hunter2' }, 'hunter2'],
+    ['a short jwt.secret Buffer', (o) => { o.jwt.secret = Buffer.from('hunter2-hunter2') }, 'hunter2'],
+    ['jwt.secret given as jwt', (o) => { o.jwt = secret }, secret.slice(0, 8)],
+    ['a weak otp.hashKey', (o) => { o.otp = { hashKey: weak } }, weak],
+    ['otp.hashKey given as otp', (o) => { o.otp = secret }, secret.slice(0, 8)],
+    ['otp.hashKey equal to jwt.secret', (o) => { o.jwt.secret = secret; o.otp = { hashKey: secret } }, secret.slice(0, 8)],
+    ['a misspelled jwt.secret', (o) => { o.jwt = { secret: TEST_SECRET, secrett: secret } }, secret.slice(0, 8)],
+    ['a misspelled otp.hashKey', (o) => { o.otp = { hashkey: secret } }, secret.slice(0, 8)],
+    ['a secret as a number', (o) => { o.jwt.secret = 123456789 }, '123456789'],
+  ]
+  for (const [name, change, revealing] of cases) {
+    const message = messageOf(change)
+    t.notOk(message.includes(revealing), `${name}: ${message}`)
+    t.notOk(message.includes(TEST_SECRET.slice(0, 8)), `${name}: the valid secret is not quoted either`)
+  }
+  t.match(messageOf((o) => { o.otp = { hashkey: secret } }), /unknown option otp\.hashkey \(did you mean otp\.hashKey\?\)/)
+})
+
+t.test('cookies: true, an object or off; resolved with their defaults', async (t) => {
+  t.equal(resolveOptions(valid()).cookies, undefined, 'absent: off')
+  t.equal(resolveOptions(valid((o) => { o.cookies = false })).cookies, undefined, 'false: off')
+  const defaults = { accessTokenInCookie: false, secure: true, sameSite: 'strict', domain: undefined, allowedOrigins: undefined }
+  t.strictSame(resolveOptions(valid((o) => { o.cookies = true })).cookies, defaults, 'true: every default')
+  t.strictSame(resolveOptions(valid((o) => { o.cookies = {} })).cookies, defaults, '{}: every default')
+  const origins = ['https://app.example.com', 'http://localhost:5173', 'https://[::1]:8443']
+  const resolved = resolveOptions(valid((o) => {
+    o.cookies = { accessToken: 'cookie', secure: false, sameSite: 'lax', domain: 'example.com', allowedOrigins: origins }
+  })).cookies
+  t.strictSame(resolved, { accessTokenInCookie: true, secure: false, sameSite: 'lax', domain: 'example.com', allowedOrigins: origins })
+  t.not(resolved?.allowedOrigins, origins, 'the list is copied: changing the option later changes nothing')
+  t.equal(resolveOptions(valid((o) => { o.cookies = { accessToken: 'body' } })).cookies?.accessTokenInCookie, false)
+})
+
+t.test('jwt.claims and jwt.namespace', async (t) => {
+  const claims = async () => ({})
+  const resolved = resolveOptions(valid((o) => { o.jwt.claims = claims; o.jwt.namespace = 'auth2' }))
+  t.equal(resolved.jwtClaims, claims)
+  t.equal(resolved.jwtNamespace, 'auth2')
+  const defaults = resolveOptions(valid())
+  t.equal(defaults.jwtClaims, undefined)
+  t.equal(defaults.jwtNamespace, 'securelogin')
+  t.equal(defaults.prefix, '/api/auth')
+  t.equal(defaults.migrate, true)
+  t.equal(defaults.otpLength, 6)
+  t.equal(defaults.otpMaxAttempts, 5)
+  t.equal(defaults.otpTtlMs, 600_000)
+  t.equal(defaults.otpResendIntervalMs, 30_000)
+  t.equal(defaults.revocationMaxDelayMs, 5000)
+  t.equal(defaults.smsTimeoutMs, 10_000)
+})
+
+t.test('the database and the SMS provider are checked, never walked into', async (t) => {
+  const trap = <T extends object>(target: T): T => Object.defineProperty(target, 'trap', {
+    enumerable: true,
+    get () { throw new Error('the options check read inside the object') },
+  })
+  const db = trap(drizzle(new Database(':memory:')))
+  t.teardown(() => db.$client.close())
+  const sms = trap({ async send () {} })
+  const resolved = resolveOptions(valid((o) => { o.db = db; o.sms = sms }))
+  t.equal(resolved.db, db)
+  t.equal(resolved.dialect, 'sqlite')
+  t.equal(resolved.sms, sms)
+})
+
+t.test('an undefined optional value means its default (environment variables)', async (t) => {
+  const resolved = resolveOptions(valid((o) => {
+    o.otp = { ttl: undefined, length: undefined }
+    o.jwt.accessTokenTtl = undefined
+    o.defaultCountry = undefined
+    o.cookies = undefined
+  }))
+  t.equal(resolved.otpTtlMs, 600_000)
+  t.equal(resolved.otpLength, 6)
+  t.equal(resolved.accessTokenTtlMs, 600_000)
+})
+
+// Compile-time: the public type is the schema's Static type, and refuses what the schema refuses.
+export const typeChecks: SecureLoginOptions[] = [
+  valid(),
+  { ...valid(), cookies: { accessToken: 'cookie', sameSite: 'lax', allowedOrigins: ['https://app.example.com'] } },
+  { ...valid(), jwt: { secret: undefined, namespace: 'auth', claims: ({ userid, phone }, request) => ({ userid, phone, ip: request.ip }) as {} } },
+  // @ts-expect-error unknown option
+  { ...valid(), rateLimits: {} },
+  // @ts-expect-error SameSite=None is not offered
+  { ...valid(), cookies: { sameSite: 'none' } },
+  // @ts-expect-error a rule needs its window
+  { ...valid(), rateLimit: { sendsPerPhone: { max: 5 } } },
+]

@@ -1,10 +1,14 @@
 import { existsSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { is } from 'drizzle-orm'
+import * as drizzleOrm from 'drizzle-orm'
+import { DrizzleError, is } from 'drizzle-orm'
 import { readMigrationFiles, type MigrationConfig } from 'drizzle-orm/migrator'
 import { BaseSQLiteDatabase } from 'drizzle-orm/sqlite-core'
 import type { SecureLoginDatabase } from '../options.js'
+
+// DrizzleQueryError exists from drizzle-orm 0.44.4 on; older versions (in our peer range) lack it.
+const DrizzleQueryError = (drizzleOrm as { DrizzleQueryError?: abstract new (...args: never[]) => Error }).DrizzleQueryError
 
 // Our own bookkeeping table: sharing drizzle's default one with the app's migrations would make
 // drizzle skip ours whenever the app's latest migration is newer.
@@ -22,13 +26,17 @@ function migrationsRoot (): string {
 
 /**
  * Creates or updates the plugin's tables. Runs at startup unless `migrate: false`. On PostgreSQL
- * through node-postgres it holds an advisory lock, so instances starting together take turns.
+ * through node-postgres or postgres-js it holds an advisory lock, so instances starting together
+ * take turns. A failure says which database it was and what to do, with the driver's error as
+ * `cause`.
  * @example await migrate(drizzle(new Database('app.db')))
  */
 export function migrate (db: SecureLoginDatabase): Promise<void> {
   // Calls in one process on one database take turns (PGlite and SQLite have no advisory lock).
   const previous = running.get(db) ?? Promise.resolve()
-  const next = previous.catch(() => {}).then(() => migrateNow(db))
+  const next = previous.catch(() => {}).then(() => migrateNow(db)).catch((error: unknown) => {
+    throw startupError(db, error, 'create-tables')
+  })
   running.set(db, next)
   return next
 }
@@ -44,37 +52,225 @@ async function migrateNow (db: SecureLoginDatabase): Promise<void> {
   }
   const migrations = readMigrationFiles(config)
   // Each driver's drizzle migrator is exactly this call; going through the dialect directly keeps
-  // one code path for better-sqlite3 (sync), node-postgres and PGlite.
+  // one code path for better-sqlite3 (sync), node-postgres, postgres-js and PGlite.
   const run = async (target: unknown) => {
     const internal = target as { dialect: { migrate: (m: unknown, s: unknown, c: MigrationConfig) => unknown }, session: unknown }
     await internal.dialect.migrate(migrations, internal.session, config)
   }
-  const client = (db as { $client?: PgClientLike }).$client
-  if (dialect === 'sqlite' || client === undefined || typeof client.query !== 'function' || 'waitReady' in client) return run(db)
-  await withMigrationLock(client, run, db)
-}
-
-interface PgConnectionLike { query: (text: string, values?: unknown[]) => Promise<unknown>, release?: () => void }
-interface PgClientLike extends PgConnectionLike { connect?: () => Promise<PgConnectionLike>, totalCount?: number }
-
-// Any 64-bit number unique to this library: instances starting together against one PostgreSQL
-// database wait for each other here instead of racing on CREATE TABLE.
-const MIGRATION_LOCK_KEY = 7_312_845_512_001
-
-/** Runs the migrations on one node-postgres connection holding an advisory lock. */
-async function withMigrationLock (client: PgClientLike, run: (db: unknown) => Promise<void>, db: unknown): Promise<void> {
-  const isPool = typeof client.totalCount === 'number' && typeof client.connect === 'function'
-  const connection = isPool ? await (client.connect as () => Promise<PgConnectionLike>)() : client
+  const connection = dialect === 'postgres' ? await lockableConnection(db) : undefined
+  if (connection === undefined) return run(db)
+  let discard = false
   try {
-    await connection.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK_KEY])
+    await connection.query(`SELECT pg_advisory_lock(${MIGRATION_LOCK_KEY})`)
     try {
-      if (!isPool) return await run(db)
-      const { drizzle } = await import('drizzle-orm/node-postgres')
-      await run(drizzle(connection as never))
+      await run(connection.db)
     } finally {
-      await connection.query('SELECT pg_advisory_unlock($1)', [MIGRATION_LOCK_KEY])
+      // A connection that cannot unlock is closed instead of going back to the pool still holding
+      // the lock; closing the session releases it.
+      await connection.query(`SELECT pg_advisory_unlock(${MIGRATION_LOCK_KEY})`).catch(() => { discard = true })
     }
   } finally {
-    connection.release?.()
+    await connection.release(discard)
   }
+}
+
+// Any 64-bit number unique to this library: instances starting together against one PostgreSQL
+// database wait for each other here instead of racing on CREATE SCHEMA and CREATE TABLE.
+const MIGRATION_LOCK_KEY = 7_312_845_512_001
+
+/** One server connection: the advisory lock is held by a session, so the migration must run on it. */
+interface LockableConnection {
+  query: (text: string) => Promise<unknown>
+  /** A Drizzle database on this connection. */
+  db: unknown
+  release: (discard: boolean) => void | Promise<void>
+}
+
+interface NodePgConnection { query: (text: string) => Promise<unknown>, release?: (destroy?: boolean) => void }
+interface NodePgClient extends NodePgConnection { connect?: () => Promise<NodePgConnection>, totalCount?: number }
+interface PostgresJsQuery { then: PromiseLike<unknown>['then'] }
+interface PostgresJsSql { (...args: never[]): unknown, options: object, unsafe: (text: string) => PostgresJsQuery, reserve: () => Promise<PostgresJsReserved> }
+interface PostgresJsReserved { (...args: never[]): unknown, unsafe: (text: string) => PostgresJsQuery, release: () => void }
+
+/** A connection of the node-postgres or postgres-js client of `db`; undefined for PGlite (one process, nothing to lock). */
+async function lockableConnection (db: SecureLoginDatabase): Promise<LockableConnection | undefined> {
+  const client = (db as { $client?: unknown }).$client
+  if (typeof client === 'function' && typeof (client as Partial<PostgresJsSql>).reserve === 'function') {
+    return reservePostgresJs(client as PostgresJsSql)
+  }
+  if (typeof client !== 'object' || client === null || 'waitReady' in client) return undefined
+  const pg = client as NodePgClient
+  if (typeof pg.query !== 'function') return undefined
+  if (typeof pg.totalCount !== 'number' || typeof pg.connect !== 'function') {
+    return { query: (text) => pg.query(text), db, release: () => {} }
+  }
+  const { drizzle } = await import('drizzle-orm/node-postgres')
+  const connection = await pg.connect()
+  return { query: (text) => connection.query(text), db: drizzle(connection as never), release: (discard) => connection.release?.(discard) }
+}
+
+/**
+ * postgres-js hands out one connection with `reserve()`, but a reserved connection has no
+ * `begin()`, which drizzle's migrator calls for its transaction: this gives it one that runs
+ * BEGIN and COMMIT on that connection.
+ */
+async function reservePostgresJs (sql: PostgresJsSql): Promise<LockableConnection> {
+  const reserved = await sql.reserve()
+  const connection = Object.assign(reserved, {
+    options: sql.options,
+    async begin (transaction: (tx: unknown) => Promise<unknown>): Promise<unknown> {
+      await reserved.unsafe('BEGIN')
+      try {
+        const result = await transaction(connection)
+        await reserved.unsafe('COMMIT')
+        return result
+      } catch (error) {
+        await reserved.unsafe('ROLLBACK').then(undefined, () => {})
+        throw error
+      }
+    },
+  })
+  try {
+    // postgres-js prints every NOTICE by default: "schema drizzle already exists, skipping" at each start.
+    await reserved.unsafe('SET client_min_messages TO warning')
+    const { drizzle } = await import('drizzle-orm/postgres-js')
+    return {
+      query: async (text) => reserved.unsafe(text),
+      db: drizzle(connection as never),
+      release: async () => {
+        await reserved.unsafe('RESET client_min_messages').then(undefined, () => {})
+        reserved.release()
+      },
+    }
+  } catch (error) {
+    reserved.release()
+    throw error
+  }
+}
+
+/** What failed at startup, for {@link startupError}. */
+export type StartupStep = 'create-tables' | 'read-sessions'
+
+/**
+ * The error registration fails with when the database does not work: it names the database, how
+ * it was reached and what to do, and keeps the driver's error as `cause`.
+ * @example throw startupError(options.db, error, 'read-sessions')
+ */
+export function startupError (db: SecureLoginDatabase, error: unknown, step: StartupStep): Error {
+  if (error instanceof Error && error.message.startsWith('fastify-securelogin:')) return error
+  const where = describeDatabase(db)
+  const detail = driverMessage(error, secretsOf(db))
+  const code = errorCode(error)
+  const say = (text: string) => new Error(`fastify-securelogin: ${text}`, { cause: error })
+  if (code !== undefined && UNREACHABLE.has(code)) return say(`cannot reach ${where} (${detail})`)
+  if (/connection timeout|timeout expired/i.test(detail)) return say(`cannot reach ${where} (${detail})`)
+  if (code !== undefined && /^(08|28|3D)/.test(code)) return say(`cannot connect to ${where} (${detail})`)
+  const denied = code === '42501'
+  if (step === 'create-tables') {
+    return say(`could not create its tables in ${where} (${detail})${denied ? '; run migrate(db) with an owner role, or register with migrate: false' : ''}`)
+  }
+  const hint = denied
+    ? 'grant the app\'s role SELECT, INSERT, UPDATE and DELETE on the securelogin_* tables'
+    : 'run migrate(db) first or register with migrate: true'
+  return say(`cannot read the sessions table in ${where} (${detail}); ${hint}`)
+}
+
+// Node's socket errors and postgres-js' own connection errors.
+const UNREACHABLE = new Set([
+  'ECONNREFUSED', 'ECONNRESET', 'ENOTFOUND', 'EAI_AGAIN', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOENT',
+  'CONNECT_TIMEOUT', 'CONNECTION_CLOSED', 'CONNECTION_ENDED', 'CONNECTION_DESTROYED',
+])
+
+/** The driver's error: drizzle wraps it in one that quotes the statement (and its parameters). */
+function driverError (error: unknown): unknown {
+  let current = error
+  while (((DrizzleQueryError !== undefined && current instanceof DrizzleQueryError) || is(current, DrizzleError)) && (current as Error).cause !== undefined) {
+    current = (current as Error).cause
+  }
+  return current
+}
+
+function errorCode (error: unknown): string | undefined {
+  const inner = driverError(error) as { code?: unknown, errors?: unknown } | null
+  if (typeof inner?.code === 'string') return inner.code
+  // Node 20 tries every address of "localhost" and reports an AggregateError.
+  if (Array.isArray(inner?.errors)) return errorCode(inner.errors[0])
+  return undefined
+}
+
+/** The driver's message on one line, without any password it might quote. */
+function driverMessage (error: unknown, secrets: string[]): string {
+  const inner = driverError(error) as { message?: unknown, errors?: unknown } | null
+  let message = typeof inner?.message === 'string' ? inner.message : String(inner)
+  if (message === '' && Array.isArray(inner?.errors)) {
+    message = inner.errors.map((each) => (each as { message?: unknown }).message).filter((text) => typeof text === 'string').join('; ')
+  }
+  message = message.split('\n')[0] ?? ''
+  for (const secret of secrets) message = message.split(secret).join('***')
+  return message === '' ? 'no message' : message
+}
+
+interface NodePgSettings { host?: string, port?: number | string, database?: string, connectionString?: string, password?: unknown }
+interface PostgresJsSettings { host?: string[], port?: number[], database?: string, path?: string | false, pass?: unknown }
+
+/** The settings a node-postgres Pool or Client was made with, as node-postgres reads them. */
+function nodePgSettings (client: object): NodePgSettings {
+  const source = (client as { options?: NodePgSettings }).options ?? client as NodePgSettings
+  // node-postgres keeps the password as a non-enumerable property, which a spread would drop.
+  const settings: NodePgSettings = { ...source, password: source.password }
+  if (typeof settings.connectionString === 'string') {
+    try {
+      // A socket URL names no host (postgresql://user@/db?host=/run/postgresql), which URL refuses.
+      const url = new URL(settings.connectionString.replace(/@\//, '@localhost/'))
+      settings.host ??= url.searchParams.get('host') ?? (decodeURIComponent(url.hostname) || undefined)
+      settings.port ??= url.port || undefined
+      settings.database ??= decodeURIComponent(url.pathname.slice(1)) || undefined
+      if (url.password !== '') settings.password = decodeURIComponent(url.password)
+    } catch {}
+  }
+  settings.host ??= process.env.PGHOST ?? 'localhost'
+  settings.port ??= process.env.PGPORT ?? 5432
+  settings.database ??= process.env.PGDATABASE
+  return settings
+}
+
+/** Passwords of the connection settings, so that no message repeats one. */
+function secretsOf (db: SecureLoginDatabase): string[] {
+  const client = (db as { $client?: unknown }).$client
+  const candidates: unknown[] = []
+  if (typeof client === 'function') candidates.push((client as { options?: PostgresJsSettings }).options?.pass)
+  else if (typeof client === 'object' && client !== null && !('waitReady' in client)) candidates.push(nodePgSettings(client).password)
+  return candidates.filter((secret): secret is string => typeof secret === 'string' && secret.length >= 3)
+}
+
+/**
+ * Which database `db` is, for startup messages: the engine, where it is and through which driver,
+ * never a password. E.g. `the PostgreSQL database "app" at 10.0.0.5:5432 through node-postgres`.
+ */
+export function describeDatabase (db: SecureLoginDatabase): string {
+  const client = (db as { $client?: unknown }).$client
+  if (is(db, BaseSQLiteDatabase)) {
+    const sqlite = client as { name?: unknown, memory?: unknown } | undefined
+    if (sqlite?.memory === true) return 'the in-memory SQLite database'
+    return typeof sqlite?.name === 'string' ? `the SQLite database ${sqlite.name}` : 'the SQLite database'
+  }
+  if (typeof client === 'function') {
+    const options = (client as { options?: PostgresJsSettings }).options ?? {}
+    const hosts = typeof options.path === 'string' && options.path !== '' ? [options.path] : (options.host ?? []).map((host, i) => `${host}:${options.port?.[i] ?? options.port?.[0] ?? 5432}`)
+    return `the PostgreSQL database${named(options.database)}${hosts.length > 0 ? ` at ${hosts.join(',')}` : ''} through postgres-js`
+  }
+  if (typeof client === 'object' && client !== null && 'waitReady' in client) {
+    const dataDir = (client as { dataDir?: unknown }).dataDir
+    return typeof dataDir === 'string' && dataDir !== '' && !dataDir.startsWith('memory://') ? `the PGlite database in ${dataDir}` : 'the in-memory PGlite database'
+  }
+  if (typeof client === 'object' && client !== null) {
+    const settings = nodePgSettings(client)
+    const at = String(settings.host).startsWith('/') ? `${settings.host}/.s.PGSQL.${settings.port}` : `${settings.host}:${settings.port}`
+    return `the PostgreSQL database${named(settings.database)} at ${at} through node-postgres`
+  }
+  return 'the PostgreSQL database'
+}
+
+function named (database: string | undefined): string {
+  return database === undefined || database === '' ? '' : ` "${database}"`
 }

@@ -1,6 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { LogoutAllOtherSessionsResponse, LogoutBody, LogoutResponse } from '../../schemas/auth.js'
 import type { SecureLoginContext } from '../context.js'
+import { clearTokenCookies, usesCookies } from '../cookies.js'
 import { endOtherSessions, endSession } from '../sessions.js'
 import { errorResponses, operationIdFor, refTo, swaggerConfig } from './responses.js'
 
@@ -8,6 +9,7 @@ const UNAUTHORIZED = 'The Bearer token is missing (SECURELOGIN_TOKEN_MISSING), i
 const UNAVAILABLE = 'The list of ended sessions cannot be read from the database (SECURELOGIN_UNAVAILABLE)'
 
 export const logoutRoutes: FastifyPluginAsyncTypebox<{ ctx: SecureLoginContext }> = async (fastify, { ctx }) => {
+  const { cookies, prefix } = ctx.options
   fastify.post('/logout', {
     preHandler: ctx.hooks.authenticate,
     config: swaggerConfig,
@@ -22,13 +24,15 @@ export const logoutRoutes: FastifyPluginAsyncTypebox<{ ctx: SecureLoginContext }
         200: { ...refTo(LogoutResponse), description: 'The session has ended' },
         ...errorResponses({
           401: UNAUTHORIZED,
-          403: '`refresh_token` belongs to another user (SECURELOGIN_SESSION_MISMATCH)',
+          403: `\`refresh_token\` belongs to another user (SECURELOGIN_SESSION_MISMATCH)${cookies === undefined ? '' : ', or the request asked for the cookie transport from an origin that may not use it (SECURELOGIN_COOKIE_ORIGIN_REFUSED)'}`,
           503: UNAVAILABLE,
         }),
       },
     },
-  }, async (request) => {
+  }, async (request, reply) => {
+    const inCookies = usesCookies(request, cookies)
     await endSession(ctx, request.user, request.body.refresh_token)
+    if (inCookies) clearTokenCookies(reply, cookies, prefix)
     return { message: 'logout successful' as const }
   })
 

@@ -22,16 +22,23 @@ const COMMON: Record<CommonStatus, string> = {
   500: 'An unexpected failure, e.g. of the database (SECURELOGIN_INTERNAL); the details are logged, never answered',
 }
 
+/** The 403 of the routes that use the session cookies, on a server with `cookies` enabled. */
+export function cookieOriginRefusal (cookies: unknown): string | undefined {
+  return cookies === undefined ? undefined : 'The request asked for the cookie transport from an origin that may not use it (SECURELOGIN_COOKIE_ORIGIN_REFUSED)'
+}
+
 const RETRY_AFTER = { 'retry-after': { type: 'integer', description: 'Seconds to wait before trying again' } }
 
 /**
  * The error answers of a route: the common ones plus `specific`, each status with the one error
  * shape and a description naming the codes it carries.
  */
-export function errorResponses<S extends ErrorStatus> (specific: Partial<Record<CommonStatus, string>> & Record<S, string>): Record<S | CommonStatus, typeof ErrorResponse> {
-  const descriptions: Partial<Record<ErrorStatus, string>> = { ...COMMON, ...specific }
+export function errorResponses<S extends ErrorStatus> (specific: Partial<Record<CommonStatus, string>> & Record<S, string | undefined>): Record<S | CommonStatus, typeof ErrorResponse> {
+  const descriptions: Partial<Record<ErrorStatus, string | undefined>> = { ...COMMON, ...specific }
   const responses: Partial<Record<ErrorStatus, unknown>> = {}
   for (const status of Object.keys(descriptions).map(Number).sort() as ErrorStatus[]) {
+    // undefined: a status this route answers only under some options (e.g. cookies).
+    if (descriptions[status] === undefined) continue
     responses[status] = { ...refTo(ErrorResponse), description: descriptions[status], ...(status === 429 ? { headers: RETRY_AFTER } : {}) }
   }
   return responses as Record<S | CommonStatus, typeof ErrorResponse>

@@ -1,13 +1,15 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
-import { VerifySmsBody, VerifySmsResponse } from '../../schemas/auth.js'
+import { VerifySmsBody, VerifySmsCookieResponse, VerifySmsResponse } from '../../schemas/auth.js'
 import { verifyLoginCode } from '../challenges.js'
 import type { SecureLoginContext } from '../context.js'
+import { sendTokensAsCookies, usesCookies } from '../cookies.js'
 import { normalizePhone } from '../phone.js'
 import { issueSessionTokens } from '../sessions.js'
-import { errorResponses, operationIdFor, refTo, swaggerConfig } from './responses.js'
+import { cookieOriginRefusal, errorResponses, operationIdFor, refTo, swaggerConfig } from './responses.js'
 
 /** Checks the code and opens a session with a fresh access token and a refresh token. */
 export const verifySmsRoute: FastifyPluginAsyncTypebox<{ ctx: SecureLoginContext }> = async (fastify, { ctx }) => {
+  const { cookies, prefix } = ctx.options
   fastify.post('/verify_sms', {
     config: swaggerConfig,
     schema: {
@@ -17,8 +19,9 @@ export const verifySmsRoute: FastifyPluginAsyncTypebox<{ ctx: SecureLoginContext
       description: 'Checks the code sent by login and uses it up; every call spends one of the code\'s attempts. Opens a session: the access token is fresh (accepted by routes that need a recent sign-in).',
       body: refTo(VerifySmsBody),
       response: {
-        200: { ...refTo(VerifySmsResponse), description: 'Signed in' },
+        200: { ...refTo(cookies === undefined ? VerifySmsResponse : VerifySmsCookieResponse as unknown as typeof VerifySmsResponse), description: 'Signed in' },
         ...errorResponses({
+          403: cookieOriginRefusal(cookies),
           400: 'The body does not match the schema (SECURELOGIN_BAD_REQUEST, FST_ERR_CTP_INVALID_JSON_BODY), the phone number is not a valid number (SECURELOGIN_PHONE_INVALID), or `userid` is not the number\'s (SECURELOGIN_USER_MISMATCH)',
           401: 'The code is wrong (SECURELOGIN_OTP_INVALID), or there is no valid code for the number: expired, used, or never sent (SECURELOGIN_OTP_EXPIRED)',
           429: 'Too many wrong codes: request a new one (SECURELOGIN_OTP_ATTEMPTS_EXCEEDED), or too many checks from the client address (SECURELOGIN_RATE_LIMITED, with `Retry-After`)',
@@ -27,10 +30,13 @@ export const verifySmsRoute: FastifyPluginAsyncTypebox<{ ctx: SecureLoginContext
         }),
       },
     },
-  }, async (request) => {
+  }, async (request, reply) => {
+    // Before the code is spent: a refused origin changes nothing.
+    const inCookies = usesCookies(request, cookies)
     const phone = normalizePhone(request.body.phone, ctx.options.defaultCountry)
     const user = await verifyLoginCode({ ...ctx, log: request.log }, { phone, code: request.body.token, userid: request.body.userid, ip: request.ip })
-    const tokens = await issueSessionTokens(ctx, user)
-    return { userid: user.id, ...tokens }
+    const { tokens, sessionExpiresAt } = await issueSessionTokens(ctx, user, request)
+    const body = { userid: user.id, ...tokens }
+    return inCookies ? sendTokensAsCookies(reply, cookies, prefix, body, sessionExpiresAt) : body
   })
 }

@@ -1,11 +1,31 @@
 import { AsyncLocalStorage } from 'node:async_hooks'
 import { createRequire } from 'node:module'
-import type twilio from 'twilio'
 import { SmsDeliveryError, isTransientStatus } from './errors.js'
 
-/** A client made by the `twilio` package: `twilio(accountSid, authToken)`. */
-export type TwilioClient = twilio.Twilio
-type TwilioModule = typeof twilio
+/**
+ * The parts of a client made by the `twilio` package (`twilio(accountSid, authToken)`) that the
+ * providers call. Declared here rather than imported, so that the emitted types do not name
+ * `twilio`, an optional peer: an app that never uses Twilio type-checks without it installed. A
+ * real client of twilio 5 or 6 is assignable to it.
+ */
+export interface TwilioClient {
+  verify: { v2: { services (serviceSid: string): TwilioVerifyService } }
+  messages: {
+    create (params: { to: string, body: string, from?: string, messagingServiceSid?: string }): Promise<{ status: string, errorCode?: number | null }>
+  }
+  /** The SDK's request method; its presence tells a client from a look-alike. */
+  request (opts: { method?: string, uri?: string }): Promise<unknown>
+  /** The SDK's http client, usually wrapping an axios instance. */
+  readonly httpClient?: unknown
+}
+
+/** What `client.verify.v2.services(serviceSid)` returns, as far as the providers use it. */
+export interface TwilioVerifyService {
+  verifications: { create (params: { to: string, channel: string, locale?: string }): Promise<unknown> }
+  verificationChecks: { create (params: { to: string, code: string }): Promise<{ status: string }> }
+}
+
+type TwilioFactory = (accountSid: string, authToken: string) => TwilioClient
 
 export interface TwilioCredentials {
   /** Your account SID (`AC…`). Not needed when `client` is given. */
@@ -19,13 +39,13 @@ export interface TwilioCredentials {
   client?: TwilioClient
 }
 
-let twilioModule: TwilioModule | undefined
+let twilioModule: TwilioFactory | undefined
 
 // Loaded on first use rather than imported, so that apps which never use Twilio need not install it.
-function loadTwilio (factory: string): TwilioModule {
+function loadTwilio (factory: string): TwilioFactory {
   if (twilioModule === undefined) {
     try {
-      twilioModule = createRequire(import.meta.url)('twilio') as TwilioModule
+      twilioModule = createRequire(import.meta.url)('twilio') as TwilioFactory
     } catch (error) {
       if ((error as { code?: unknown }).code !== 'MODULE_NOT_FOUND') throw error
       throw new TypeError(`fastify-securelogin: ${factory} needs the "twilio" package: npm install twilio`, { cause: error })
@@ -57,12 +77,12 @@ export function resolveTwilioClient (factory: string, options: TwilioCredentials
     }
     return makeAbortable(options.client)
   }
-  checkSid(factory, 'accountSid', options.accountSid, 'AC')
+  const accountSid = checkSid(factory, 'accountSid', options.accountSid, 'AC')
   if (typeof options.authToken !== 'string' || options.authToken.length === 0) {
     fail(factory, 'authToken is required (or pass a ready twilio client as client)')
   }
   const sdk = loadTwilio(factory)
-  return makeAbortable(sdk(options.accountSid, options.authToken))
+  return makeAbortable(sdk(accountSid, options.authToken))
 }
 
 const callSignal = new AsyncLocalStorage<AbortSignal>()
@@ -76,10 +96,10 @@ const abortable = new WeakSet<object>()
  * client that has no axios instance are still bounded by the race in `callTwilio`.
  */
 function makeAbortable (client: TwilioClient): TwilioClient {
-  const http = client.httpClient as { axios?: { interceptors?: { request?: { use?: unknown } } } } | undefined
+  const http = client.httpClient as AxiosHolder | undefined
   const interceptors = http?.axios?.interceptors?.request
   if (http !== undefined && typeof interceptors?.use === 'function' && !abortable.has(http)) {
-    client.httpClient.axios.interceptors.request.use((config) => {
+    interceptors.use((config) => {
       const signal = callSignal.getStore()
       if (signal !== undefined) config.signal = signal
       return config
@@ -87,6 +107,11 @@ function makeAbortable (client: TwilioClient): TwilioClient {
     abortable.add(http)
   }
   return client
+}
+
+/** The bit of the SDK's RequestClient (an axios instance) that `makeAbortable` touches. */
+interface AxiosHolder {
+  axios?: { interceptors?: { request?: { use?: (onRequest: (config: { signal?: unknown }) => { signal?: unknown }) => unknown } } }
 }
 
 /**

@@ -3,6 +3,7 @@
 // compile: if it ever compiled, the directive would be unused, which is itself an error.
 // This file is compiled, never run.
 import Fastify, { type FastifyReply, type FastifyRequest } from 'fastify'
+import type { JWT } from '@fastify/jwt'
 import Database from 'better-sqlite3'
 import { drizzle } from 'drizzle-orm/better-sqlite3'
 import { drizzle as drizzlePg } from 'drizzle-orm/node-postgres'
@@ -12,7 +13,7 @@ import pg from 'pg'
 import secureLogin, {
   consoleSms, migrate, routeSms, twilioMessaging, twilioVerify,
   SmsDeliveryError, OtpInvalidError, RateLimitedError, SessionRevokedError, errors,
-  type AuthHook, type Duration, type SecureLoginOptions, type SecureLoginRefreshUser, type SecureLoginUser,
+  type AuthHook, type ClaimsFunction, type Duration, type SecureLoginOptions, type SecureLoginRefreshUser, type SecureLoginUser,
   type SmsMessage, type SmsProvider, type TextingSmsProvider, type VerifyingSmsProvider,
 } from '../../lib/index.js'
 import { users, sessions } from '../../lib/db/sqlite.js'
@@ -128,6 +129,30 @@ app.register(async (child) => {
   child.get('/inside', async (request) => request.user.phone)
 })
 expectType<Equal<typeof app.authenticate, AuthHook>>()
+
+// ---------------------------------------------------------------- @fastify/jwt
+
+// request.user is @fastify/jwt's, typed as ours; the ecosystem's API is there for access tokens.
+expectType<Equal<FastifyRequest['user'], SecureLoginUser>>()
+const appToken: string = app.jwt.sign({ sub: 'someone', scope: 'download' }, { expiresIn: '5m' })
+const decoded = app.jwt.verify<{ sub: string }>(appToken)
+expectType<Equal<typeof decoded.sub, string>>()
+expectType<Equal<typeof app.secureLogin.jwt, JWT>>()
+app.get('/verified', async (request) => {
+  await request.jwtVerify()
+  return request.user.userid
+})
+// jwt.claims gets the user and the request, and returns the app's claims (none declared here).
+const claims: ClaimsFunction = async (user, request) => ({ at: `${user.userid} ${request.ip}` })
+void claims
+await app.register(secureLogin, { db, sms, jwt: { secret: 's', claims: (user) => ({ phoneCountry: user.phone.slice(0, 2) }) } })
+// @ts-expect-error jwt.claims is a function, not an object
+await app.register(secureLogin, { db, sms, jwt: { secret: 's', claims: { roles: [] } } })
+// cookies: true, or its options
+await app.register(secureLogin, { db, sms, jwt: { secret: 's' }, cookies: true })
+await app.register(secureLogin, { db, sms, jwt: { secret: 's' }, cookies: { accessToken: 'cookie', sameSite: 'lax', allowedOrigins: ['https://app.example.com'] } })
+// @ts-expect-error sameSite is 'strict' or 'lax' (SameSite=None would undo the CSRF defence)
+await app.register(secureLogin, { db, sms, jwt: { secret: 's' }, cookies: { sameSite: 'none' } })
 expectType<Equal<AuthHook, (request: FastifyRequest, reply: FastifyReply) => Promise<void>>>()
 // @ts-expect-error there is no such decorator
 app.get('/nope', { preHandler: app.authenticateAdmin }, async () => 'no')

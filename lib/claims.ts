@@ -1,0 +1,53 @@
+import type { FastifyRequest } from 'fastify'
+import type { SecureLoginClaims, SecureLoginUser } from './authenticate.js'
+
+/** Claims of an access token. `sub` is the public user id. */
+export interface AccessClaims {
+  type: 'access'
+  sub: string
+  sid: string
+  phone: string
+  fresh: boolean
+  iat: number
+  exp: number
+  jti: string
+}
+
+/** Claims of a refresh token; `gen` is the session generation it belongs to. */
+export interface RefreshClaims {
+  type: 'refresh'
+  sub: string
+  sid: string
+  phone: string
+  gen: number
+  iat: number
+  exp: number
+  jti: string
+}
+
+/** Computes the app's extra claims for a user at sign-in and refresh (`jwt.claims`). */
+export type ClaimsFunction = (user: { userid: string, phone: string }, request: FastifyRequest) => SecureLoginClaims | Promise<SecureLoginClaims>
+
+/** Ours, the registered JWT names, and the fields of `request.user`: none can come from `jwt.claims`. */
+const RESERVED = new Set(['type', 'sub', 'sid', 'phone', 'fresh', 'gen', 'iat', 'exp', 'nbf', 'jti', 'iss', 'aud', 'userid', 'generation'])
+
+/** Calls `jwt.claims` and refuses anything that would override a claim the plugin relies on. */
+export async function extraClaimsFor (claims: ClaimsFunction | undefined, user: { userid: string, phone: string }, request: FastifyRequest): Promise<Record<string, unknown>> {
+  if (claims === undefined) return {}
+  const extra: unknown = await claims(user, request)
+  if (typeof extra !== 'object' || extra === null || Array.isArray(extra)) {
+    throw new TypeError('fastify-securelogin: jwt.claims must return an object of claims')
+  }
+  const reserved = Object.keys(extra).filter((name) => RESERVED.has(name))
+  if (reserved.length > 0) throw new TypeError(`fastify-securelogin: jwt.claims may not set the reserved claim(s) ${reserved.join(', ')}`)
+  return extra as Record<string, unknown>
+}
+
+/** `request.user` of an access token; the app's extra claims are copied only when `jwt.claims` is set. */
+export function userFromAccessClaims (claims: AccessClaims, withExtraClaims: boolean): SecureLoginUser {
+  const user = { userid: claims.sub, phone: claims.phone, sid: claims.sid, fresh: claims.fresh === true }
+  if (!withExtraClaims) return user as SecureLoginUser
+  const record = claims as unknown as Record<string, unknown>
+  for (const name in record) if (!RESERVED.has(name)) (user as Record<string, unknown>)[name] = record[name]
+  return user as SecureLoginUser
+}
