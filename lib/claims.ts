@@ -28,8 +28,11 @@ export interface RefreshClaims {
 /** Computes the app's extra claims for a user at sign-in and refresh (`jwt.claims`). */
 export type ClaimsFunction = (user: { userid: string, phone: string }, request: FastifyRequest) => SecureLoginClaims | Promise<SecureLoginClaims>
 
-/** Ours, the registered JWT names, and the fields of `request.user`: none can come from `jwt.claims`. */
-const RESERVED = new Set(['type', 'sub', 'sid', 'phone', 'fresh', 'gen', 'iat', 'exp', 'nbf', 'jti', 'iss', 'aud', 'userid', 'generation'])
+/**
+ * Ours, the registered JWT names, the fields of `request.user`, and names that would reach an
+ * object's prototype: none can come from `jwt.claims`.
+ */
+const RESERVED = new Set(['type', 'sub', 'sid', 'phone', 'fresh', 'gen', 'iat', 'exp', 'nbf', 'jti', 'iss', 'aud', 'userid', 'generation', '__proto__', 'constructor', 'prototype'])
 
 /** Calls `jwt.claims` and refuses anything that would override a claim the plugin relies on. */
 export async function extraClaimsFor (claims: ClaimsFunction | undefined, user: { userid: string, phone: string }, request: FastifyRequest): Promise<Record<string, unknown>> {
@@ -48,6 +51,12 @@ export function userFromAccessClaims (claims: AccessClaims, withExtraClaims: boo
   const user = { userid: claims.sub, phone: claims.phone, sid: claims.sid, fresh: claims.fresh === true }
   if (!withExtraClaims) return user as SecureLoginUser
   const record = claims as unknown as Record<string, unknown>
-  for (const name in record) if (!RESERVED.has(name)) (user as Record<string, unknown>)[name] = record[name]
+  for (const name of Object.keys(record)) {
+    if (RESERVED.has(name)) continue
+    const value = record[name]
+    // The verifier's cache hands every request the same claims object: a route that changes
+    // request.user.roles must not change them for the next request.
+    ;(user as Record<string, unknown>)[name] = typeof value === 'object' && value !== null ? structuredClone(value) : value
+  }
   return user as SecureLoginUser
 }

@@ -28,7 +28,8 @@ export async function registerAccessJwt (fastify: FastifyInstance, options: Reso
     verify: { algorithms: [ACCESS_ALGORITHM], allowedIss: options.issuer, allowedAud: options.audience, cache: 10_000 },
     // request.jwtVerify() gives our access tokens the shape `authenticate` gives them; tokens of
     // the app's own design keep their payload.
-    formatUser: (payload) => isAccessClaims(payload) ? userFromAccessClaims(payload, options.jwtClaims !== undefined) : payload as never,
+    // A copy, as the cache hands every request the same payload object.
+    formatUser: (payload) => isAccessClaims(payload) ? userFromAccessClaims(payload, options.jwtClaims !== undefined) : structuredClone(payload) as never,
   })
   const decorator = fastify.jwt as JWT & Record<string, JWT>
   return namespace === undefined ? decorator : decorator[namespace] as JWT

@@ -228,6 +228,8 @@ export function resolveOptions (options: SecureLoginOptions): ResolvedOptions {
   const jwtSecret = Buffer.from(jwt.secret as string | Buffer)
   const otpHashKey = otp.hashKey === undefined ? undefined : Buffer.from(otp.hashKey)
   if (otpHashKey?.equals(jwtSecret) === true) fail('otp.hashKey must differ from jwt.secret: one key, one purpose')
+  // A class is a function too, but calling it without `new` fails every sign-in.
+  if (jwt.claims !== undefined && /^class[\s{]/.test(Function.prototype.toString.call(jwt.claims))) fail('jwt.claims must be a function (user, request) => claims, not a class')
 
   return {
     db: options.db,

@@ -247,7 +247,9 @@ const CookieOptions = Type.Object({
    * The cookies' `Domain` attribute, e.g. `'example.com'` to share them with subdomains.
    * @default undefined (host-only cookies)
    */
-  domain: Type.Optional(Type.String({ pattern: '^\\.?[A-Za-z0-9-]+(\\.[A-Za-z0-9-]+)*$', errorMessage: "must be a host name such as 'example.com'" })),
+  // Labels of 1 to 63 letters, digits and inner hyphens, and at least two of them: a cookie for a
+  // bare top-level domain is dropped by browsers.
+  domain: Type.Optional(Type.String({ pattern: '^\\.?[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$', errorMessage: "must be a host name such as 'example.com'" })),
   /**
    * Origins, besides the app's own, allowed to use the cookie transport.
    * @default undefined (only the app's own origin)
@@ -276,7 +278,8 @@ export const SecureLoginOptionsSchema = Type.Object({
    * Where the routes live: `''` or a path starting with `/`.
    * @default '/api/auth'
    */
-  prefix: Type.Optional(Type.String({ pattern: '^(/|$)', default: '/api/auth', errorMessage: 'must be a path starting with /' })),
+  // Also the refresh cookie's Path: only characters a cookie path and a route take as they are.
+  prefix: Type.Optional(Type.String({ pattern: '^(/[A-Za-z0-9._~-]*)*$', default: '/api/auth', errorMessage: 'must be a path starting with /, of letters, digits, . _ ~ and -' })),
   /**
    * Bring the plugin's tables up to date at startup from the SQL files in `migrations/`.
    * @default true

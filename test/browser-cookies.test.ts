@@ -71,7 +71,13 @@ t.test('the example page signs in, calls op, refreshes after expiry and logs out
   const rotated = (await context.cookies()).find((cookie) => cookie.name === 'securelogin_refresh')
   t.not(rotated?.value, refresh?.value, 'and the refresh cookie rotated')
 
+  // Expired again by logout time: the page renews the access token before logging out with it.
+  await page.waitForTimeout(2_100)
+  const renewed = page.waitForResponse((response) => response.url().endsWith('/api/auth/refresh'))
+  const loggedOut = page.waitForResponse((response) => response.url().endsWith('/api/auth/logout') && response.status() === 200)
   await page.click('#logout')
+  t.equal((await renewed).status(), 200, 'renewed before logout')
+  await loggedOut
   await status.filter({ hasText: 'Signed out' }).waitFor({ timeout: 15_000 })
   t.notOk((await context.cookies()).some((cookie) => cookie.name === 'securelogin_refresh'), 'logout removed the cookie')
   const replay = await app.inject({ method: 'POST', url: '/api/auth/refresh', headers: { 'x-securelogin-transport': 'cookie', host: new URL(base).host, origin: base }, cookies: { securelogin_refresh: rotated!.value } })

@@ -87,17 +87,44 @@ for (const dialect of dialects) {
     t.equal((await cookieSignIn(test, phone, code)).statusCode, 200, 'the code still works')
   })
 
-  t.test(`${dialect}: allowedOrigins lists the origins that may use the cookies`, async (t) => {
+  t.test(`${dialect}: allowedOrigins lists the other origins that may use the cookies`, async (t) => {
     const test = await buildApp(t, dialect, { cookies: { allowedOrigins: ['https://web.example.com'], sameSite: 'lax', secure: false, domain: 'example.com' } })
     const phone = testPhone()
     const code = await codeFor(test, phone)
-    t.equal((await cookieSignIn(test, phone, code, COOKIE_CLIENT)).statusCode, 403, 'the server\'s own origin is not listed')
+    t.equal((await cookieSignIn(test, phone, code, { ...COOKIE_CLIENT, origin: 'https://other.example.com' })).statusCode, 403, 'an origin not listed is refused')
     const verify = await cookieSignIn(test, phone, code, { ...COOKIE_CLIENT, origin: 'https://web.example.com' })
     t.equal(verify.statusCode, 200)
     const cookie = verify.cookies.find((c) => c.name === 'securelogin_refresh')!
     t.equal(cookie.sameSite, 'Lax')
     t.notOk(cookie.secure, 'secure: false (plain-http development)')
     t.equal(cookie.domain, 'example.com')
+    const own = await refreshWithCookie(test, cookie.value, COOKIE_CLIENT)
+    t.equal(own.statusCode, 200, 'the server\'s own origin always may')
+  })
+
+  t.test(`${dialect}: a refused origin at refresh does not spend the refresh token, whichever way it came`, async (t) => {
+    const test = await buildApp(t, dialect, { cookies: true })
+    const phone = testPhone()
+    const verify = await cookieSignIn(test, phone, await codeFor(test, phone), { host: SITE.host })
+    const refresh = verify.json().refresh_token as string
+    const refused = await test.app.inject({ method: 'POST', url: '/api/auth/refresh', headers: { ...COOKIE_CLIENT, origin: 'https://evil.example', authorization: `Bearer ${refresh}` } })
+    t.equal(refused.statusCode, 403)
+    const rows = await test.database.query('SELECT generation FROM securelogin_sessions')
+    t.equal(Number(rows[0]!.generation), 0, 'the session did not rotate')
+    t.equal((await post(test.app, '/refresh', {}, refresh)).statusCode, 200, 'the refresh token still works')
+  })
+
+  t.test(`${dialect}: two cookies of one name (cookie tossing) count as none`, async (t) => {
+    const test = await buildApp(t, dialect, { cookies: true })
+    const phone = testPhone()
+    const verify = await cookieSignIn(test, phone, await codeFor(test, phone))
+    const refresh = verify.cookies.find((c) => c.name === 'securelogin_refresh')!.value
+    for (const cookie of [`securelogin_refresh=planted; securelogin_refresh=${refresh}`, `securelogin_refresh=${refresh}; securelogin_refresh=${refresh}`]) {
+      const tossed = await test.app.inject({ method: 'POST', url: '/api/auth/refresh', headers: { ...COOKIE_CLIENT, cookie } })
+      t.equal(tossed.statusCode, 401, 'refused')
+      t.equal(tossed.json().code, 'SECURELOGIN_TOKEN_MISSING')
+    }
+    t.equal((await refreshWithCookie(test, refresh)).statusCode, 200, 'one cookie works')
   })
 
   t.test(`${dialect}: accessToken: 'cookie' puts the access token in a cookie too`, async (t) => {

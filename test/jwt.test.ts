@@ -128,9 +128,34 @@ for (const dialect of dialects) {
     t.notOk('roles' in refreshPayload, 'refresh tokens do not carry them')
   })
 
+  t.test(`${dialect}: a route that changes request.user changes it for that request only`, async (t) => {
+    const database = await createTestDatabase(t, dialect)
+    const outbox = createOutbox()
+    const app = Fastify()
+    database.beforeClose.push(() => app.close())
+    await app.register(secureLogin, { db: database.db, sms: outbox.provider, jwt: { secret: TEST_SECRET, claims: () => ({ roles: ['member'] }) } })
+    app.get('/promote', { preHandler: app.authenticate }, async (request) => {
+      (request.user as unknown as { roles: string[] }).roles.push('admin')
+      return request.user
+    })
+    app.get('/me', { preHandler: app.authenticate }, async (request) => request.user)
+    app.get('/own', async (request) => {
+      await request.jwtVerify()
+      ;(request.user as unknown as { scopes: string[] }).scopes.push('write')
+      return request.user
+    })
+    await app.ready()
+    const tokens = await signIn({ app, outbox, database }, testPhone())
+    t.same((await app.inject({ url: '/promote', headers: bearer(tokens.access_token) })).json().roles, ['member', 'admin'])
+    t.same((await app.inject({ url: '/me', headers: bearer(tokens.access_token) })).json().roles, ['member'], 'the next request sees the token\'s claims, not the cached object changed')
+    const own = app.jwt.sign({ sub: 'x', scopes: ['read'] })
+    t.same((await app.inject({ url: '/own', headers: bearer(own) })).json().scopes, ['read', 'write'])
+    t.same((await app.inject({ url: '/own', headers: bearer(own) })).json().scopes, ['read', 'write'], 'and so do tokens of the app\'s own design')
+  })
+
   t.test(`${dialect}: jwt.claims cannot override a reserved claim`, async (t) => {
-    for (const reserved of ['sub', 'sid', 'type', 'exp', 'userid', 'fresh']) {
-      const test = await buildApp(t, dialect, { jwt: { claims: () => ({ [reserved]: 'forged' }) as never } })
+    for (const reserved of ['sub', 'sid', 'type', 'exp', 'userid', 'fresh', '__proto__', 'constructor']) {
+      const test = await buildApp(t, dialect, { jwt: { claims: () => JSON.parse(`{ ${JSON.stringify(reserved)}: { "isAdmin": true } }`) as never } })
       const phone = testPhone()
       await post(test.app, '/register', { phone })
       await post(test.app, '/login', { phone })

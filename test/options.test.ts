@@ -113,6 +113,13 @@ invalid.push(
   ['cookies.accessToken header', (o) => { o.cookies = { accessToken: 'header' } }, /cookies\.accessToken must be 'body' or 'cookie'/],
   ['cookies.secure a string', (o) => { o.cookies = { secure: 'yes' } }, /cookies\.secure must be true or false/],
   ['cookies.domain a URL', (o) => { o.cookies = { domain: 'https://example.com' } }, /cookies\.domain must be a host name/],
+  // Each of these started the app and then failed every cookie sign-in with a 500 (hostile review).
+  ['cookies.domain a bare top-level domain', (o) => { o.cookies = { domain: 'com' } }, /cookies\.domain must be a host name/],
+  ['cookies.domain with a leading hyphen', (o) => { o.cookies = { domain: '-example.com' } }, /cookies\.domain must be a host name/],
+  ['cookies.domain with a 64-character label', (o) => { o.cookies = { domain: `${'a'.repeat(64)}.com` } }, /cookies\.domain must be a host name/],
+  ['prefix with a semicolon', (o) => { o.prefix = '/auth;x' }, /prefix must be a path starting with \//],
+  ['prefix with a non-ASCII letter', (o) => { o.prefix = '/aüth' }, /prefix must be a path starting with \//],
+  ['jwt.claims a class', (o) => { o.jwt.claims = class Claims {} as never }, /jwt\.claims must be a function \(user, request\) => claims, not a class/],
   ['cookies.allowedOrigins a string', (o) => { o.cookies = { allowedOrigins: 'https://app.example.com' } }, /cookies\.allowedOrigins must be an array/],
   ['cookies.allowedOrigins with a path', (o) => { o.cookies = { allowedOrigins: ['https://app.example.com/login'] } }, /cookies\.allowedOrigins\[0\] must be an origin such as 'https:\/\/app\.example\.com'/],
   ['cookies.allowedOrigins with a trailing slash', (o) => { o.cookies = { allowedOrigins: ['https://a.example.com', 'https://b.example.com/'] } }, /cookies\.allowedOrigins\[1\] must be an origin/],
@@ -299,7 +306,7 @@ t.test('every problem is reported at once', async (t) => {
   const message = messageOf((o) => { o.otp = { lenght: 6, ttl: 5000 }; o.prefix = 'auth' })
   t.equal(message, [
     'fastify-securelogin: 3 problems in the options:',
-    '  - prefix must be a path starting with / (got "auth")',
+    '  - prefix must be a path starting with /, of letters, digits, . _ ~ and - (got "auth")',
     '  - unknown option otp.lenght (did you mean otp.length?)',
     "  - otp.ttl must be at most 1 hour; got 5000 seconds (1.4 hours). Durations are seconds or strings like '10m'",
   ].join('\n'))

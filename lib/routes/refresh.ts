@@ -28,8 +28,10 @@ export const refreshRoute: FastifyPluginAsyncTypebox<{ ctx: SecureLoginContext }
       },
     },
   }, async (request, reply) => {
+    // Before the rotation: a refused origin must not spend the refresh token.
+    const inCookies = usesCookies(request, cookies)
     const user = request.user as SecureLoginRefreshUser
     const { tokens, sessionExpiresAt } = await rotateRefreshToken(ctx, { sub: user.userid, sid: user.sid, phone: user.phone, gen: user.generation }, request)
-    return usesCookies(request, cookies) ? sendTokensAsCookies(reply, cookies, prefix, tokens, sessionExpiresAt) : tokens
+    return inCookies ? sendTokensAsCookies(reply, cookies, prefix, tokens, sessionExpiresAt) : tokens
   })
 }

@@ -18,9 +18,9 @@ const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'))
 // fastify ^5.0.0: 5.0.0 has everything we and @fastify/jwt call.
 // drizzle-orm: our emitted table types (dist/lib/db/*.d.ts) give SQLiteColumn/PgColumn the three
 // type arguments that 0.38 introduced, so 0.36 and 0.37 run the sign-in but fail to type-check
-// (TS2707); every minor from 0.38 to 0.45 passes. lib/db/migrate.ts importing DrizzleQueryError by
-// name raises the floor to 0.44.4, the first release exporting it (older ones fail to link at
-// import). 0.46 and 1.0 are not claimed until tried.
+// (TS2707); every minor from 0.38 to 0.45 passes (lib/db/migrate.ts reads DrizzleQueryError, new in
+// 0.44.4, from a namespace import so that older ones still link). 0.46 and 1.0 are not claimed
+// until tried.
 const lowest = (range) => {
   const found = /^\s*(?:\^|>=|~)?\s*(\d+\.\d+\.\d+)(?:\s|$)/.exec(range)
   if (found === null || range.includes('||')) throw new Error(`cannot tell the lowest version of ${range}`)
