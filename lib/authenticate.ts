@@ -66,7 +66,7 @@ export function createAuthHooks (tokens: TokenService, revocations: RevocationLi
   }
 
   const authenticate: AuthHook = async (request) => {
-    const claims = tokens.verifyAccess(tokenOf(request, accessCookies, ACCESS_COOKIE))
+    const claims = await tokens.verifyAccess(tokenOf(request, accessCookies, ACCESS_COOKIE))
     await refuseRevoked(claims.sid)
     request.user = userFromAccessClaims(claims, withExtraClaims)
   }

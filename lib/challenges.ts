@@ -1,15 +1,64 @@
 import { createHmac, randomUUID } from 'node:crypto'
-import type { FastifyBaseLogger } from 'fastify'
+import type { FastifyBaseLogger, FastifyRequest } from 'fastify'
 import {
-  OtpAttemptsExceededError, OtpExpiredError, OtpInvalidError, OtpResendTooSoonError, UserMismatchError, withRetryAfter,
+  OtpAttemptsExceededError, OtpExpiredError, OtpInvalidError, OtpResendTooSoonError, PhoneLockedError, SendRefusedError, SmsBudgetExhaustedError, SmsSendFailedError, SmsTimeoutError, withAttemptsLeft, withRetryAfter,
 } from './errors.js'
 import { generateCode, hashCode, hashesMatch } from './otp.js'
 import type { ResolvedOptions } from './options.js'
 import { maskPhone } from './phone.js'
-import { clientKey, enforceRateLimit } from './rate-limit.js'
+import { clientAddress } from './client-ip.js'
+import { countHit, enforceClientLimit, enforceRateLimit, refuseIfFull, releaseHit, type Refusal } from './rate-limit.js'
+import { loggableError } from './redact.js'
 import { callSmsVendor } from './sms/deliver.js'
 import { isVerifyingProvider } from './sms/types.js'
 import type { Store, User } from './store/index.js'
+
+/** The app's check before a code is sent (`beforeSend`): false refuses the send. */
+export type BeforeSendFunction = (request: FastifyRequest, phone: string) => boolean | Promise<boolean>
+
+/** Deliveries still running after their request was answered: the app's close waits for them. */
+export function createDeliveryTracker () {
+  const pending = new Set<Promise<void>>()
+  return {
+    track (delivery: Promise<void>): void {
+      pending.add(delivery)
+      void delivery.finally(() => pending.delete(delivery))
+    },
+    async settled (): Promise<void> {
+      await Promise.allSettled([...pending])
+    },
+  }
+}
+
+/** The counter of a number's wrong codes (`rateLimit.failedVerifiesPerPhone`). */
+export function lockKey (phone: string): string {
+  return `verify:fail:phone:${phone}`
+}
+
+const phoneLocked: Refusal = (seconds) => withRetryAfter(new PhoneLockedError(seconds), seconds)
+
+/**
+ * The app's SMS budget (`rateLimit.sendsGlobal`): its refusal, logged at error level once per
+ * window on each instance, as it stops every sign-in.
+ */
+export function createSmsBudget () {
+  let loggedUntil = 0
+  return {
+    exhausted (seconds: number, log: FastifyBaseLogger): Error {
+      const now = Date.now()
+      if (now >= loggedUntil) {
+        loggedUntil = now + seconds * 1000
+        log.error({ retryAfterSeconds: seconds }, 'fastify-securelogin: the SMS budget (rateLimit.sendsGlobal) is spent: no code is sent until the window ends')
+      }
+      return withRetryAfter(new SmsBudgetExhaustedError(seconds), seconds)
+    },
+  }
+}
+
+/** Errors callSmsVendor already logged (a vendor failure or timeout). */
+function isVendorFailure (error: unknown): boolean {
+  return error instanceof SmsSendFailedError || error instanceof SmsTimeoutError
+}
 
 export interface ChallengeContext {
   options: ResolvedOptions
@@ -17,6 +66,8 @@ export interface ChallengeContext {
   /** Key for code hashes and account ids, derived from (never equal to) the JWT key. */
   hashKey: Buffer
   log: FastifyBaseLogger
+  deliveries: ReturnType<typeof createDeliveryTracker>
+  budget: ReturnType<typeof createSmsBudget>
 }
 
 /**
@@ -40,11 +91,13 @@ function resendTooSoon (sentAt: Date, now: Date, intervalMs: number) {
  * the code. A number without an account gets a challenge nobody can answer and no message, and the
  * same answer, limits and cooldown as a real one.
  */
-export async function sendLoginCode (ctx: ChallengeContext, args: { phone: string, ip: string, locale?: string }): Promise<{ userid: string }> {
+export async function sendLoginCode (ctx: ChallengeContext, args: { phone: string, locale?: string, request: FastifyRequest }): Promise<{ userid: string }> {
   const { options, store, hashKey, log } = ctx
   const { phone } = args
   const now = new Date()
-  await enforceRateLimit(store, `send:ip:${clientKey(args.ip)}`, options.rateLimit.sendsPerIp, now)
+  await enforceClientLimit(store, 'send', clientAddress(args.request), options.rateLimit.sendsPerIp, now)
+  // The app's CAPTCHA or risk check, before anything is counted against the number.
+  if (options.beforeSend !== undefined && await options.beforeSend(args.request, phone) !== true) throw new SendRefusedError()
 
   // A request inside the cooldown is refused before it counts against the number's allowance, so
   // such requests cannot exhaust it and lock the owner out. The upsert below re-checks the
@@ -53,38 +106,63 @@ export async function sendLoginCode (ctx: ChallengeContext, args: { phone: strin
   if (previous !== undefined && previous.sentAt.getTime() + options.otpResendIntervalMs > now.getTime()) {
     throw resendTooSoon(previous.sentAt, now, options.otpResendIntervalMs)
   }
-  await enforceRateLimit(store, `send:phone:${phone}`, options.rateLimit.sendsPerPhone, now)
+  // A locked number gets no code, and a number whose allowance is spent gets none either; both are
+  // only read here. The send counts against the number once the challenge is opened, and only
+  // for the one request that opened it: a burst of parallel requests spends one send, not twenty.
+  await refuseIfFull(store, lockKey(phone), options.rateLimit.failedVerifiesPerPhone, now, phoneLocked)
+  await refuseIfFull(store, `send:phone:${phone}`, options.rateLimit.sendsPerPhone, now)
 
   const user = await store.findUserByPhone(phone)
-  const deliver = user !== undefined && user.status === 'active'
+  const fixedCode = options.testNumbers.get(phone)
+  // With signUp 'on-verify' a number without an account gets its code too (verify_sms makes the account).
+  const deliver = (user === undefined ? options.signUp === 'on-verify' : user.status === 'active') && fixedCode === undefined
   const challengeId = randomUUID()
-  const code = generateCode(options.otpLength)
+  const code = fixedCode ?? generateCode(options.otpLength)
   // Verifying vendors keep the code themselves; a null hash sends checks to them.
   const codeHash = options.smsVerifies && deliver ? null : hashCode(hashKey, phone, challengeId, code)
   const challenge = await store.openChallenge({
     phone, challengeId, codeHash, now, expiresAt: new Date(now.getTime() + options.otpTtlMs), resendIntervalMs: options.otpResendIntervalMs,
   })
   if (challenge === undefined) throw resendTooSoon((await store.findChallenge(phone))?.sentAt ?? now, now, options.otpResendIntervalMs)
+  await countHit(store, `send:phone:${phone}`, options.rateLimit.sendsPerPhone, now)
+  try {
+    // Limits across numbers, counted for every code opened (with or without an account, which
+    // must look the same): runs of sequential numbers, and the app's whole SMS bill.
+    await enforceRateLimit(store, `send:prefix:${phone.slice(0, -3)}`, options.rateLimit.sendsPerPrefix, now)
+    await enforceRateLimit(store, 'send:global', options.rateLimit.sendsGlobal, now, (seconds) => ctx.budget.exhausted(seconds, log))
+  } catch (error) {
+    await store.withdrawChallenge(phone, challengeId)
+    throw error
+  }
 
   if (deliver) {
     const provider = options.sms
-    try {
-      await callSmsVendor({
-        to: phone,
-        timeoutMs: options.smsTimeoutMs,
-        log,
-        provider: provider.name ?? 'custom',
-        call: (signal) => isVerifyingProvider(provider)
-          ? provider.start({ to: phone, locale: args.locale }, signal)
-          : provider.send({ to: phone, body: options.otpMessage({ code, ttlMinutes: Math.ceil(options.otpTtlMs / 60_000) }), code, locale: args.locale }, signal),
-      })
-    } catch (error) {
+    const delivery = callSmsVendor({
+      to: phone,
+      timeoutMs: options.smsTimeoutMs,
+      log,
+      provider: provider.name ?? 'custom',
+      call: (signal) => isVerifyingProvider(provider)
+        ? provider.start({ to: phone, locale: args.locale }, signal)
+        : provider.send({ to: phone, body: options.otpMessage({ code, ttlMinutes: Math.ceil(options.otpTtlMs / 60_000) }), code, locale: args.locale }, signal),
+    }).catch(async (error: unknown) => {
       // An undelivered code must neither work nor hold back the next attempt to send one.
       await store.withdrawChallenge(phone, challengeId)
       throw error
+    })
+    if (options.smsDelivery === 'await') {
+      await delivery
+    } else {
+      // Answer now, deliver after: the answer (status, body, time) must not depend on whether the
+      // number has an account, and only numbers with one wait for a vendor.
+      ctx.deliveries.track(delivery.catch((error: unknown) => {
+        if (!isVendorFailure(error)) log.error({ err: loggableError(error), phone: maskPhone(phone) }, 'fastify-securelogin: SMS delivery failed')
+      }))
     }
-  } else {
+  } else if (fixedCode === undefined) {
     log.info({ phone: maskPhone(phone) }, 'fastify-securelogin: no SMS sent: the number has no active account (register it first)')
+  } else {
+    log.info({ phone: maskPhone(phone) }, 'fastify-securelogin: no SMS sent: a test number, whose code is fixed')
   }
   return { userid: user?.id ?? accountIdFor(hashKey, phone) }
 }
@@ -94,36 +172,58 @@ export async function sendLoginCode (ctx: ChallengeContext, args: { phone: strin
  * challenge's attempts before anything is compared, and only one caller can consume it, so
  * concurrent guesses can neither exceed the attempt limit nor sign in twice with one code.
  */
-export async function verifyLoginCode (ctx: ChallengeContext, args: { phone: string, code: string, userid?: string, ip: string }): Promise<User> {
+export async function verifyLoginCode (ctx: ChallengeContext, args: { phone: string, code: string, userid?: string, request: FastifyRequest }): Promise<User> {
   const { options, store, hashKey, log } = ctx
   const { phone, code } = args
   const now = new Date()
-  await enforceRateLimit(store, `verify:ip:${clientKey(args.ip)}`, options.rateLimit.verifiesPerIp, now)
+  await enforceClientLimit(store, 'verify', clientAddress(args.request), options.rateLimit.verifiesPerIp, now)
 
-  const user = await store.findUserByPhone(phone)
-  if (args.userid !== undefined && args.userid !== (user?.id ?? accountIdFor(hashKey, phone))) throw new UserMismatchError()
+  // Every check takes one of the number's wrong-code slots (failedVerifiesPerPhone) before anything
+  // is compared, and gives it back unless it was a wrong guess: guesses spread over codes, resends,
+  // addresses and concurrent requests cannot exceed the budget. A locked number is refused even
+  // the right code.
+  const failures = options.rateLimit.failedVerifiesPerPhone
+  await enforceRateLimit(store, lockKey(phone), failures, now, phoneLocked)
+  let wrongGuess = false
+  try {
+    const user = await store.findUserByPhone(phone)
+    // A userid that is not the number's looks and costs exactly like a wrong code: otherwise anyone
+    // who knows a user's public id could test candidate numbers for it for free.
+    const mismatch = args.userid !== undefined && args.userid !== (user?.id ?? accountIdFor(hashKey, phone))
 
-  const challenge = await store.recordAttempt(phone, now, options.otpMaxAttempts)
-  if (challenge === undefined) {
-    const current = await store.findChallenge(phone)
-    const open = current !== undefined && current.consumedAt === null && current.expiresAt > now
-    throw open ? new OtpAttemptsExceededError() : new OtpExpiredError()
+    const challenge = await store.recordAttempt(phone, now, options.otpMaxAttempts)
+    if (challenge === undefined) {
+      const current = await store.findChallenge(phone)
+      const open = current !== undefined && current.consumedAt === null && current.expiresAt > now
+      throw open ? new OtpAttemptsExceededError() : new OtpExpiredError()
+    }
+
+    let approved: boolean
+    if (mismatch) {
+      approved = false
+    } else if (challenge.codeHash === null) {
+      const provider = options.sms
+      if (!isVerifyingProvider(provider)) throw new OtpExpiredError()
+      approved = await callSmsVendor({
+        to: phone, timeoutMs: options.smsTimeoutMs, log, provider: provider.name ?? 'custom', call: (signal) => provider.check({ to: phone, code }, signal),
+      })
+    } else {
+      approved = hashesMatch(challenge.codeHash, hashCode(hashKey, phone, challenge.challengeId, code))
+    }
+    if (!approved) {
+      wrongGuess = true
+      throw withAttemptsLeft(new OtpInvalidError(), options.otpMaxAttempts - challenge.attempts)
+    }
+    if (!await store.consumeChallenge(phone, challenge.challengeId, now)) throw new OtpExpiredError()
+    // With signUp 'on-verify' the first proof of the number makes its account, under the id login
+    // answered. Otherwise only numbers with an account receive a code: a match without one is refused.
+    const account = user ?? (options.signUp === 'on-verify' ? await store.registerUser(accountIdFor(hashKey, phone), phone, undefined, now) : undefined)
+    if (account === undefined || account.status !== 'active') throw new OtpInvalidError()
+    if (account.phoneVerifiedAt === null) await store.markPhoneVerified(account.id, now)
+    return account
+  } finally {
+    if (!wrongGuess) {
+      await releaseHit(store, lockKey(phone), failures).catch((error: unknown) => log.warn({ err: loggableError(error) }, 'fastify-securelogin: could not give back a wrong-code slot'))
+    }
   }
-
-  let approved: boolean
-  if (challenge.codeHash === null) {
-    const provider = options.sms
-    if (!isVerifyingProvider(provider)) throw new OtpExpiredError()
-    approved = await callSmsVendor({
-      to: phone, timeoutMs: options.smsTimeoutMs, log, provider: provider.name ?? 'custom', call: (signal) => provider.check({ to: phone, code }, signal),
-    })
-  } else {
-    approved = hashesMatch(challenge.codeHash, hashCode(hashKey, phone, challenge.challengeId, code))
-  }
-  if (!approved) throw new OtpInvalidError()
-  if (!await store.consumeChallenge(phone, challenge.challengeId, now)) throw new OtpExpiredError()
-  // Only numbers with an account ever receive a code, so a match without one cannot happen; refuse anyway.
-  if (user === undefined || user.status !== 'active') throw new OtpInvalidError()
-  if (user.phoneVerifiedAt === null) await store.markPhoneVerified(user.id, now)
-  return user
 }

@@ -2,12 +2,16 @@ import type { JWT } from '@fastify/jwt'
 import fp from 'fastify-plugin'
 import type { FastifyPluginAsync } from 'fastify'
 import { createAuthHooks, type AuthHook, type SecureLoginUser } from './authenticate.js'
+import { createDeliveryTracker, createSmsBudget, lockKey } from './challenges.js'
+import { normalizePhone } from './phone.js'
+import { resetLimit } from './rate-limit.js'
 import type { SecureLoginContext } from './context.js'
 import { migrate, startupError } from './db/migrate.js'
 import { ensureCookieSupport } from './cookies.js'
 import { registerAccessJwt } from './jwt.js'
 import { deriveKey } from './keys.js'
 import { resolveOptions, type SecureLoginOptions } from './options.js'
+import { loggableError } from './redact.js'
 import { createRevocationList } from './revocation.js'
 import { secureLoginRoutes } from './routes/index.js'
 import { createStore } from './store/index.js'
@@ -25,6 +29,12 @@ declare module 'fastify' {
     secureLogin: {
       /** The @fastify/jwt instance of access tokens: `fastify.jwt`, or `fastify.jwt[jwt.namespace]` when the app registered @fastify/jwt itself. */
       jwt: JWT
+      /**
+       * Lets a number locked by too many wrong codes (`rateLimit.failedVerifiesPerPhone`) sign in
+       * again at once, e.g. after support has checked who is asking.
+       * @example await app.secureLogin.unlockPhone('+14155550123')
+       */
+      unlockPhone: (phone: string) => Promise<void>
     }
   }
 }
@@ -43,6 +53,10 @@ const secureLogin: FastifyPluginAsync<SecureLoginOptions> = async (fastify, rawO
   const options = resolveOptions(rawOptions)
   if (options.migrate) await migrate(options.db)
 
+  if (options.testNumbers.size > 0 && process.env.NODE_ENV === 'production') {
+    fastify.log.warn({ count: options.testNumbers.size }, 'fastify-securelogin: test numbers sign in without an SMS in production (allowTestNumbersInProduction)')
+  }
+  if (rawOptions.rateLimit === false) fastify.log.warn('fastify-securelogin: rateLimit: false, every limit is off (codes can be requested and guessed without bound)')
   const store = createStore(options.db, options.dialect)
   const accessJwt = await registerAccessJwt(fastify, options)
   if (options.cookies !== undefined) await ensureCookieSupport(fastify)
@@ -54,24 +68,29 @@ const secureLogin: FastifyPluginAsync<SecureLoginOptions> = async (fastify, rawO
     throw startupError(options.db, error, 'read-sessions')
   }
   const hooks = createAuthHooks(tokens, revocations, { withExtraClaims: options.jwtClaims !== undefined, cookies: options.cookies })
+  const deliveries = createDeliveryTracker()
   const ctx: SecureLoginContext = {
-    options, store, tokens, revocations, hooks, log: fastify.log,
+    options, store, tokens, revocations, hooks, log: fastify.log, deliveries, budget: createSmsBudget(),
     hashKey: options.otpHashKey ?? deriveKey(options.jwtSecret, 'otp-hash'),
   }
 
   const purge = setInterval(() => {
-    store.purgeExpired(new Date(), Math.max(...Object.values(options.rateLimit).map((rule) => rule.windowMs))).catch((error: unknown) => fastify.log.warn({ err: error }, 'fastify-securelogin: purge of expired rows failed'))
+    store.purgeExpired(new Date(), Math.max(0, ...Object.values(options.rateLimit).flat().map((rule) => rule.windowMs))).catch((error: unknown) => fastify.log.warn({ err: loggableError(error) }, 'fastify-securelogin: purge of expired rows failed'))
   }, HOUR_MS)
   purge.unref()
   fastify.addHook('onClose', async () => {
     clearInterval(purge)
+    await deliveries.settled()
     await revocations.stop()
   })
 
   fastify.decorate('authenticate', hooks.authenticate)
   fastify.decorate('authenticateFresh', hooks.authenticateFresh)
   fastify.decorate('authenticateRefresh', hooks.authenticateRefresh)
-  fastify.decorate('secureLogin', { jwt: accessJwt })
+  fastify.decorate('secureLogin', {
+    jwt: accessJwt,
+    unlockPhone: (phone: string) => resetLimit(store, lockKey(normalizePhone(phone, options.phonePolicy)), options.rateLimit.failedVerifiesPerPhone),
+  })
 
   await fastify.register(secureLoginRoutes, { prefix: options.prefix, ctx })
 }

@@ -7,7 +7,9 @@ import {
 } from '../schemas/options.js'
 import type { ClaimsFunction } from './claims.js'
 import { formatDuration, parseDuration, type Duration } from './duration.js'
-import type { CountryCode } from './phone.js'
+import { resolveSigningKeys, type SigningKey } from './keys.js'
+import type { BeforeSendFunction } from './challenges.js'
+import { DEFAULT_NUMBER_TYPES, isE164, type CountryCode, type PhonePolicy } from './phone.js'
 import { isVerifyingProvider, type SmsProvider } from './sms/types.js'
 
 export type { SecureLoginDatabase }
@@ -36,11 +38,19 @@ export interface ResolvedOptions {
   prefix: string
   migrate: boolean
   defaultCountry: CountryCode | undefined
+  phonePolicy: PhonePolicy
+  beforeSend: BeforeSendFunction | undefined
+  signUp: 'register' | 'on-verify'
+  smsDelivery: 'background' | 'await'
+  /** E.164 number → its fixed code. */
+  testNumbers: ReadonlyMap<string, string>
   jwtSecret: Buffer
   issuer: string | undefined
   audience: string | undefined
   jwtClaims: ClaimsFunction | undefined
   jwtNamespace: string
+  /** `jwt.keys`, checked: asymmetric access tokens. Undefined: HS256 with `jwtSecret`. */
+  jwtKeys: SigningKey[] | undefined
   accessTokenTtlMs: number
   refreshTokenTtlMs: number
   otpLength: number
@@ -49,9 +59,11 @@ export interface ResolvedOptions {
   otpResendIntervalMs: number
   otpMessage: (args: { code: string, ttlMinutes: number }) => string
   otpHashKey: Buffer | undefined
-  rateLimit: { sendsPerPhone: ResolvedRateLimitRule, sendsPerIp: ResolvedRateLimitRule, verifiesPerIp: ResolvedRateLimitRule, registersPerIp: ResolvedRateLimitRule }
+  /** Each limit's rules; all of a list apply. Empty with `rateLimit: false`. */
+  rateLimit: Record<'sendsPerPhone' | 'sendsPerIp' | 'sendsPerPrefix' | 'sendsGlobal' | 'failedVerifiesPerPhone' | 'verifiesPerIp' | 'registersPerIp', ResolvedRateLimitRule[]>
   cookies: ResolvedCookieOptions | undefined
   revocationMaxDelayMs: number
+  sessions: { reuseGraceMs: number, idleTimeoutMs: number }
   smsTimeoutMs: number
 }
 
@@ -178,8 +190,9 @@ function * problems (schema: TSchema, value: unknown, base: string[] = []): Gene
 const TOP = SecureLoginOptionsSchema.properties
 const JWT = TOP.jwt.properties
 const OTP = TOP.otp.properties
-const LIMITS = TOP.rateLimit.properties
+const LIMITS = TOP.rateLimit.anyOf[1].properties
 const COOKIES = TOP.cookies.anyOf[1].properties
+const SESSIONS = TOP.sessions.properties
 
 function orDefault<T> (value: T | undefined, schema: TSchema): T {
   return value ?? schema.default as T
@@ -189,9 +202,15 @@ function durationMs (value: Duration | undefined, schema: TSchema): number {
   return parseDuration(orDefault(value, schema)) as number
 }
 
-function rateLimitRule (value: RateLimitRule | undefined, schema: TSchema): ResolvedRateLimitRule {
-  const rule = orDefault(value, schema)
-  return { max: rule.max, windowMs: parseDuration(rule.window) as number }
+function rateLimitRules (value: RateLimitRule | RateLimitRule[] | undefined, schema: TSchema): ResolvedRateLimitRule[] {
+  return [orDefault(value, schema)].flat().map((rule) => ({ max: rule.max, windowMs: parseDuration(rule.window) as number }))
+}
+
+const RATE_LIMIT_NAMES = ['sendsPerPhone', 'sendsPerIp', 'sendsPerPrefix', 'sendsGlobal', 'failedVerifiesPerPhone', 'verifiesPerIp', 'registersPerIp'] as const
+
+/** Every rule with its defaults filled in; `rateLimit: false` leaves every list empty. */
+function resolveRateLimits (limits: SecureLoginOptions['rateLimit']): ResolvedOptions['rateLimit'] {
+  return Object.fromEntries(RATE_LIMIT_NAMES.map((name) => [name, limits === false ? [] : rateLimitRules(limits?.[name], LIMITS[name])])) as ResolvedOptions['rateLimit']
 }
 
 function resolveCookies (cookies: SecureLoginOptions['cookies']): ResolvedCookieOptions | undefined {
@@ -219,7 +238,6 @@ export function resolveOptions (options: SecureLoginOptions): ResolvedOptions {
 
   const { jwt } = options
   const otp = options.otp ?? {}
-  const limits = options.rateLimit ?? {}
   const accessTokenTtlMs = durationMs(jwt.accessTokenTtl, JWT.accessTokenTtl)
   const refreshTokenTtlMs = durationMs(jwt.refreshTokenTtl, JWT.refreshTokenTtl)
   if (refreshTokenTtlMs < accessTokenTtlMs) {
@@ -228,6 +246,19 @@ export function resolveOptions (options: SecureLoginOptions): ResolvedOptions {
   const jwtSecret = Buffer.from(jwt.secret as string | Buffer)
   const otpHashKey = otp.hashKey === undefined ? undefined : Buffer.from(otp.hashKey)
   if (otpHashKey?.equals(jwtSecret) === true) fail('otp.hashKey must differ from jwt.secret: one key, one purpose')
+  const testNumbers = new Map(Object.entries(options.testNumbers ?? {}))
+  for (const number of testNumbers.keys()) {
+    if (!isE164(number)) fail(`testNumbers: ${JSON.stringify(number)} is not a number in E.164 form, such as +15555550100`)
+  }
+  const phonePolicy: PhonePolicy = {
+    defaultCountry: options.defaultCountry,
+    allowedCountries: options.allowedCountries === undefined ? undefined : new Set(options.allowedCountries),
+    numberTypes: new Set(options.numberTypes ?? DEFAULT_NUMBER_TYPES),
+    testNumbers: new Set(testNumbers.keys()),
+  }
+  if (testNumbers.size > 0 && process.env.NODE_ENV === 'production' && options.allowTestNumbersInProduction !== true) {
+    fail('testNumbers are refused with NODE_ENV=production: anyone who learns one signs in without an SMS. Set allowTestNumbersInProduction: true if you mean it (e.g. an app-store review account)')
+  }
   // A class is a function too, but calling it without `new` fails every sign-in.
   if (jwt.claims !== undefined && /^class[\s{]/.test(Function.prototype.toString.call(jwt.claims))) fail('jwt.claims must be a function (user, request) => claims, not a class')
 
@@ -239,11 +270,17 @@ export function resolveOptions (options: SecureLoginOptions): ResolvedOptions {
     prefix: orDefault(options.prefix, TOP.prefix),
     migrate: orDefault(options.migrate, TOP.migrate),
     defaultCountry: options.defaultCountry,
+    phonePolicy,
+    beforeSend: options.beforeSend,
+    signUp: orDefault(options.signUp, TOP.signUp),
+    smsDelivery: orDefault(options.smsDelivery, TOP.smsDelivery),
+    testNumbers,
     jwtSecret,
     issuer: jwt.issuer,
     audience: jwt.audience,
     jwtClaims: jwt.claims,
     jwtNamespace: orDefault(jwt.namespace, JWT.namespace),
+    jwtKeys: jwt.keys === undefined ? undefined : resolveSigningKeys(jwt.keys),
     accessTokenTtlMs,
     refreshTokenTtlMs,
     otpLength: orDefault(otp.length, OTP.length),
@@ -252,14 +289,13 @@ export function resolveOptions (options: SecureLoginOptions): ResolvedOptions {
     otpResendIntervalMs: durationMs(otp.resendInterval, OTP.resendInterval),
     otpMessage: otp.message ?? defaultMessage,
     otpHashKey,
-    rateLimit: {
-      sendsPerPhone: rateLimitRule(limits.sendsPerPhone, LIMITS.sendsPerPhone),
-      sendsPerIp: rateLimitRule(limits.sendsPerIp, LIMITS.sendsPerIp),
-      verifiesPerIp: rateLimitRule(limits.verifiesPerIp, LIMITS.verifiesPerIp),
-      registersPerIp: rateLimitRule(limits.registersPerIp, LIMITS.registersPerIp),
-    },
+    rateLimit: resolveRateLimits(options.rateLimit),
     cookies: resolveCookies(options.cookies),
     revocationMaxDelayMs: durationMs(options.revocationMaxDelay, TOP.revocationMaxDelay),
+    sessions: {
+      reuseGraceMs: durationMs(options.sessions?.reuseGrace, SESSIONS.reuseGrace),
+      idleTimeoutMs: durationMs(options.sessions?.idleTimeout, SESSIONS.idleTimeout),
+    },
     smsTimeoutMs: durationMs(options.smsTimeout, TOP.smsTimeout),
   }
 }

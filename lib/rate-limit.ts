@@ -1,31 +1,101 @@
-import { isIPv6 } from 'node:net'
-import { RateLimitedError, withRetryAfter } from './errors.js'
+import { hex4, parseClientAddress, type ClientAddress } from './client-ip.js'
+import { ClientAddressInvalidError, RateLimitedError, withRetryAfter } from './errors.js'
 import type { ResolvedRateLimitRule } from './options.js'
 import type { Store } from './store/index.js'
 
+/** What a full limit answers, given the seconds until its window ends. */
+export type Refusal = (seconds: number) => Error
+
+const rateLimited: Refusal = (seconds) => withRetryAfter(new RateLimitedError(seconds), seconds)
+
+/** The counter of one of a limit's rules: with several rules (hourly and daily), each window has its own. */
+export function ruleKey (key: string, rule: ResolvedRateLimitRule, rules: readonly ResolvedRateLimitRule[]): string {
+  return rules.length > 1 ? `${key}/${rule.windowMs / 1000}s` : key
+}
+
+function secondsUntil (resetAt: Date, now: Date): number {
+  return Math.max(1, Math.ceil((resetAt.getTime() - now.getTime()) / 1000))
+}
+
 /**
- * Counts a hit on `key` and throws 429 (with the seconds to wait) once the rule's window is full.
- * Counters live in the database so that every instance of the app shares them.
+ * Counts a hit on `key` under each rule and throws (429 by default, with the seconds to wait) once
+ * a rule's window is full. One upsert per rule, so concurrent hits on several instances all count.
  */
-export async function enforceRateLimit (store: Store, key: string, rule: ResolvedRateLimitRule, now: Date): Promise<void> {
-  const { count, resetAt } = await store.hitRateLimit(key, rule.windowMs, now)
-  if (count > rule.max) {
-    const seconds = Math.max(1, Math.ceil((resetAt.getTime() - now.getTime()) / 1000))
-    throw withRetryAfter(new RateLimitedError(seconds), seconds)
+export async function enforceRateLimit (store: Store, key: string, rules: readonly ResolvedRateLimitRule[], now: Date, refusal: Refusal = rateLimited): Promise<void> {
+  for (const rule of rules) {
+    const { count, resetAt } = await store.hitRateLimit(ruleKey(key, rule, rules), rule.windowMs, now)
+    if (count > rule.max) throw refusal(secondsUntil(resetAt, now))
   }
 }
 
 /**
- * The key a client's IP is counted under. An IPv6 client usually holds a whole /64 (2^64
- * addresses), so IPv6 addresses count per /64; IPv4-mapped IPv6 counts as the IPv4 address.
+ * Throws when a rule's window is already full, counting nothing: for limits that must be counted
+ * only once the request has won (a send counts only for the request that opened the code).
  */
-export function clientKey (ip: string): string {
-  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(ip)
-  if (mapped !== null) return mapped[1] as string
-  if (!isIPv6(ip)) return ip
-  const [head = '', tail = ''] = ip.toLowerCase().split('%')[0]!.split('::')
-  const left = head === '' ? [] : head.split(':')
-  const right = tail === '' ? [] : tail.split(':')
-  const groups = ip.includes('::') ? [...left, ...Array(8 - left.length - right.length).fill('0'), ...right] : left
-  return `${groups.slice(0, 4).map((group) => group.padStart(4, '0')).join(':')}::/64`
+export async function refuseIfFull (store: Store, key: string, rules: readonly ResolvedRateLimitRule[], now: Date, refusal: Refusal = rateLimited): Promise<void> {
+  for (const rule of rules) {
+    const counter = await store.readRateLimit(ruleKey(key, rule, rules), rule.windowMs, now)
+    if (counter !== undefined && counter.count >= rule.max) throw refusal(secondsUntil(counter.resetAt, now))
+  }
+}
+
+/** Counts a hit on `key` under each rule without refusing anything (see refuseIfFull). */
+export async function countHit (store: Store, key: string, rules: readonly ResolvedRateLimitRule[], now: Date): Promise<void> {
+  for (const rule of rules) await store.hitRateLimit(ruleKey(key, rule, rules), rule.windowMs, now)
+}
+
+/** Gives back a hit counted by enforceRateLimit for a request that turned out not to count. */
+export async function releaseHit (store: Store, key: string, rules: readonly ResolvedRateLimitRule[]): Promise<void> {
+  for (const rule of rules) await store.releaseRateLimit(ruleKey(key, rule, rules))
+}
+
+/** Forgets every counter of `key` (e.g. to unlock a number). */
+export async function resetLimit (store: Store, key: string, rules: readonly ResolvedRateLimitRule[]): Promise<void> {
+  for (const rule of rules) await store.deleteRateLimit(ruleKey(key, rule, rules))
+}
+
+/**
+ * Where a client is counted, as rows of one table: an IPv4 address on its own; an IPv6 client
+ * usually holds a whole /64 (2^64 addresses), a site a /56, and anybody gets a /48 free from a
+ * tunnel broker, so IPv6 counts per /64 with the rule's budget and also per /56 and /48 with 4 and
+ * 16 times it. A /48 then gets 16 clients' worth of requests, not 65,536.
+ */
+const CLIENT_SCOPES: ReadonlyArray<{ family: 4 | 6, prefixLength: number, budget: number }> = [
+  { family: 4, prefixLength: 32, budget: 1 },
+  { family: 6, prefixLength: 64, budget: 1 },
+  { family: 6, prefixLength: 56, budget: 4 },
+  { family: 6, prefixLength: 48, budget: 16 },
+]
+
+/** What a per-client rule counts; part of the key, so each action has its own counters. */
+export type ClientAction = 'send' | 'verify' | 'register'
+
+/** The keys `address` is counted under, narrowest first, each with its multiple of a rule's `max`. */
+export function clientLimitKeys (address: ClientAddress): Array<{ key: string, budget: number }> {
+  return CLIENT_SCOPES.filter((scope) => scope.family === address.family).map(({ prefixLength, budget }) => ({
+    key: address.groups === undefined ? address.ip : networkKey(address.groups, prefixLength),
+    budget,
+  }))
+}
+
+/** `2001:0db8:0001:0200::/56`: the groups of the network, host bits zeroed, then the prefix length. */
+function networkKey (groups: number[], prefixLength: number): string {
+  const kept = Math.ceil(prefixLength / 16)
+  const network = groups.slice(0, kept).map((group, i) => {
+    const bits = Math.min(16, prefixLength - 16 * i)
+    return hex4(group & ((0xffff << (16 - bits)) & 0xffff))
+  })
+  return `${network.join(':')}::/${prefixLength}`
+}
+
+/**
+ * Counts one request of `action` from `address` under each of the client's keys, narrowest first,
+ * and throws 429 at the first full one. The wider keys are then not counted: a client refused at
+ * its own limit spends nothing of its neighbours'.
+ * @example await enforceClientLimit(store, 'send', clientAddress(request), options.rateLimit.sendsPerIp, now)
+ */
+export async function enforceClientLimit (store: Store, action: ClientAction, address: ClientAddress, rules: readonly ResolvedRateLimitRule[], now: Date): Promise<void> {
+  for (const { key, budget } of clientLimitKeys(address)) {
+    await enforceRateLimit(store, `${action}:ip:${key}`, rules.map((rule) => ({ max: rule.max * budget, windowMs: rule.windowMs })), now)
+  }
 }

@@ -1,5 +1,6 @@
 import type { FastifyBaseLogger } from 'fastify'
 import { UnavailableError } from './errors.js'
+import { loggableError } from './redact.js'
 import type { Store } from './store/index.js'
 
 /**
@@ -37,7 +38,7 @@ export function createRevocationList (args: { store: Store, maxDelayMs: number, 
     async start (): Promise<void> {
       await sync()
       timer = setInterval(() => {
-        sync().catch((error: unknown) => log.error({ err: error }, 'fastify-securelogin: could not refresh the revoked-session list'))
+        sync().catch((error: unknown) => log.error({ err: loggableError(error) }, 'fastify-securelogin: could not refresh the revoked-session list'))
       }, Math.max(50, Math.floor(maxDelayMs / 2)))
       timer.unref()
     },
@@ -57,7 +58,7 @@ export function createRevocationList (args: { store: Store, maxDelayMs: number, 
     isRevoked (sessionId: string): boolean | Promise<boolean> {
       if (Date.now() - syncedAt <= maxDelayMs) return revoked.has(sessionId)
       return sync().then(() => revoked.has(sessionId), (error: unknown) => {
-        log.error({ err: error }, 'fastify-securelogin: revoked-session list is stale and the database is unreachable')
+        log.error({ err: loggableError(error) }, 'fastify-securelogin: revoked-session list is stale and the database is unreachable')
         throw new UnavailableError()
       })
     },

@@ -1,6 +1,6 @@
 import type { FastifyRequest } from 'fastify'
 import { extraClaimsFor } from './claims.js'
-import { SessionMismatchError, SessionRevokedError } from './errors.js'
+import { RefreshSupersededError, SessionExpiredError, SessionMismatchError, SessionRevokedError } from './errors.js'
 import type { ResolvedOptions } from './options.js'
 import type { RevocationList } from './revocation.js'
 import type { Store, User } from './store/index.js'
@@ -12,9 +12,6 @@ export interface SessionContext {
   tokens: TokenService
   revocations: RevocationList
 }
-
-/** A refresh token one generation old is refused without ending the session for this long after a rotation: concurrent refreshes from one client race. */
-export const REFRESH_REUSE_GRACE_MS = 10_000
 
 export interface IssuedTokens {
   access_token: string
@@ -42,22 +39,30 @@ export async function issueSessionTokens (ctx: SessionContext, user: User, reque
 }
 
 /**
- * Exchanges a refresh token for a new pair. The old token stops working at once. A token older than
- * the current one means it was copied: the session is ended, so neither copy works any more.
+ * Exchanges a refresh token for a new pair. The old token stops working at once. A token one
+ * generation old within `sessions.reuseGrace` of the rotation is a client racing itself (two tabs):
+ * it is told to use the newer token. Any other older token means it was copied: the session is
+ * ended, so neither copy works any more. A session unused for `sessions.idleTimeout` has expired.
  */
 export async function rotateRefreshToken (ctx: SessionContext, claims: { sub: string, sid: string, phone: string, gen: number }, request: FastifyRequest): Promise<IssuedSession> {
   const { store, tokens, revocations } = ctx
   // Before the rotation: claims that fail leave the refresh token usable.
   const extraClaims = await extraClaimsFor(ctx.options.jwtClaims, { userid: claims.sub, phone: claims.phone }, request)
   const now = Date.now()
-  const session = await store.rotateSession(claims.sid, claims.sub, claims.gen, new Date(now))
+  const { reuseGraceMs, idleTimeoutMs } = ctx.options.sessions
+  const session = await store.rotateSession(claims.sid, claims.sub, claims.gen, new Date(now), new Date(now - idleTimeoutMs))
   if (session === undefined) {
+    // Why the rotation did not happen, for the answer only: the UPDATE alone decided.
     const current = await store.findSession(claims.sid)
     const live = current !== undefined && current.userId === claims.sub && current.revokedAt === null && current.expiresAt.getTime() > now
-    const racedRotation = live && claims.gen === current.generation - 1 && now - current.refreshedAt.getTime() < REFRESH_REUSE_GRACE_MS
-    if (live && !racedRotation && claims.gen < current.generation) {
+    if (!live) throw new SessionRevokedError()
+    const sinceRotation = now - current.refreshedAt.getTime()
+    if (claims.gen < current.generation) {
+      if (claims.gen === current.generation - 1 && sinceRotation < reuseGraceMs) throw new RefreshSupersededError()
       if (await store.revokeSession(current.id, current.userId, 'refresh_token_reuse', new Date(now))) revocations.add(current.id)
+      throw new SessionRevokedError()
     }
+    if (claims.gen === current.generation && sinceRotation >= idleTimeoutMs) throw new SessionExpiredError()
     throw new SessionRevokedError()
   }
   const sessionExpiresAt = session.expiresAt.getTime()

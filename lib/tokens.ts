@@ -3,36 +3,37 @@ import type { JWT } from '@fastify/jwt'
 import { createSigner, createVerifier, TokenError } from 'fast-jwt'
 import type { AccessClaims, RefreshClaims } from './claims.js'
 import { TokenExpiredError, TokenInvalidError } from './errors.js'
-import { ACCESS_ALGORITHM } from './jwt.js'
+import { HMAC_ALGORITHM, REFRESH_TOKEN_TYPE } from './jwt.js'
 import { deriveKey } from './keys.js'
 import type { ResolvedOptions } from './options.js'
 
 export type { AccessClaims, RefreshClaims } from './claims.js'
 
-function verifyWith<T extends AccessClaims | RefreshClaims> (verify: (token: string) => unknown, token: string, type: T['type']): T {
-  let claims: T
-  try {
-    claims = verify(token) as T
-  } catch (error) {
-    if (error instanceof TokenError && error.code === TokenError.codes.expired) throw new TokenExpiredError()
-    throw new TokenInvalidError()
-  }
+/** What a client is told about a token fast-jwt refused. */
+function refusal (error: unknown): Error {
+  return error instanceof TokenError && error.code === TokenError.codes.expired ? new TokenExpiredError() : new TokenInvalidError()
+}
+
+function checked<T extends AccessClaims | RefreshClaims> (verified: unknown, type: T['type']): T {
+  const claims = verified as T
   if (claims.type !== type || typeof claims.sub !== 'string' || typeof claims.sid !== 'string' || typeof claims.exp !== 'number') throw new TokenInvalidError()
   return claims
 }
 
 /**
- * Access tokens go through the app's @fastify/jwt instance (`jwt.secret`, HS256), so the app and
- * other services holding the secret can verify them. Refresh tokens are read by this plugin alone:
- * they are signed with a key of their own derived from the secret, so `request.jwtVerify()` or any
- * holder of the access-token key can neither accept nor mint them. The `type` claim is checked too.
+ * Access tokens go through the app's @fastify/jwt instance (`jwt.secret` with HS256, or `jwt.keys`),
+ * so the app and other services holding the secret or the public keys can verify them. Refresh
+ * tokens are read by this plugin alone: they are signed with an HMAC key of their own derived from
+ * the secret, so `request.jwtVerify()`, a holder of the access-token key or of the key set can
+ * neither accept nor mint them. The header's `typ` and the `type` claim are checked too.
  */
 export function createTokenService (options: ResolvedOptions, accessJwt: JWT) {
   const { issuer, audience } = options
   const refreshKey = deriveKey(options.jwtSecret, 'refresh-token')
-  const signRefreshToken = createSigner({ key: refreshKey, algorithm: ACCESS_ALGORITHM, iss: issuer, aud: audience })
-  const verifyRefreshToken = createVerifier({ key: refreshKey, algorithms: [ACCESS_ALGORITHM], allowedIss: issuer, allowedAud: audience, requiredClaims: ['exp', 'sub', 'sid', 'type'] })
-  const verifyAccessToken = (token: string) => accessJwt.verify(token)
+  // fast-jwt's signer takes `typ` (the header's), though its type definitions omit it.
+  const refreshSigning = { key: refreshKey, algorithm: HMAC_ALGORITHM, typ: REFRESH_TOKEN_TYPE, iss: issuer, aud: audience }
+  const signRefreshToken = createSigner(refreshSigning)
+  const verifyRefreshToken = createVerifier({ key: refreshKey, algorithms: [HMAC_ALGORITHM], checkTyp: REFRESH_TOKEN_TYPE, allowedIss: issuer, allowedAud: audience, requiredClaims: ['exp', 'sub', 'sid', 'type'] })
 
   return {
     signAccess (args: { userId: string, sessionId: string, phone: string, fresh: boolean, now: number, sessionExpiresAt: number, extraClaims: Record<string, unknown> }): { token: string, expiresIn: number } {
@@ -50,9 +51,26 @@ export function createTokenService (options: ResolvedOptions, accessJwt: JWT) {
       return signRefreshToken({ type: 'refresh', sub: args.userId, sid: args.sessionId, phone: args.phone, gen: args.generation, iat, exp, jti: randomUUID() })
     },
 
-    verifyAccess: (token: string) => verifyWith<AccessClaims>(verifyAccessToken, token, 'access'),
-    verifyRefresh: (token: string) => {
-      const claims = verifyWith<RefreshClaims>(verifyRefreshToken, token, 'refresh')
+    /** The claims of a genuine access token; a promise with `jwt.keys`, whose verifier looks keys up asynchronously. */
+    verifyAccess (token: string): AccessClaims | Promise<AccessClaims> {
+      let verified: unknown
+      try {
+        verified = accessJwt.verify(token)
+      } catch (error) {
+        throw refusal(error)
+      }
+      if (!(verified instanceof Promise)) return checked<AccessClaims>(verified, 'access')
+      return verified.then((claims: unknown) => checked<AccessClaims>(claims, 'access'), (error: unknown) => { throw refusal(error) })
+    },
+
+    verifyRefresh (token: string): RefreshClaims {
+      let verified: unknown
+      try {
+        verified = verifyRefreshToken(token)
+      } catch (error) {
+        throw refusal(error)
+      }
+      const claims = checked<RefreshClaims>(verified, 'refresh')
       if (!Number.isInteger(claims.gen)) throw new TokenInvalidError()
       return claims
     },

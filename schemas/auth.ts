@@ -17,7 +17,14 @@ const ExpiresIn = Type.Integer({ description: 'Seconds until the access token ex
 
 export const RegisterBody = Type.Object({
   phone: Phone,
-  username: Type.Optional(Type.String({ minLength: 1, maxLength: 64, description: 'A display name, stored as given', examples: ['Ada'] })),
+  username: Type.Optional(Type.String({
+    minLength: 1,
+    maxLength: 64,
+    // Control characters (NUL included) here; the route refuses the rest (lib/username.ts).
+    pattern: '^[^\\u0000-\\u001F\\u007F-\\u009F]*$',
+    description: 'A display name, stored in Unicode NFC without surrounding white space. Control, invisible (zero-width, bidi), surrogate and private-use characters are refused, except a zero-width joiner or non-joiner inside a word or an emoji. An account created by another registration keeps it only while every registration before the first verify_sms gives the same name; after that, registering never renames it',
+    examples: ['Ada'],
+  })),
   auth_type: Type.Optional(AuthType),
 }, {
   $id: 'SecureLoginRegisterBody',

@@ -12,7 +12,7 @@ export const UserId = Type.String({ format: 'uuid', description: 'Public user id
 export const Jwt = Type.String({
   minLength: 1,
   maxLength: 4096,
-  description: 'A JSON Web Token (HS256)',
+  description: 'A JSON Web Token',
   examples: ['eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJ0eXBlIjoiYWNjZXNzIn0.c2lnbmF0dXJl'],
 })
 
@@ -27,6 +27,7 @@ export const ErrorResponse = Type.Object({
   code: Type.String({ description: 'Stable machine-readable code: SECURELOGIN_* (listed in docs/errors.md), or FST_* for an unparsable body', examples: ['SECURELOGIN_OTP_INVALID'] }),
   error: Type.String({ description: 'HTTP status text', examples: ['Unauthorized'] }),
   message: Type.String({ description: 'Human-readable explanation, safe to show a user', examples: ['The code is incorrect'] }),
+  attempts_left: Type.Optional(Type.Integer({ minimum: 0, description: 'With SECURELOGIN_OTP_INVALID: how many more tries the current code allows', examples: [4] })),
 }, {
   $id: 'SecureLoginError',
   title: 'SecureLoginError',

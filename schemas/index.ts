@@ -1,4 +1,5 @@
 export * from './common.js'
 export * from './auth.js'
+export * from './jwks.js'
 export * from './openapi.js'
 export { SecureLoginOptionsSchema } from './options.js'

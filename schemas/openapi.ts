@@ -4,11 +4,13 @@ import {
   RegisterResponse, VerifySmsBody, VerifySmsResponse, VerifySmsCookieResponse, RefreshCookieResponse,
 } from './auth.js'
 import { ErrorResponse } from './common.js'
+import { JwksResponse } from './jwks.js'
 
 /** Every schema the routes refer to by `$ref`, each with its `$id`: they become OpenAPI components. */
 export const sharedSchemas: readonly TSchema[] = [
   ErrorResponse, RegisterBody, RegisterResponse, LoginBody, LoginResponse, VerifySmsBody, VerifySmsResponse,
   RefreshResponse, LogoutBody, LogoutResponse, LogoutAllOtherSessionsResponse, VerifySmsCookieResponse, RefreshCookieResponse,
+  JwksResponse,
 ]
 
 /**

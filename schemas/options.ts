@@ -1,10 +1,13 @@
+import { createPrivateKey, createPublicKey, KeyObject } from 'node:crypto'
 import { Kind, Type, TypeRegistry, type SchemaOptions, type TSchema, type TUnsafe } from '@sinclair/typebox'
 import { is } from 'drizzle-orm'
 import { PgDatabase } from 'drizzle-orm/pg-core'
 import { BaseSQLiteDatabase } from 'drizzle-orm/sqlite-core'
+import type { BeforeSendFunction } from '../lib/challenges.js'
 import type { ClaimsFunction } from '../lib/claims.js'
 import { formatDuration, parseDuration, type Duration } from '../lib/duration.js'
-import { isSupportedCountry, type CountryCode } from '../lib/phone.js'
+import { isSupportedCountry, PHONE_NUMBER_TYPES, type CountryCode, type PhoneNumberType } from '../lib/phone.js'
+import { estimateSecretBits, MIN_SECRET_BITS } from '../lib/secret-strength.js'
 import { isVerifyingProvider, type SmsProvider } from '../lib/sms/types.js'
 
 // The options of app.register(secureLogin, options), as a TypeBox schema: lib/options.ts checks the
@@ -74,12 +77,19 @@ const Secret = defineKind<string | Buffer | undefined>('SecureLoginSecret', (val
   }
   const bytes = Buffer.from(value)
   if (bytes.length < MIN_SECRET_BYTES) return `must be at least ${MIN_SECRET_BYTES} bytes long (got ${bytes.length})`
-  if (new Set(bytes).size < 8) return 'is too weak: use random bytes, e.g. openssl rand -base64 48'
+  const bits = estimateSecretBits(typeof value === 'string' ? value : bytes)
+  if (bits < MIN_SECRET_BITS) {
+    return `is too weak: it looks written by a person, not made by a random generator (estimated ${Math.floor(bits)} bits of the ${MIN_SECRET_BITS} needed). ` +
+      'Make one with: openssl rand -base64 48 (or: node -e "console.log(require(\'node:crypto\').randomBytes(48).toString(\'base64\'))")'
+  }
   return undefined
 })
 
 const Country = defineKind<CountryCode>('SecureLoginCountry', (value) =>
   typeof value === 'string' && isSupportedCountry(value) ? undefined : `must be a two-letter country code such as 'US' (got ${describeValue(value)})`)
+
+const NumberTypeKind = defineKind<PhoneNumberType>('SecureLoginNumberType', (value) =>
+  typeof value === 'string' && (PHONE_NUMBER_TYPES as readonly string[]).includes(value) ? undefined : `must be one of ${PHONE_NUMBER_TYPES.join(', ')} (got ${describeValue(value)})`)
 
 const Origin = defineKind<string>('SecureLoginOrigin', (value) => {
   if (typeof value === 'string' && URL.canParse(value)) {
@@ -87,6 +97,27 @@ const Origin = defineKind<string>('SecureLoginOrigin', (value) => {
     if ((url.protocol === 'https:' || url.protocol === 'http:') && url.origin === value) return undefined
   }
   return `must be an origin such as 'https://app.example.com': scheme, host and port only, no path or trailing slash (got ${describeValue(value)})`
+})
+
+/** Whether `read` parses `value` without throwing. */
+function parses (read: (value: string) => unknown, value: string): boolean {
+  try {
+    read(value)
+    return true
+  } catch {
+    return false
+  }
+}
+
+// A key of `jwt.keys`: PEM or a KeyObject of the expected type. Messages never quote key material.
+// Whether the pair matches and fits `alg` is checked once both are known (lib/keys.ts).
+const AsymmetricKey = defineKind<string | KeyObject>('SecureLoginAsymmetricKey', (value, schema) => {
+  const wanted = schema.keyType as 'private' | 'public'
+  if (value instanceof KeyObject) return value.type === wanted ? undefined : `must be a ${wanted} key (got a ${value.type} KeyObject)`
+  if (typeof value !== 'string') return `must be a ${wanted} key in PEM or a KeyObject (got ${describeKind(value)})`
+  if (wanted === 'private') return parses(createPrivateKey, value) ? undefined : 'must be an unencrypted private key in PEM ("-----BEGIN PRIVATE KEY-----") or a KeyObject; this one could not be read'
+  if (parses(createPrivateKey, value)) return 'must be the public key: a private key was given'
+  return parses(createPublicKey, value) ? undefined : 'must be a public key in PEM ("-----BEGIN PUBLIC KEY-----") or a KeyObject; this one could not be read'
 })
 
 const DURATION_HINT = "Durations are seconds or strings like '10m'"
@@ -119,15 +150,32 @@ export const RateLimitRuleSchema = Type.Object({
   window: DurationBetween('1s', '7d'),
 }, { additionalProperties: false })
 
-function RateLimitRule (defaults: { max: number, window: Duration }) {
-  return Type.Optional(Type.Object(RateLimitRuleSchema.properties, { additionalProperties: false, default: defaults }))
+/** One rule, or a list of them (e.g. an hourly and a daily cap), all of which apply. */
+function RateLimitRule (defaults: { max: number, window: Duration } | Array<{ max: number, window: Duration }>) {
+  const rule = Type.Object(RateLimitRuleSchema.properties, { additionalProperties: false })
+  return Type.Optional(Type.Union([rule, Type.Array(rule, { minItems: 1, maxItems: 8 })], { default: defaults }))
 }
+
+/** One key pair of `jwt.keys`. */
+export const JwtKeySchema = Type.Object({
+  /** The key's id, in each token's header and in the key set: 1 to 64 letters, digits, `.`, `_`, `~`, `:` or `-`, unique in the list. */
+  kid: Type.String({ pattern: '^[A-Za-z0-9._~:-]{1,64}$', errorMessage: "must be 1 to 64 letters, digits, '.', '_', '~', ':' or '-', such as '2025-06'" }),
+  /** The signature algorithm, which the key must fit: `'EdDSA'` (an Ed25519 key), `'ES256'` (P-256) or `'RS256'` (RSA of at least 2048 bits). */
+  alg: Type.Union([Type.Literal('EdDSA'), Type.Literal('ES256'), Type.Literal('RS256')]),
+  /** The private key, in PEM or as a `KeyObject`; never published. */
+  privateKey: AsymmetricKey({ keyType: 'private' }),
+  /** The public key of the same pair, in PEM or as a `KeyObject`. */
+  publicKey: AsymmetricKey({ keyType: 'public' }),
+}, { additionalProperties: false })
 
 const JwtOptions = Type.Object({
   /**
-   * The HS256 key: a string or Buffer of at least 32 bytes with at least 8 distinct byte values.
-   * Other services holding it can verify access tokens. Typed to accept `process.env.JWT_SECRET`
-   * directly: a missing one fails at registration.
+   * The HS256 key of access tokens (unless `keys` is set), and the root of the keys derived from
+   * it (refresh tokens, code hashes): random bytes, as a Buffer or a string (base64 or hex): at
+   * least 32 bytes, and text that reads as written by a person (words, names, dates, repeats) is
+   * refused however long. Required with `keys` too. Other services holding it can verify HS256
+   * access tokens. Typed to accept `process.env.JWT_SECRET` directly: a missing one fails at
+   * registration.
    * @example secret: process.env.JWT_SECRET // openssl rand -base64 48
    */
   secret: Secret(),
@@ -169,6 +217,15 @@ const JwtOptions = Type.Object({
     default: 'securelogin',
     errorMessage: "must be letters and digits starting with a letter, such as 'securelogin'",
   })),
+  /**
+   * Asymmetric keys for access tokens instead of HS256 with `secret`: the first signs (its `kid`
+   * goes in each token's header), every one verifies, and their public halves are published at
+   * `GET {prefix}/.well-known/jwks.json`. To rotate, put the new key first; drop the old one
+   * after one `accessTokenTtl`. Refresh tokens keep their HMAC key derived from `secret`.
+   * @default undefined (HS256 access tokens signed with `secret`; an empty key set)
+   * @example keys: [{ kid: '2025-06', alg: 'EdDSA', privateKey: process.env.JWT_PRIVATE_KEY!, publicKey: process.env.JWT_PUBLIC_KEY! }]
+   */
+  keys: Type.Optional(Type.Array(JwtKeySchema, { minItems: 1, errorMessage: 'must be a non-empty array of { kid, alg, privateKey, publicKey } (leave it out for HS256 access tokens)' })),
 }, { additionalProperties: false })
 
 const OtpOptions = Type.Object({
@@ -206,15 +263,34 @@ const OtpOptions = Type.Object({
 
 const RateLimitOptions = Type.Object({
   /**
-   * Codes sent to one number.
-   * @default { max: 5, window: '1h' }
+   * Codes sent to one number: an hourly and a daily cap. Counted only for the request that
+   * actually opens a code, so refused requests never spend the owner's allowance.
+   * @default [{ max: 5, window: '1h' }, { max: 10, window: '1d' }]
    */
-  sendsPerPhone: RateLimitRule({ max: 5, window: '1h' }),
+  sendsPerPhone: RateLimitRule([{ max: 5, window: '1h' }, { max: 10, window: '1d' }]),
   /**
-   * Codes requested from one client IP.
+   * Codes requested from one client IP (IPv6 per /64, and per /56 and /48 with 4 and 16 times the budget).
    * @default { max: 20, window: '1h' }
    */
   sendsPerIp: RateLimitRule({ max: 20, window: '1h' }),
+  /**
+   * Codes sent to numbers that share all but their last 3 digits: SMS pumping walks runs of
+   * sequential numbers.
+   * @default { max: 20, window: '1h' }
+   */
+  sendsPerPrefix: RateLimitRule({ max: 20, window: '1h' }),
+  /**
+   * Every code of the app, whatever the number: a cap on the SMS bill. Once spent, `/login` answers
+   * 503 `SECURELOGIN_SMS_BUDGET_EXHAUSTED` until the window ends.
+   * @default { max: 1000, window: '1h' }
+   */
+  sendsGlobal: RateLimitRule({ max: 1000, window: '1h' }),
+  /**
+   * Wrong codes for one number, across every code sent to it. Once spent, the number is locked:
+   * verify_sms answers 429 `SECURELOGIN_PHONE_LOCKED` even for the right code, and no code is sent.
+   * @default { max: 10, window: '1d' }
+   */
+  failedVerifiesPerPhone: RateLimitRule({ max: 10, window: '1d' }),
   /**
    * Codes checked from one client IP.
    * @default { max: 100, window: '1h' }
@@ -258,6 +334,22 @@ const CookieOptions = Type.Object({
   allowedOrigins: Type.Optional(Type.Array(Origin())),
 }, { additionalProperties: false })
 
+const SessionOptions = Type.Object({
+  /**
+   * How long after a rotation the refresh token it replaced is answered 409
+   * `SECURELOGIN_REFRESH_SUPERSEDED` ("use the newer one": two tabs racing) instead of ending the
+   * session as a reused token. 1 second to 5 minutes.
+   * @default '10s'
+   */
+  reuseGrace: Type.Optional(DurationBetween('1s', '5m', { default: '10s' })),
+  /**
+   * A session whose last refresh (or sign-in) is older than this cannot be refreshed any more:
+   * 401 `SECURELOGIN_SESSION_EXPIRED`. 1 minute to 1 year.
+   * @default '30d'
+   */
+  idleTimeout: Type.Optional(DurationBetween('1m', '1y', { default: '30d' })),
+}, { additionalProperties: false })
+
 /**
  * The options of `app.register(secureLogin, options)`. Unknown keys are refused.
  * @example
@@ -290,10 +382,65 @@ export const SecureLoginOptionsSchema = Type.Object({
    * @default undefined (numbers must be in international form)
    */
   defaultCountry: Type.Optional(Country()),
+  /**
+   * The countries whose numbers may register and sign in; others get 400
+   * `SECURELOGIN_PHONE_COUNTRY_NOT_ALLOWED` and no SMS. Numbers of no country (satellite and
+   * international networks such as +870, +881, +882, +883, and +800, +808, +979) never may.
+   * @default undefined (every country)
+   * @example allowedCountries: ['US', 'CA']
+   */
+  allowedCountries: Type.Optional(Type.Array(Country(), { minItems: 1 })),
+  /**
+   * The kinds of number that may register and sign in (libphonenumber-js's full metadata tells
+   * them apart); others get 400 `SECURELOGIN_PHONE_TYPE_NOT_ALLOWED` and no SMS.
+   * @default ['MOBILE', 'FIXED_LINE_OR_MOBILE', 'VOIP', 'PERSONAL_NUMBER']
+   */
+  numberTypes: Type.Optional(Type.Array(NumberTypeKind(), { minItems: 1 })),
+  /**
+   * How accounts come to be. `'register'`: an explicit `/register` first; a number without an
+   * account gets the same answer from `/login` and no SMS. `'on-verify'`: `/login` texts a code to
+   * any number the app serves, and the first successful verify_sms makes the account (answering as
+   * for an existing one).
+   * @default 'register'
+   */
+  signUp: Type.Optional(Type.Union([Type.Literal('register'), Type.Literal('on-verify')], { default: 'register', errorMessage: "must be 'register' or 'on-verify'" })),
+  /**
+   * When the SMS vendor is called. `'background'`: `/login` answers at once and the vendor is called
+   * after, so the answer (status, body and time) is the same for numbers with and without an
+   * account; a failed send withdraws the code and is logged. `'await'`: `/login` waits for the
+   * vendor and answers 502/504 when it fails, which tells a caller that the number has an account.
+   * @default 'background'
+   */
+  smsDelivery: Type.Optional(Type.Union([Type.Literal('background'), Type.Literal('await')], { default: 'background', errorMessage: "must be 'background' or 'await'" })),
+  /**
+   * Runs before a code is sent (and before it counts against the number): the app's CAPTCHA check,
+   * risk score or SIM-swap test. `false` answers 403 `SECURELOGIN_SEND_REFUSED` and sends nothing;
+   * a thrown error is the app's error. Called for numbers with and without an account alike.
+   * @default undefined
+   * @example beforeSend: async (request) => verifyTurnstile(request.headers['cf-turnstile-response'])
+   */
+  beforeSend: Type.Optional(FunctionOf<BeforeSendFunction>('must be a function (request, phone) => boolean (or a promise of one)')),
+  /**
+   * Numbers (E.164) that get no SMS and sign in with a fixed code: app-store review accounts and
+   * end-to-end tests. Every limit and lockout still applies. Refused at startup when
+   * `NODE_ENV=production` unless `allowTestNumbersInProduction` is true.
+   * @default undefined
+   * @example testNumbers: { '+15555550100': '123456' }
+   */
+  testNumbers: Type.Optional(Type.Record(Type.String(), Type.String({ pattern: '^[0-9]{4,10}$', errorMessage: 'must be a code of 4 to 10 digits' }))),
+  /**
+   * Lets `testNumbers` run with `NODE_ENV=production` (app-store review accounts); a warning is
+   * logged at every start.
+   * @default false
+   */
+  allowTestNumbersInProduction: Type.Optional(Type.Boolean({ default: false })),
   /** The codes sent by SMS. */
   otp: Type.Optional(OtpOptions),
-  /** Limits on sending and checking codes, shared by every instance through the database. */
-  rateLimit: Type.Optional(RateLimitOptions),
+  /**
+   * Limits on sending and checking codes, shared by every instance through the database. `false`
+   * turns every limit off (for tests; a warning is logged at start).
+   */
+  rateLimit: Type.Optional(Type.Union([Type.Literal(false), RateLimitOptions])),
   /**
    * Cookie transport for browser apps: the refresh token in an HttpOnly cookie (and the access
    * token too with `accessToken: 'cookie'`). `true` means every default.
@@ -301,6 +448,8 @@ export const SecureLoginOptionsSchema = Type.Object({
    * @example cookies: { allowedOrigins: ['https://app.example.com'] }
    */
   cookies: Type.Optional(Type.Union([Type.Boolean(), CookieOptions], { default: false })),
+  /** Refresh reuse and idle sessions. */
+  sessions: Type.Optional(SessionOptions),
   /**
    * Revoked sessions are refused by `authenticate` on every instance within this bound, 100 ms to 1 minute.
    * @default '5s'

@@ -207,12 +207,13 @@ function transportCases (): Case[] {
   return cases
 }
 
-/** Tokens forged from `f.access`; `realKey` is the key the route really verifies with. */
-function forged (f: Fixture, realKey: string | Buffer = TEST_SECRET): Record<string, string> {
+/** Tokens forged from `f.access`; `realKey` and `typ` are the key and header type the route really verifies with. */
+function forged (f: Fixture, realKey: string | Buffer = TEST_SECRET, typ = 'at+jwt'): Record<string, string> {
   const claims = claimsOf(f.access)
   const now = Math.floor(Date.now() / 1000)
-  const signWith = (key: string | Buffer, algorithm: 'HS256' | 'HS512', payload: Record<string, unknown>): string =>
-    createSigner({ key, algorithm, noTimestamp: true })(payload)
+  // `type` null: no typ in the header.
+  const signWith = (key: string | Buffer, algorithm: 'HS256' | 'HS512', payload: Record<string, unknown>, type: string | null = typ): string =>
+    createSigner({ key, algorithm, noTimestamp: true, header: { alg: algorithm, typ: type ?? undefined } })(payload)
   const [header, payload] = f.access.split('.') as [string, string]
   return {
     garbage: 'abc.def.ghi',
@@ -227,6 +228,8 @@ function forged (f: Fixture, realKey: string | Buffer = TEST_SECRET): Record<str
     'expired, real secret': signWith(realKey, 'HS256', { ...claims, iat: now - 7200, exp: now - 3600 }),
     'no type claim, real secret': signWith(realKey, 'HS256', { ...claims, type: undefined }),
     'no sid claim, real secret': signWith(realKey, 'HS256', { ...claims, sid: undefined }),
+    'typ JWT, real secret': signWith(realKey, 'HS256', claims, 'JWT'),
+    'no typ, real secret': signWith(realKey, 'HS256', claims, null),
   }
 }
 
@@ -267,7 +270,7 @@ function tokenCases (): Case[] {
         name: `${route.url}: token is ${name}`,
         request: (f) => {
           // Refresh tokens are signed with a key derived from the secret: forge them with that one.
-          const tokens = route.kind === 'refresh' ? forged({ ...f, access: f.refresh, refresh: f.access }, REFRESH_KEY) : forged(f)
+          const tokens = route.kind === 'refresh' ? forged({ ...f, access: f.refresh, refresh: f.access }, REFRESH_KEY, 'rt+jwt') : forged(f)
           return send(`Bearer ${tokens[name] as string}`)
         },
         status: 401,
@@ -312,7 +315,7 @@ for (const dialect of dialects) {
 
     // Controls: a token forged with the real secret and HS256 is accepted, so the forged tokens
     // below are refused for the one thing that is wrong with each of them.
-    const control = createSigner({ key: TEST_SECRET, algorithm: 'HS256', noTimestamp: true })(claimsOf(fixture.access))
+    const control = createSigner({ key: TEST_SECRET, algorithm: 'HS256', noTimestamp: true, header: { alg: 'HS256', typ: 'at+jwt' } })(claimsOf(fixture.access))
     t.equal((await test.app.inject({ url: '/me', headers: { authorization: `Bearer ${control}` } })).statusCode, 200, 'control: a correctly signed token works')
     t.equal((await test.app.inject({ url: '/me', headers: { authorization: `bearer   ${fixture.access}  ` } })).statusCode, 200, 'control: the scheme is case-insensitive and spaces around the token are allowed')
 

@@ -10,7 +10,8 @@ import { createOutbox, TEST_SECRET } from './helper.js'
 // The docs name error codes, routes and options; these checks fail when the code gains one the
 // docs do not list, or the docs list one the code no longer has. Canonical lists:
 //   error codes  docs/errors.md, one table row per code: | `CODE` | status | when | what to do |
-//   routes       README.md, the table under "## Routes" (paths relative to `prefix`)
+//   routes       README.md, the table under "## Routes" (paths relative to `prefix`, each with the
+//                section's method, "The routes are `POST`", unless its cell names another: `GET /x`)
 //   options      docs/configuration.md, one table row per option path (`otp.ttl`); a `*` stands for
 //                any one key (`rateLimit.*.window` covers every rule's window). README.md's
 //                "## Options" table must list the same options.
@@ -91,11 +92,14 @@ t.test('README.md\'s route table lists exactly the routes the plugin registers',
   }
 
   const lines = section(read('README.md'), 'Routes')
-  const method = /All routes are `([A-Z]+)`/.exec(lines.join('\n'))?.[1]
+  const method = /The routes are `([A-Z]+)`/.exec(lines.join('\n'))?.[1]
   t.ok(method, 'the section says which method the routes use')
   const documented = new Set<string>()
   for (const [first] of tableRows(lines)) {
-    for (const path of codeSpans(first ?? '')) if (path.startsWith('/')) documented.add(`${method} ${path}`)
+    for (const span of codeSpans(first ?? '')) {
+      const route = /^(?:([A-Z]+) )?(\/\S*)$/.exec(span)
+      if (route !== null) documented.add(`${route[1] ?? method} ${route[2]}`)
+    }
   }
   t.ok(documented.size > 0, 'the section has a route table')
   for (const route of registered) t.ok(documented.has(route), `${route} is in README.md's route table`)

@@ -5,7 +5,6 @@ import { drizzle } from 'drizzle-orm/better-sqlite3'
 import { chromium } from 'playwright-core'
 import t from 'tap'
 import { buildExampleApp } from '../example-server/app.js'
-import { consoleSms } from '../lib/index.js'
 
 // The interactive reference at /docs, loaded in a real headless Chromium (Debian's `chromium`
 // package; .ci/run installs it). Only a developer machine without it may skip; CI must run it.
@@ -16,7 +15,7 @@ const AUTH_ROUTES = ['register', 'login', 'login_sms', 'verify_sms', 'refresh', 
 t.test('Swagger UI at /docs renders every auth route of the document', { skip: !existsSync(CHROMIUM) && !inCi ? `${CHROMIUM} is absent (apt-get install chromium); CI runs this test` : false }, async (t) => {
   t.ok(existsSync(CHROMIUM), `${CHROMIUM} is installed`)
   const sqlite = new Database(':memory:')
-  const app = await buildExampleApp({ db: drizzle(sqlite), sms: consoleSms({ write: () => {} }), jwtSecret: randomBytes(48).toString('base64') })
+  const app = await buildExampleApp({ db: drizzle(sqlite), sms: { name: 'silent', async send () {} }, jwtSecret: randomBytes(48).toString('base64') })
   t.teardown(async () => {
     await app.close()
     sqlite.close()

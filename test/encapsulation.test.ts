@@ -7,7 +7,9 @@ import { createOutbox, createTestDatabase, dialects, signIn, TEST_SECRET, testPh
 // The plugin adds decorators to the host and routes under its prefix, and nothing else: the host
 // keeps its own error handler, 404 handler, content parsers, body limit and hooks.
 
-const OUR_ROUTES = ['/register', '/login', '/login_sms', '/verify_sms', '/refresh', '/logout', '/logout_all_other_sessions']
+const OUR_ROUTES = ['/register', '/login', '/login_sms', '/verify_sms', '/refresh', '/logout', '/logout_all_other_sessions', '/.well-known/jwks.json']
+/** The routes with their methods: every one is POST but the key set (GET, and Fastify's HEAD for it). */
+const OUR_METHODS = [...OUR_ROUTES.slice(0, -1).map((url) => `POST ${url}`), 'GET /.well-known/jwks.json', 'HEAD /.well-known/jwks.json']
 
 function newApp (database: TestDatabase): FastifyInstance {
   const app = Fastify({ pluginTimeout: 60_000 })
@@ -39,7 +41,7 @@ for (const dialect of dialects) {
     app.get('/me', { preHandler: app.authenticate }, async (request) => request.user)
     await app.ready()
 
-    t.same(ours.sort(), OUR_ROUTES.map((url) => `POST /api/auth${url}`).sort(), 'the plugin adds exactly its routes, all under the prefix')
+    t.same(ours.sort(), OUR_METHODS.map((route) => route.replace(' ', ' /api/auth')).sort(), 'the plugin adds exactly its routes, all under the prefix')
     for (const name of ['authenticate', 'authenticateFresh', 'authenticateRefresh']) {
       t.ok(app.hasDecorator(name), `app.${name} is decorated on the host`)
       t.type((app as unknown as Record<string, unknown>)[name], 'function')
@@ -114,7 +116,7 @@ for (const dialect of dialects) {
     app.addHook('onRoute', (route) => { added.push(route.url) })
     await app.register(secureLogin, { db: database.db, sms: createOutbox().provider, prefix: '/v1/session', jwt: { secret: TEST_SECRET } })
     await app.ready()
-    t.same(added.sort(), OUR_ROUTES.map((url) => `/v1/session${url}`).sort())
+    t.same(added.sort(), OUR_METHODS.map((route) => `/v1/session${route.split(' ')[1]}`).sort())
     t.equal((await app.inject({ method: 'POST', url: '/v1/session/register', payload: { phone: testPhone() } })).statusCode, 201)
     t.equal((await app.inject({ method: 'POST', url: '/api/auth/register', payload: { phone: testPhone() } })).statusCode, 404)
   })

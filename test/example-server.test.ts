@@ -82,6 +82,10 @@ t.test('the example server reads its JWT secret safely', async (t) => {
 })
 
 t.test('the example server picks the SMS provider from the environment', async (t) => {
+  // consoleSms() reads NODE_ENV from the process, where `npm run example` sets it to development.
+  const saved = process.env.NODE_ENV
+  t.teardown(() => { if (saved === undefined) delete process.env.NODE_ENV; else process.env.NODE_ENV = saved })
+  process.env.NODE_ENV = 'development'
   t.equal(smsProviderFromEnv({}).name, 'console')
   t.throws(() => smsProviderFromEnv({ SMS_PROVIDER: 'twilio-verify', TWILIO_ACCOUNT_SID: 'AC' + '0'.repeat(32) }), /SMS_PROVIDER=twilio-verify needs TWILIO_AUTH_TOKEN, TWILIO_VERIFY_SERVICE_SID/)
   t.throws(() => smsProviderFromEnv({ SMS_PROVIDER: 'twilio-messaging' }), /needs TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN, TWILIO_FROM/)

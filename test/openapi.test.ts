@@ -29,10 +29,10 @@ type Document = {
 const COMMON = ['400', '413', '415', '500']
 const EXPECTED: Record<string, { security?: string, success: string, errors: string[] }> = {
   '/register': { success: '201', errors: [...COMMON, '429'] },
-  '/login': { success: '200', errors: [...COMMON, '429', '502', '504'] },
-  '/login_sms': { success: '200', errors: [...COMMON, '429', '502', '504'] },
+  '/login': { success: '200', errors: [...COMMON, '429', '503'] },
+  '/login_sms': { success: '200', errors: [...COMMON, '429', '503'] },
   '/verify_sms': { success: '200', errors: [...COMMON, '401', '429', '502', '504'] },
-  '/refresh': { security: 'refreshToken', success: '200', errors: [...COMMON, '401', '503'] },
+  '/refresh': { security: 'refreshToken', success: '200', errors: [...COMMON, '401', '409', '503'] },
   '/logout': { security: 'accessToken', success: '200', errors: [...COMMON, '401', '403', '503'] },
   '/logout_all_other_sessions': { security: 'accessToken', success: '200', errors: [...COMMON, '401', '403', '503'] },
 }
@@ -93,6 +93,20 @@ function checkRoutes (t: Tap, document: Document, prefix: string, named: boolean
       t.match(body, new RegExp(`^${refs}${named ? 'SecureLogin' : ''}`), `${path}: the body is a component`)
     }
   }
+  // The key set: a GET without security, answering only the set, with its cache header.
+  const jwks = document.paths[`${prefix}/.well-known/jwks.json`]?.get
+  if (jwks === undefined) {
+    t.fail(`GET ${prefix}/.well-known/jwks.json is documented`)
+    return
+  }
+  t.ok(jwks.operationId, 'the key set has an operationId')
+  t.same(Object.keys(jwks.responses), ['200'], 'the key set answers only 200')
+  t.same(jwks.security, undefined, 'the key set is public')
+  const ok = jwks.responses['200']!
+  const ref = document.openapi === undefined ? (ok as unknown as { schema: { $ref: string } }).schema.$ref : ok.content?.['application/json']?.schema.$ref
+  if (named) t.equal(ref, `${refs}SecureLoginJwks`, 'the key set is a SecureLoginJwks')
+  else t.match(ref, new RegExp(`^${refs}`), 'the key set refers to its component')
+  t.ok(ok.headers?.['cache-control'], 'the key set documents Cache-Control')
 }
 
 /** No operation describes Authorization as a header parameter: the security schemes do. */
@@ -182,8 +196,8 @@ t.test('two instances in sibling contexts under different prefixes: both documen
   checkRoutes(t, document, '/a/auth', true)
   checkRoutes(t, document, '/b/auth', true)
   const operationIds = Object.values(document.paths).flatMap((item) => Object.values(item)).map((operation) => operation.operationId)
-  t.equal(operationIds.length, 14)
-  t.equal(new Set(operationIds).size, 14, 'operationIds are unique across the two instances')
+  t.equal(operationIds.length, 16)
+  t.equal(new Set(operationIds).size, 16, 'operationIds are unique across the two instances')
   t.same(Object.keys(document.components?.schemas ?? {}).sort(), [...COMPONENTS].sort())
   const phone = testPhone()
   t.equal((await app.inject({ method: 'POST', url: '/b/auth/register', payload: { phone } })).statusCode, 201)

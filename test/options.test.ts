@@ -79,6 +79,8 @@ const durationOptions: Array<[string, (o: Record<string, any>, value: unknown) =
   ['otp.resendInterval', (o, v) => { o.otp = { resendInterval: v } }],
   ['revocationMaxDelay', (o, v) => { o.revocationMaxDelay = v }],
   ['smsTimeout', (o, v) => { o.smsTimeout = v }],
+  ['sessions.reuseGrace', (o, v) => { o.sessions = { reuseGrace: v } }],
+  ['sessions.idleTimeout', (o, v) => { o.sessions = { idleTimeout: v } }],
   ['rateLimit.verifiesPerIp.window', (o, v) => { o.rateLimit = { verifiesPerIp: { max: 5, window: v } } }],
 ]
 for (const [name, set] of durationOptions) {
@@ -136,6 +138,8 @@ const durationBounds: Array<[string, (o: Record<string, any>, value: unknown) =>
   ['smsTimeout', (o, v) => { o.smsTimeout = v }, '50ms', 121, '100 ms', '2 minutes'],
   ['rateLimit.sendsPerPhone.window', (o, v) => { o.rateLimit = { sendsPerPhone: { max: 5, window: v } } }, '500ms', '8d', '1 second', '7 days'],
   ['rateLimit.registersPerIp.window', (o, v) => { o.rateLimit = { registersPerIp: { max: 5, window: v } } }, 0.001, '169h', '1 second', '7 days'],
+  ['sessions.reuseGrace', (o, v) => { o.sessions = { reuseGrace: v } }, '999ms', 301, '1 second', '5 minutes'],
+  ['sessions.idleTimeout', (o, v) => { o.sessions = { idleTimeout: v } }, 59, '366d', '1 minute', '1 year'],
 ]
 const HINT = "Durations are seconds or strings like '10m'"
 for (const [name, set, below, above, min, max] of durationBounds) {
@@ -294,12 +298,22 @@ t.test('each duration accepts its bounds exactly', async (t) => {
   t.equal(resolved.otpResendIntervalMs, 3_600_000)
   t.equal(resolved.revocationMaxDelayMs, 100)
   t.equal(resolved.smsTimeoutMs, 120_000)
-  t.same(resolved.rateLimit.sendsPerPhone, { max: 1, windowMs: 1000 })
-  t.same(resolved.rateLimit.sendsPerIp, { max: 1_000_000, windowMs: 604_800_000 })
-  t.same(resolved.rateLimit.verifiesPerIp, { max: 100, windowMs: 3_600_000 }, 'an unset rule keeps its default')
+  t.same(resolved.rateLimit.sendsPerPhone, [{ max: 1, windowMs: 1000 }])
+  t.same(resolved.rateLimit.sendsPerIp, [{ max: 1_000_000, windowMs: 604_800_000 }])
+  t.same(resolved.rateLimit.verifiesPerIp, [{ max: 100, windowMs: 3_600_000 }], 'an unset rule keeps its default')
+  t.same(resolveOptions(valid()).rateLimit.sendsPerPhone, [{ max: 5, windowMs: 3_600_000 }, { max: 10, windowMs: 86_400_000 }], 'a number gets 5 codes an hour and 10 a day by default')
+  t.same(Object.values(resolveOptions(valid((o) => { o.rateLimit = false })).rateLimit).flat(), [], 'rateLimit: false turns every limit off')
   const lower = resolveOptions(valid((o) => { o.jwt.accessTokenTtl = 1; o.jwt.refreshTokenTtl = '1m'; o.otp = { ttl: '1h', resendInterval: 1 }; o.revocationMaxDelay = 60; o.smsTimeout = 1 }))
   t.same([lower.accessTokenTtlMs, lower.refreshTokenTtlMs, lower.otpTtlMs, lower.otpResendIntervalMs, lower.revocationMaxDelayMs, lower.smsTimeoutMs],
     [1000, 60_000, 3_600_000, 1000, 60_000, 1000])
+})
+
+t.test('sessions: defaults, bounds and unknown keys', async (t) => {
+  t.same(resolveOptions(valid()).sessions, { reuseGraceMs: 10_000, idleTimeoutMs: 30 * 86_400_000 }, "reuseGrace '10s', idleTimeout '30d'")
+  t.same(resolveOptions(valid((o) => { o.sessions = { reuseGrace: 1, idleTimeout: '1m' } })).sessions, { reuseGraceMs: 1000, idleTimeoutMs: 60_000 }, 'the lower bounds')
+  t.same(resolveOptions(valid((o) => { o.sessions = { reuseGrace: '5m', idleTimeout: '1y' } })).sessions, { reuseGraceMs: 300_000, idleTimeoutMs: 31_557_600_000 }, 'the upper bounds')
+  t.equal(messageOf((o) => { o.sessions = { idleTimout: '1d' } }), 'fastify-securelogin: unknown option sessions.idleTimout (did you mean sessions.idleTimeout?)')
+  t.equal(messageOf((o) => { o.reuseGrace = '10s' }), 'fastify-securelogin: unknown option reuseGrace (did you mean sessions.reuseGrace?)')
 })
 
 t.test('every problem is reported at once', async (t) => {

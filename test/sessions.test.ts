@@ -1,5 +1,6 @@
-import { createHmac } from 'node:crypto'
+import { createHmac, randomBytes } from 'node:crypto'
 import t from 'tap'
+import { deriveKey } from '../lib/keys.js'
 import { buildApp, createTestDatabase, dialects, post, signIn, testPhone, TEST_SECRET, type TestApp } from './helper.js'
 
 function me (test: TestApp, token: string) {
@@ -10,14 +11,30 @@ function claims (token: string): Record<string, unknown> {
   return JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString())
 }
 
+function header (token: string): Record<string, unknown> {
+  return JSON.parse(Buffer.from(token.split('.')[0]!, 'base64url').toString())
+}
+
+/** The token's payload signed again with HS256 and `key`, under the header `head`. */
+function resigned (token: string, key: Buffer, head: Record<string, unknown>): string {
+  const input = `${Buffer.from(JSON.stringify(head)).toString('base64url')}.${token.split('.')[1]}`
+  return `${input}.${createHmac('sha256', key).update(input).digest('base64url')}`
+}
+
+/** Moves the session's last refresh (or sign-in) `ms` into the past. */
+async function ageSession (test: TestApp, dialect: string, ms: number): Promise<void> {
+  const past = dialect === 'sqlite' ? Date.now() - ms : new Date(Date.now() - ms)
+  await test.database.query('UPDATE securelogin_sessions SET refreshed_at = $1', [past])
+}
+
 for (const dialect of dialects) {
   t.test(`${dialect}: tokens`, async (t) => {
     t.test('the access token is a standard HS256 JWT that any service with the secret can verify', async (t) => {
       const test = await buildApp(t, dialect)
       const { access_token: token, userid } = await signIn(test, testPhone())
-      const [header, payload, signature] = token.split('.') as [string, string, string]
-      t.same(JSON.parse(Buffer.from(header, 'base64url').toString()), { alg: 'HS256', typ: 'JWT' })
-      const expected = createHmac('sha256', Buffer.from(TEST_SECRET)).update(`${header}.${payload}`).digest('base64url')
+      const [head, payload, signature] = token.split('.') as [string, string, string]
+      t.same(header(token), { alg: 'HS256', typ: 'at+jwt' }, 'typed as an access token (RFC 9068)')
+      const expected = createHmac('sha256', Buffer.from(TEST_SECRET)).update(`${head}.${payload}`).digest('base64url')
       t.equal(signature, expected, 'signed with jwt.secret itself')
       const body = claims(token)
       t.equal(body.sub, userid, 'sub is the public user id')
@@ -26,6 +43,26 @@ for (const dialect of dialects) {
       t.type(body.sid, 'string')
       t.equal(body.fresh, true)
       t.ok(typeof body.iat === 'number' && typeof body.exp === 'number' && body.exp === (body.iat as number) + 600)
+    })
+
+    t.test('each verifier requires its own typ: at+jwt for access tokens, rt+jwt for refresh tokens', async (t) => {
+      const test = await buildApp(t, dialect)
+      const tokens = await signIn(test, testPhone())
+      t.same(header(tokens.refresh_token), { alg: 'HS256', typ: 'rt+jwt' })
+      const accessKey = Buffer.from(TEST_SECRET)
+      const refreshKey = deriveKey(accessKey, 'refresh-token')
+      // Each token signed again with its own key: only the typ changes.
+      t.equal((await me(test, resigned(tokens.access_token, accessKey, { alg: 'HS256', typ: 'at+jwt' }))).statusCode, 200, 'the access token re-signed as it was works')
+      for (const typ of ['JWT', 'rt+jwt', undefined]) {
+        const answer = await me(test, resigned(tokens.access_token, accessKey, { alg: 'HS256', typ }))
+        t.equal(answer.json().code, 'SECURELOGIN_TOKEN_INVALID', `authenticate refuses an access token typed ${typ}`)
+      }
+      for (const typ of ['JWT', 'at+jwt', undefined]) {
+        const answer = await post(test.app, '/refresh', undefined, resigned(tokens.refresh_token, refreshKey, { alg: 'HS256', typ }))
+        t.equal(answer.json().code, 'SECURELOGIN_TOKEN_INVALID', `refresh refuses a refresh token typed ${typ}`)
+      }
+      const control = await post(test.app, '/refresh', undefined, resigned(tokens.refresh_token, refreshKey, { alg: 'HS256', typ: 'rt+jwt' }))
+      t.equal(control.statusCode, 200, 'the refresh token re-signed as it was works')
     })
 
     t.test('a refresh token is not an access token and the other way round', async (t) => {
@@ -66,7 +103,7 @@ for (const dialect of dialects) {
 
     t.test('a token signed with another secret is refused', async (t) => {
       const test = await buildApp(t, dialect)
-      const other = await buildApp(t, dialect, { jwt: { secret: 'another-secret-that-is-long-enough-0123456789' } })
+      const other = await buildApp(t, dialect, { jwt: { secret: randomBytes(48).toString('base64') } })
       const { access_token: token } = await signIn(other, testPhone())
       t.equal((await me(test, token)).json().code, 'SECURELOGIN_TOKEN_INVALID')
     })
@@ -79,8 +116,8 @@ for (const dialect of dialects) {
       const second = (await post(test.app, '/refresh', undefined, first.refresh_token)).json()
       t.type(second.refresh_token, 'string')
       const replay = await post(test.app, '/refresh', undefined, first.refresh_token)
-      t.equal(replay.statusCode, 401)
-      t.equal(replay.json().code, 'SECURELOGIN_SESSION_REVOKED')
+      t.equal(replay.statusCode, 409, 'a replay within sessions.reuseGrace is told to use the newer token')
+      t.equal(replay.json().code, 'SECURELOGIN_REFRESH_SUPERSEDED')
       t.equal((await post(test.app, '/refresh', undefined, second.refresh_token)).statusCode, 200, 'a replay within the grace period does not end the session')
     })
 
@@ -90,7 +127,7 @@ for (const dialect of dialects) {
       const answers = await Promise.all(Array.from({ length: 20 }, () => post(test.app, '/refresh', undefined, tokens.refresh_token)))
       const winners = answers.filter((a) => a.statusCode === 200)
       t.equal(winners.length, 1)
-      t.ok(answers.every((a) => a.statusCode === 200 || a.statusCode === 401))
+      t.same(answers.filter((a) => a.statusCode !== 200).map((a) => a.json().code), Array(19).fill('SECURELOGIN_REFRESH_SUPERSEDED'), 'the others are told to use the newer token, not signed out')
       const next = await post(test.app, '/refresh', undefined, winners[0]!.json().refresh_token)
       t.equal(next.statusCode, 200, 'the winner\'s token still works')
     })
@@ -112,11 +149,52 @@ for (const dialect of dialects) {
       const test = await buildApp(t, dialect)
       const first = await signIn(test, testPhone())
       const second = (await post(test.app, '/refresh', undefined, first.refresh_token)).json()
-      const past = dialect === 'sqlite' ? Date.now() - 60_000 : new Date(Date.now() - 60_000)
-      await test.database.query('UPDATE securelogin_sessions SET refreshed_at = $1', [past])
-      t.equal((await post(test.app, '/refresh', undefined, first.refresh_token)).statusCode, 401)
+      await ageSession(test, dialect, 60_000)
+      const reused = await post(test.app, '/refresh', undefined, first.refresh_token)
+      t.equal(reused.statusCode, 401)
+      t.equal(reused.json().code, 'SECURELOGIN_SESSION_REVOKED')
       t.equal((await post(test.app, '/refresh', undefined, second.refresh_token)).statusCode, 401, 'the session has ended')
     })
+
+    t.test('sessions.reuseGrace sets the grace period', async (t) => {
+      const test = await buildApp(t, dialect, { sessions: { reuseGrace: '5m' } })
+      const first = await signIn(test, testPhone())
+      const second = (await post(test.app, '/refresh', undefined, first.refresh_token)).json()
+      await ageSession(test, dialect, 60_000)
+      t.equal((await post(test.app, '/refresh', undefined, first.refresh_token)).json().code, 'SECURELOGIN_REFRESH_SUPERSEDED', 'a minute after the rotation is within 5 minutes')
+      await ageSession(test, dialect, 5 * 60_000 + 1000)
+      t.equal((await post(test.app, '/refresh', undefined, first.refresh_token)).json().code, 'SECURELOGIN_SESSION_REVOKED', 'past 5 minutes the reuse ends the session')
+      t.equal((await post(test.app, '/refresh', undefined, second.refresh_token)).json().code, 'SECURELOGIN_SESSION_REVOKED')
+    })
+
+    t.test('a session idle for sessions.idleTimeout cannot be refreshed; each refresh restarts the clock', async (t) => {
+      const test = await buildApp(t, dialect, { sessions: { idleTimeout: '1h' } })
+      const first = await signIn(test, testPhone())
+      await ageSession(test, dialect, 50 * 60_000)
+      const second = await post(test.app, '/refresh', undefined, first.refresh_token)
+      t.equal(second.statusCode, 200, '50 minutes after sign-in the session is still live')
+      await ageSession(test, dialect, 50 * 60_000)
+      const third = await post(test.app, '/refresh', undefined, second.json().refresh_token)
+      t.equal(third.statusCode, 200, 'and 50 minutes after that refresh (100 after sign-in) too')
+      await ageSession(test, dialect, 60 * 60_000 + 1000)
+      const idle = await post(test.app, '/refresh', undefined, third.json().refresh_token)
+      t.equal(idle.statusCode, 401)
+      t.equal(idle.json().code, 'SECURELOGIN_SESSION_EXPIRED', 'an hour and a second without a refresh')
+      const [row] = await test.database.query('SELECT generation, revoked_at FROM securelogin_sessions')
+      t.equal(Number(row!.generation), 2, 'the refused refresh did not rotate')
+      t.equal(row!.revoked_at, null, 'an idle session is not a revoked one')
+    })
+
+    t.test('the default idle timeout is 30 days', async (t) => {
+      const test = await buildApp(t, dialect)
+      const tokens = await signIn(test, testPhone())
+      await ageSession(test, dialect, 29 * 86_400_000)
+      const live = await post(test.app, '/refresh', undefined, tokens.refresh_token)
+      t.equal(live.statusCode, 200, '29 days')
+      await ageSession(test, dialect, 30 * 86_400_000 + 1000)
+      t.equal((await post(test.app, '/refresh', undefined, live.json().refresh_token)).json().code, 'SECURELOGIN_SESSION_EXPIRED', '30 days')
+    })
+
 
     t.test('a refresh token expires with its session', async (t) => {
       const test = await buildApp(t, dialect)

@@ -14,7 +14,8 @@ async function fakeTwilio (tt: Test): Promise<TwilioFake> {
 }
 
 async function app (tt: Test, sms: SmsProvider, smsTimeout: string = '2s'): Promise<TestApp> {
-  return await buildApp(tt as never, 'sqlite', { sms, smsTimeout })
+  // 'await': these tests follow each vendor answer into the route's answer (the default, 'background', is tested in abuse.test.ts).
+  return await buildApp(tt as never, 'sqlite', { sms, smsTimeout, smsDelivery: 'await' })
 }
 
 const verifyWith = (fake: TwilioFake, options: Parameters<typeof fakeTwilioClient>[1] = {}, channel?: 'whatsapp') =>

@@ -3,7 +3,6 @@ import { routeSms, type SmsFallbackEvent } from '../lib/sms/route.js'
 import { twilioMessaging } from '../lib/sms/twilio-messaging.js'
 import { twilioVerify } from '../lib/sms/twilio-verify.js'
 import { SmsDeliveryError } from '../lib/sms/errors.js'
-import { consoleSms } from '../lib/sms/console.js'
 import type { SmsMessage, TextingSmsProvider, VerifyingSmsProvider } from '../lib/sms/types.js'
 import { fakeTwilioClient, startTwilioFake, type TwilioFake } from './fixtures/twilio-fake.js'
 import { caught } from './helper.js'
@@ -164,7 +163,7 @@ t.test("verifying: Twilio's own limits are answers, not failures: no fallback", 
 })
 
 t.test('options are checked when the route is made', async (t) => {
-  const texting = consoleSms({ write: () => {} })
+  const texting: TextingSmsProvider = { name: 't', send: async () => {} }
   const verifyingProvider: VerifyingSmsProvider = { name: 'v', start: async () => {}, check: async () => true }
   const cases: Array<[string, unknown, RegExp]> = [
     ['no options', undefined, /options are required/],

@@ -5,7 +5,10 @@ import type { FastifyError, FastifyPluginAsync } from 'fastify'
 import { registerFormats } from '../../schemas/formats.js'
 import { sharedSchemas } from '../../schemas/openapi.js'
 import type { SecureLoginContext } from '../context.js'
+import { captureClientAddresses } from '../client-ip.js'
 import { BadRequestError, InternalError } from '../errors.js'
+import { loggableError } from '../redact.js'
+import { jwksRoute } from './jwks.js'
 import { loginRoute } from './login.js'
 import { logoutRoutes } from './logout.js'
 import { refreshRoute } from './refresh.js'
@@ -57,19 +60,24 @@ export const secureLoginRoutes: FastifyPluginAsync<{ ctx: SecureLoginContext }> 
     parseJson(request, body as string, done)
   })
 
-  fastify.setErrorHandler((thrown: FastifyError & { retryAfter?: number }, request, reply) => {
+  fastify.setErrorHandler((thrown: FastifyError & { retryAfter?: number, attemptsLeft?: number }, request, reply) => {
     const error = thrown.validation === undefined ? thrown : new BadRequestError(thrown.message)
     const status = error.statusCode ?? 500
     const ours = typeof error.code === 'string' && error.code.startsWith('SECURELOGIN_')
     if (status >= 400 && (status < 500 || ours)) {
       if (thrown.retryAfter !== undefined) reply.header('retry-after', String(thrown.retryAfter))
-      return reply.code(status).send({ statusCode: status, code: error.code ?? 'SECURELOGIN_BAD_REQUEST', error: STATUS_CODES[status] ?? 'Error', message: error.message })
+      const body = { statusCode: status, code: error.code ?? 'SECURELOGIN_BAD_REQUEST', error: STATUS_CODES[status] ?? 'Error', message: error.message }
+      return reply.code(status).send(thrown.attemptsLeft === undefined ? body : { ...body, attempts_left: thrown.attemptsLeft })
     }
-    // Anything else is our bug or the database's: its text may hold SQL, so the client gets none.
-    request.log.error({ err: withoutQueryParams(error) }, 'fastify-securelogin: request failed')
+    // Anything else is our bug or the database's: its text may hold SQL, so the client gets none,
+    // and the log gets it without the statement's parameters and with numbers masked.
+    request.log.error({ err: loggableError(error) }, 'fastify-securelogin: request failed')
     const internal = new InternalError()
     return reply.code(500).send({ statusCode: 500, code: internal.code, error: 'Internal Server Error', message: internal.message })
   })
+
+  // Each request's client address, read as it arrives, for the per-client limits.
+  captureClientAddresses(fastify)
 
   // A request without any body (no content type) is an empty object here, as an empty JSON body is.
   fastify.addHook('preValidation', async (request) => { request.body ??= {} })
@@ -82,15 +90,6 @@ export const secureLoginRoutes: FastifyPluginAsync<{ ctx: SecureLoginContext }> 
     await routes.register(verifySmsRoute, opts)
     await routes.register(refreshRoute, opts)
     await routes.register(logoutRoutes, opts)
+    await routes.register(jwksRoute, opts)
   })
-}
-
-/**
- * Drizzle's query errors carry the statement's parameters (phone numbers, IPs, code hashes) as
- * enumerable fields and in their message; the log gets the statement and the driver's error only.
- */
-function withoutQueryParams (error: Error): Error {
-  const { query, params } = error as Error & { query?: unknown, params?: unknown }
-  if (typeof query !== 'string' || params === undefined) return error
-  return Object.assign(new Error(`Failed query: ${query}`, { cause: error.cause }), { name: error.name })
 }

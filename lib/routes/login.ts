@@ -12,6 +12,7 @@ const LoginHeaders = Type.Object({
 
 /** Sends a one-time code; `/login_sms` is the same route under the Flask library's other name. */
 export const loginRoute: FastifyPluginAsyncTypebox<{ ctx: SecureLoginContext }> = async (fastify, { ctx }) => {
+  const awaitsVendor = ctx.options.smsDelivery === 'await'
   for (const url of ['login', 'login_sms']) {
     fastify.post(`/${url}`, {
       config: swaggerConfig,
@@ -26,17 +27,20 @@ export const loginRoute: FastifyPluginAsyncTypebox<{ ctx: SecureLoginContext }> 
         response: {
           200: { ...refTo(LoginResponse), description: 'The code is on its way (if the number has an account)' },
           ...errorResponses({
-            400: 'The body does not match the schema (SECURELOGIN_BAD_REQUEST, FST_ERR_CTP_INVALID_JSON_BODY) or the phone number is not a valid number (SECURELOGIN_PHONE_INVALID)',
-            429: 'A code was sent to the number moments ago (SECURELOGIN_OTP_RESEND_TOO_SOON), or too many codes were requested for the number or from the client address (SECURELOGIN_RATE_LIMITED); `Retry-After` says when to try again',
-            502: 'The SMS provider failed to send the code (SECURELOGIN_SMS_SEND_FAILED); the code is withdrawn and a new one may be requested at once',
-            504: 'The SMS provider did not answer in time (SECURELOGIN_SMS_TIMEOUT); the code is withdrawn',
+            400: 'The body does not match the schema (SECURELOGIN_BAD_REQUEST, FST_ERR_CTP_INVALID_JSON_BODY) or the phone number is not a valid number (SECURELOGIN_PHONE_INVALID), or not one the server serves (SECURELOGIN_PHONE_COUNTRY_NOT_ALLOWED, SECURELOGIN_PHONE_TYPE_NOT_ALLOWED), or the client address is not an IP address (SECURELOGIN_CLIENT_ADDRESS_INVALID)',
+            403: ctx.options.beforeSend === undefined ? undefined : 'The app\'s beforeSend check refused to send a code (SECURELOGIN_SEND_REFUSED)',
+          429: 'A code was sent to the number moments ago (SECURELOGIN_OTP_RESEND_TOO_SOON), too many codes were requested for the number, its neighbours or from the client address (SECURELOGIN_RATE_LIMITED), or the number is locked after too many wrong codes (SECURELOGIN_PHONE_LOCKED); `Retry-After` says when to try again',
+            503: 'The app\'s SMS budget is spent (SECURELOGIN_SMS_BUDGET_EXHAUSTED); `Retry-After` says when to try again',
+            // With smsDelivery 'background' (the default) the vendor is called after the answer.
+            502: awaitsVendor ? 'The SMS provider failed to send the code (SECURELOGIN_SMS_SEND_FAILED); the code is withdrawn and a new one may be requested at once' : undefined,
+            504: awaitsVendor ? 'The SMS provider did not answer in time (SECURELOGIN_SMS_TIMEOUT); the code is withdrawn' : undefined,
           }),
         },
       },
     }, async (request) => {
-      const phone = normalizePhone(request.body.phone, ctx.options.defaultCountry)
+      const phone = normalizePhone(request.body.phone, ctx.options.phonePolicy)
       const locale = preferredLocale(request.headers['accept-language'])
-      const { userid } = await sendLoginCode({ ...ctx, log: request.log }, { phone, ip: request.ip, locale })
+      const { userid } = await sendLoginCode({ ...ctx, log: request.log }, { phone, locale, request })
       return { phone, userid }
     })
   }

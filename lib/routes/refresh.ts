@@ -16,13 +16,14 @@ export const refreshRoute: FastifyPluginAsyncTypebox<{ ctx: SecureLoginContext }
       tags: ['auth'],
       operationId: operationIdFor(fastify.prefix, 'refresh'),
       summary: 'Exchange a refresh token for a new access token and refresh token',
-      description: 'Send the refresh token as the Bearer token (or, on a server with cookies enabled, send `X-SecureLogin-Transport: cookie` and the refresh cookie), with no body (or `{}`). The refresh token sent stops working; using it again ends the session. The new access token is not fresh.',
+      description: 'Send the refresh token as the Bearer token (or, on a server with cookies enabled, send `X-SecureLogin-Transport: cookie` and the refresh cookie), with no body (or `{}`). The refresh token sent stops working: sent again within `sessions.reuseGrace` (10 s) of its exchange it is answered 409 (use the newer token), later it ends the session. The new access token is not fresh.',
       security: [{ refreshToken: [] }],
       response: {
         200: { ...refTo(cookies === undefined ? RefreshResponse : RefreshCookieResponse as unknown as typeof RefreshResponse), description: 'The next token pair' },
         ...errorResponses({
-          401: 'The Bearer token is missing (SECURELOGIN_TOKEN_MISSING), not a valid refresh token (SECURELOGIN_TOKEN_INVALID), expired (SECURELOGIN_TOKEN_EXPIRED), or of an ended session, or already used (SECURELOGIN_SESSION_REVOKED)',
+          401: 'The Bearer token is missing (SECURELOGIN_TOKEN_MISSING), not a valid refresh token (SECURELOGIN_TOKEN_INVALID), expired (SECURELOGIN_TOKEN_EXPIRED), of an ended session or reused after its exchange, which ends the session (SECURELOGIN_SESSION_REVOKED), or of a session unused for `sessions.idleTimeout` (SECURELOGIN_SESSION_EXPIRED)',
           403: cookieOriginRefusal(cookies),
+          409: 'The refresh token was exchanged moments ago by another request of the same client (two tabs racing): use the newer refresh token (SECURELOGIN_REFRESH_SUPERSEDED); the session goes on',
           503: 'The list of ended sessions cannot be read from the database (SECURELOGIN_UNAVAILABLE)',
         }),
       },

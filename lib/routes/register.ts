@@ -2,13 +2,16 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { RegisterBody, RegisterResponse } from '../../schemas/auth.js'
 import { accountIdFor } from '../challenges.js'
 import type { SecureLoginContext } from '../context.js'
+import { clientAddress } from '../client-ip.js'
 import { normalizePhone } from '../phone.js'
-import { clientKey, enforceRateLimit } from '../rate-limit.js'
+import { enforceClientLimit } from '../rate-limit.js'
+import { normalizeUsername } from '../username.js'
 import { errorResponses, operationIdFor, refTo, swaggerConfig } from './responses.js'
 
 /**
  * Creates the account of a number, or answers with the existing one: registering proves nothing
- * about the number, so it must neither block its owner nor reveal whether it was taken.
+ * about the number, so it must neither block its owner nor reveal whether it was taken, nor name
+ * an account someone else registered (see `registerUser`).
  */
 export const registerRoute: FastifyPluginAsyncTypebox<{ ctx: SecureLoginContext }> = async (fastify, { ctx }) => {
   fastify.post('/register', {
@@ -22,16 +25,18 @@ export const registerRoute: FastifyPluginAsyncTypebox<{ ctx: SecureLoginContext 
       response: {
         201: { ...refTo(RegisterResponse), description: 'The account of the number' },
         ...errorResponses({
-          400: 'The body does not match the schema (SECURELOGIN_BAD_REQUEST, FST_ERR_CTP_INVALID_JSON_BODY) or the phone number is not a valid number (SECURELOGIN_PHONE_INVALID)',
+          400: 'The body does not match the schema, or the username is blank or holds control, invisible or direction-changing characters (SECURELOGIN_BAD_REQUEST, FST_ERR_CTP_INVALID_JSON_BODY), the client address is not an IP address (SECURELOGIN_CLIENT_ADDRESS_INVALID), or the phone number is not a valid number (SECURELOGIN_PHONE_INVALID), or not one the server serves (SECURELOGIN_PHONE_COUNTRY_NOT_ALLOWED, SECURELOGIN_PHONE_TYPE_NOT_ALLOWED)',
           429: 'Too many registrations from this client (SECURELOGIN_RATE_LIMITED); see Retry-After',
         }),
       },
     },
   }, async (request, reply) => {
-    const phone = normalizePhone(request.body.phone, ctx.options.defaultCountry)
+    const address = clientAddress(request)
+    const phone = normalizePhone(request.body.phone, ctx.options.phonePolicy)
+    const username = request.body.username === undefined ? undefined : normalizeUsername(request.body.username)
     const now = new Date()
-    await enforceRateLimit(ctx.store, `register:ip:${clientKey(request.ip)}`, ctx.options.rateLimit.registersPerIp, now)
-    const user = await ctx.store.registerUser(accountIdFor(ctx.hashKey, phone), phone, request.body.username, now)
+    await enforceClientLimit(ctx.store, 'register', address, ctx.options.rateLimit.registersPerIp, now)
+    const user = await ctx.store.registerUser(accountIdFor(ctx.hashKey, phone), phone, username, now)
     return reply.code(201).send({ message: 'registered successfully', userid: user.id })
   })
 }

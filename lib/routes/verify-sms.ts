@@ -22,9 +22,9 @@ export const verifySmsRoute: FastifyPluginAsyncTypebox<{ ctx: SecureLoginContext
         200: { ...refTo(cookies === undefined ? VerifySmsResponse : VerifySmsCookieResponse as unknown as typeof VerifySmsResponse), description: 'Signed in' },
         ...errorResponses({
           403: cookieOriginRefusal(cookies),
-          400: 'The body does not match the schema (SECURELOGIN_BAD_REQUEST, FST_ERR_CTP_INVALID_JSON_BODY), the phone number is not a valid number (SECURELOGIN_PHONE_INVALID), or `userid` is not the number\'s (SECURELOGIN_USER_MISMATCH)',
-          401: 'The code is wrong (SECURELOGIN_OTP_INVALID), or there is no valid code for the number: expired, used, or never sent (SECURELOGIN_OTP_EXPIRED)',
-          429: 'Too many wrong codes: request a new one (SECURELOGIN_OTP_ATTEMPTS_EXCEEDED), or too many checks from the client address (SECURELOGIN_RATE_LIMITED, with `Retry-After`)',
+          400: 'The body does not match the schema (SECURELOGIN_BAD_REQUEST, FST_ERR_CTP_INVALID_JSON_BODY), the phone number is not a valid number (SECURELOGIN_PHONE_INVALID), or not one the server serves (SECURELOGIN_PHONE_COUNTRY_NOT_ALLOWED, SECURELOGIN_PHONE_TYPE_NOT_ALLOWED), or the client address is not an IP address (SECURELOGIN_CLIENT_ADDRESS_INVALID)',
+          401: 'The code is wrong, or `userid` is not the number\'s (SECURELOGIN_OTP_INVALID, with `attempts_left`), or there is no valid code for the number: expired, used, or never sent (SECURELOGIN_OTP_EXPIRED)',
+          429: 'Too many wrong codes: request a new one (SECURELOGIN_OTP_ATTEMPTS_EXCEEDED), too many checks from the client address (SECURELOGIN_RATE_LIMITED), or too many wrong codes for the number across codes (SECURELOGIN_PHONE_LOCKED, even for the right code); `Retry-After` with the last two',
           502: 'A verifying SMS provider (Twilio Verify) failed to check the code (SECURELOGIN_SMS_SEND_FAILED)',
           504: 'A verifying SMS provider did not answer in time (SECURELOGIN_SMS_TIMEOUT)',
         }),
@@ -33,8 +33,8 @@ export const verifySmsRoute: FastifyPluginAsyncTypebox<{ ctx: SecureLoginContext
   }, async (request, reply) => {
     // Before the code is spent: a refused origin changes nothing.
     const inCookies = usesCookies(request, cookies)
-    const phone = normalizePhone(request.body.phone, ctx.options.defaultCountry)
-    const user = await verifyLoginCode({ ...ctx, log: request.log }, { phone, code: request.body.token, userid: request.body.userid, ip: request.ip })
+    const phone = normalizePhone(request.body.phone, ctx.options.phonePolicy)
+    const user = await verifyLoginCode({ ...ctx, log: request.log }, { phone, code: request.body.token, userid: request.body.userid, request })
     const { tokens, sessionExpiresAt } = await issueSessionTokens(ctx, user, request)
     const body = { userid: user.id, ...tokens }
     return inCookies ? sendTokensAsCookies(reply, cookies, prefix, body, sessionExpiresAt) : body

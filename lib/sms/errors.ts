@@ -7,7 +7,7 @@ export interface SmsDeliveryErrorOptions {
   status?: number
   /** The provider's name, e.g. `'twilio-verify'`. */
   provider?: string
-  /** The vendor or network error; logged server-side, never sent to a client. */
+  /** The vendor or network error; logged server-side (numbers and account SIDs masked), never sent to a client. */
   cause?: unknown
 }
 

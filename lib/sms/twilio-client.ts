@@ -1,5 +1,6 @@
 import { AsyncLocalStorage } from 'node:async_hooks'
 import { createRequire } from 'node:module'
+import { loggableError } from '../redact.js'
 import { SmsDeliveryError, isTransientStatus } from './errors.js'
 
 /**
@@ -149,21 +150,21 @@ const NETWORK_CODES = new Set([
 
 /**
  * Turns anything the SDK threw into an SmsDeliveryError whose message holds no vendor text, URL,
- * SID or credential. axios errors are not kept as `cause`: their `config` holds the Authorization
- * header, which a logger printing the whole object would write out.
+ * SID or credential. Its `cause` is a copy of what the SDK threw with only the fields worth
+ * logging, and numbers and account SIDs masked: Twilio's messages quote the number they refused,
+ * and an axios error's `config` holds the Authorization header, which a logger printing the whole
+ * object would write out. An app logging the error (e.g. in `routeSms`'s `onFallback`) gets it safe.
  */
 export function toDeliveryError (provider: string, error: unknown): SmsDeliveryError {
+  const cause = loggableError(error)
   const answer = twilioAnswer(error)
   if (answer !== undefined) {
     const code = answer.code === undefined ? '' : ` (code ${answer.code})`
     return new SmsDeliveryError(`${provider}: Twilio answered HTTP ${answer.status}${code}`, {
-      transient: isTransientStatus(answer.status), status: answer.status, vendorCode: answer.code, provider, cause: error,
+      transient: isTransientStatus(answer.status), status: answer.status, vendorCode: answer.code, provider, cause,
     })
   }
-  const { code, isAxiosError, message } = (error ?? {}) as { code?: unknown, isAxiosError?: unknown, message?: unknown }
-  const cause = isAxiosError === true
-    ? Object.assign(new Error(typeof message === 'string' ? message : 'request failed'), { code })
-    : error
+  const { code } = (error ?? {}) as { code?: unknown }
   if (typeof code === 'string' && NETWORK_CODES.has(code)) {
     return new SmsDeliveryError(`${provider}: could not reach Twilio (${code})`, { transient: true, provider, cause })
   }

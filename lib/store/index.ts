@@ -68,6 +68,8 @@ export function createStore (database: SecureLoginDatabase, dialect: 'sqlite' | 
         },
       })
       .returning({ count: rateLimits.count, windowStart: rateLimits.windowStart }).prepare(UNNAMED)),
+    readRateLimit: lazy(() => db.select({ count: rateLimits.count, windowStart: rateLimits.windowStart }).from(rateLimits).where(eq(rateLimits.key, p('key'))).limit(1).prepare(UNNAMED)),
+    releaseRateLimit: lazy(() => db.update(rateLimits).set({ count: sql`${rateLimits.count} - 1` }).where(and(eq(rateLimits.key, p('key')), gt(rateLimits.count, 0))).prepare(UNNAMED)),
     insertUser: lazy(() => db.insert(users)
       .values({ id: p('id'), phone: p('phone'), username: p('username'), createdAt: p('now') })
       .onConflictDoNothing({ target: users.phone })
@@ -83,6 +85,7 @@ export function createStore (database: SecureLoginDatabase, dialect: 'sqlite' | 
         eq(sessions.generation, p('generation')),
         isNull(sessions.revokedAt),
         gt(sessions.expiresAt, sql.param(p('now'), sessions.expiresAt)),
+        gt(sessions.refreshedAt, sql.param(p('idleSince'), sessions.refreshedAt)),
       ))
       .returning().prepare(UNNAMED)),
   }
@@ -93,14 +96,19 @@ export function createStore (database: SecureLoginDatabase, dialect: 'sqlite' | 
       return rows[0]
     },
 
-    /** Creates the account, or returns the existing one: the unique index decides under concurrency. */
+    /**
+     * Creates the account, or returns the existing one: the unique index decides under concurrency.
+     * Registering proves nothing, so no registration may name an account someone else created: the
+     * first one's username stays only while later ones (before the first verify) agree with it; one
+     * that names another leaves the account without a name, and nothing renames it afterwards.
+     */
     async registerUser (id: string, phone: string, username: string | undefined, now: Date): Promise<User> {
       const inserted = await prepared.insertUser().execute({ id, phone, username: username ?? null, now })
       const user = inserted[0] ?? await this.findUserByPhone(phone)
       if (user === undefined) throw new Error('registered user vanished')
-      // An unproven claim on a number must not block its owner or name their account.
-      if (inserted[0] === undefined && user.phoneVerifiedAt === null && username !== undefined) {
-        await db.update(users).set({ username }).where(and(eq(users.id, user.id), isNull(users.phoneVerifiedAt)))
+      if (inserted[0] === undefined && user.phoneVerifiedAt === null && username !== undefined && user.username !== username) {
+        await db.update(users).set({ username: null })
+          .where(and(eq(users.id, user.id), isNull(users.phoneVerifiedAt), ne(users.username, username)))
       }
       return user
     },
@@ -156,9 +164,12 @@ export function createStore (database: SecureLoginDatabase, dialect: 'sqlite' | 
       return rows[0]
     },
 
-    /** Moves a live session from `generation` to the next one; only one caller can win. */
-    async rotateSession (id: string, userId: string, generation: number, now: Date): Promise<Session | undefined> {
-      const rows = await prepared.rotateSession().execute({ id, userId, generation, now })
+    /**
+     * Moves a live session from `generation` to the next one; only one caller can win. A session
+     * last refreshed (or opened) at `idleSince` or before has been idle too long and stays as it is.
+     */
+    async rotateSession (id: string, userId: string, generation: number, now: Date, idleSince: Date): Promise<Session | undefined> {
+      const rows = await prepared.rotateSession().execute({ id, userId, generation, now, idleSince })
       return rows[0]
     },
 
@@ -196,6 +207,23 @@ export function createStore (database: SecureLoginDatabase, dialect: 'sqlite' | 
       const row = rows[0]
       if (row === undefined) throw new Error('rate limit upsert returned nothing')
       return { count: row.count, resetAt: new Date(row.windowStart.getTime() + windowMs) }
+    },
+
+    /** The count of `key` in its current window, or undefined when it has none. */
+    async readRateLimit (key: string, windowMs: number, now: Date): Promise<{ count: number, resetAt: Date } | undefined> {
+      const rows = await prepared.readRateLimit().execute({ key })
+      const row = rows[0]
+      if (row === undefined || row.windowStart.getTime() <= now.getTime() - windowMs) return undefined
+      return { count: row.count, resetAt: new Date(row.windowStart.getTime() + windowMs) }
+    },
+
+    /** Takes one hit back from `key`'s counter. */
+    async releaseRateLimit (key: string): Promise<void> {
+      await prepared.releaseRateLimit().execute({ key })
+    },
+
+    async deleteRateLimit (key: string): Promise<void> {
+      await db.delete(rateLimits).where(eq(rateLimits.key, key))
     },
 
     /** Deletes rows no longer needed: expired challenges and sessions, stale counters. */

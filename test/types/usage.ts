@@ -2,6 +2,7 @@
 // (strict) and fails on any error. Each `// @ts-expect-error` marks a mistake that must NOT
 // compile: if it ever compiled, the directive would be unused, which is itself an error.
 // This file is compiled, never run.
+import { generateKeyPairSync } from 'node:crypto'
 import Fastify, { type FastifyReply, type FastifyRequest } from 'fastify'
 import type { JWT } from '@fastify/jwt'
 import Database from 'better-sqlite3'
@@ -78,6 +79,21 @@ await app.register(secureLogin, { db, sms, jwt: { secret: 's' }, sendsPerPhone: 
 await app.register(secureLogin, { db, sms, jwt: { secret: 's' }, otp: { digits: 6 } })
 // @ts-expect-error otp.length is a number, not a string
 await app.register(secureLogin, { db, sms, jwt: { secret: 's' }, otp: { length: '6' } })
+
+// jwt.keys (PEM strings or KeyObjects) and sessions.
+const keyPair = generateKeyPairSync('ed25519')
+await app.register(secureLogin, {
+  db,
+  sms,
+  jwt: { secret: 's', keys: [{ kid: '2025-06', alg: 'EdDSA', privateKey: keyPair.privateKey, publicKey: keyPair.publicKey.export({ type: 'spki', format: 'pem' }) as string }] },
+  sessions: { reuseGrace: '10s', idleTimeout: process.env.IDLE_TIMEOUT },
+})
+// @ts-expect-error jwt.keys takes asymmetric algorithms only
+await app.register(secureLogin, { db, sms, jwt: { secret: 's', keys: [{ kid: 'k', alg: 'HS256', privateKey: 'x', publicKey: 'y' }] } })
+// @ts-expect-error a key pair needs its public key
+await app.register(secureLogin, { db, sms, jwt: { secret: 's', keys: [{ kid: 'k', alg: 'EdDSA', privateKey: 'x' }] } })
+// @ts-expect-error sessions takes reuseGrace and idleTimeout
+await app.register(secureLogin, { db, sms, jwt: { secret: 's' }, sessions: { absoluteTimeout: '1d' } })
 // @ts-expect-error prefix is a string
 await app.register(secureLogin, { db, sms, jwt: { secret: 's' }, prefix: 42 })
 // @ts-expect-error db is a Drizzle database, not a connection string or driver name

@@ -17,8 +17,9 @@ const PHONE = '+14155550123'
 
 const db = drizzle(new Database(':memory:'))
 let code: string | undefined
-// What a developer starts with; this app reads the code from its own provider instead.
-export const developmentSms: SmsProvider = consoleSms()
+// What a developer starts with (it runs only with NODE_ENV=development or test); this app reads
+// the code from its own provider instead.
+export const developmentSms = (): SmsProvider => consoleSms()
 
 const app = Fastify()
 await app.register(secureLogin, {
