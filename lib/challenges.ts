@@ -8,6 +8,7 @@ import type { ResolvedOptions } from './options.js'
 import { maskPhone } from './phone.js'
 import { clientAddress } from './client-ip.js'
 import { countHit, enforceClientLimit, enforceRateLimit, refuseIfFull, releaseHit, type Refusal } from './rate-limit.js'
+import type { Events } from './events.js'
 import { loggableError } from './redact.js'
 import { callSmsVendor } from './sms/deliver.js'
 import { isVerifyingProvider } from './sms/types.js'
@@ -68,6 +69,7 @@ export interface ChallengeContext {
   log: FastifyBaseLogger
   deliveries: ReturnType<typeof createDeliveryTracker>
   budget: ReturnType<typeof createSmsBudget>
+  events: Events
 }
 
 /**
@@ -145,9 +147,12 @@ export async function sendLoginCode (ctx: ChallengeContext, args: { phone: strin
       call: (signal) => isVerifyingProvider(provider)
         ? provider.start({ to: phone, locale: args.locale }, signal)
         : provider.send({ to: phone, body: options.otpMessage({ code, ttlMinutes: Math.ceil(options.otpTtlMs / 60_000) }), code, locale: args.locale }, signal),
-    }).catch(async (error: unknown) => {
+    }).then(() => {
+      ctx.events.emit(args.request, { type: 'otp.sent', userid: user?.id, phone })
+    }, async (error: unknown) => {
       // An undelivered code must neither work nor hold back the next attempt to send one.
       await store.withdrawChallenge(phone, challengeId)
+      ctx.events.emit(args.request, { type: 'sms.failed', userid: user?.id, phone, reason: (error as { code?: string }).code })
       throw error
     })
     if (options.smsDelivery === 'await') {
@@ -212,6 +217,7 @@ export async function verifyLoginCode (ctx: ChallengeContext, args: { phone: str
     }
     if (!approved) {
       wrongGuess = true
+      ctx.events.emit(args.request, { type: 'otp.failed', userid: user?.id, phone, reason: mismatch ? 'userid-mismatch' : 'wrong-code' })
       throw withAttemptsLeft(new OtpInvalidError(), options.otpMaxAttempts - challenge.attempts)
     }
     if (!await store.consumeChallenge(phone, challenge.challengeId, now)) throw new OtpExpiredError()

@@ -8,6 +8,7 @@ import { resetLimit } from './rate-limit.js'
 import type { SecureLoginContext } from './context.js'
 import { migrate, startupError } from './db/migrate.js'
 import { ensureCookieSupport } from './cookies.js'
+import { createEvents } from './events.js'
 import { registerAccessJwt } from './jwt.js'
 import { deriveKey } from './keys.js'
 import { resolveOptions, type SecureLoginOptions } from './options.js'
@@ -70,7 +71,7 @@ const secureLogin: FastifyPluginAsync<SecureLoginOptions> = async (fastify, rawO
   const hooks = createAuthHooks(tokens, revocations, { withExtraClaims: options.jwtClaims !== undefined, cookies: options.cookies })
   const deliveries = createDeliveryTracker()
   const ctx: SecureLoginContext = {
-    options, store, tokens, revocations, hooks, log: fastify.log, deliveries, budget: createSmsBudget(),
+    options, store, tokens, revocations, hooks, log: fastify.log, deliveries, budget: createSmsBudget(), events: createEvents(options.onEvent, fastify.log),
     hashKey: options.otpHashKey ?? deriveKey(options.jwtSecret, 'otp-hash'),
   }
 
@@ -108,5 +109,6 @@ export type { SmsProvider, SmsMessage, TextingSmsProvider, VerifyingSmsProvider 
 export type { SecureLoginOptions, SecureLoginDatabase, RateLimitRule } from './options.js'
 export type { SecureLoginUser, SecureLoginRefreshUser, SecureLoginClaims, AuthHook } from './authenticate.js'
 export type { ClaimsFunction } from './claims.js'
+export type { SecureLoginEvent, SecureLoginEventHandler, SecureLoginEventType } from './events.js'
 export type { Duration } from './duration.js'
 export * from './errors.js'

@@ -9,6 +9,7 @@ import type { ClaimsFunction } from './claims.js'
 import { formatDuration, parseDuration, type Duration } from './duration.js'
 import { resolveSigningKeys, type SigningKey } from './keys.js'
 import type { BeforeSendFunction } from './challenges.js'
+import type { SecureLoginEventHandler } from './events.js'
 import { DEFAULT_NUMBER_TYPES, isE164, type CountryCode, type PhonePolicy } from './phone.js'
 import { isVerifyingProvider, type SmsProvider } from './sms/types.js'
 
@@ -41,6 +42,7 @@ export interface ResolvedOptions {
   phonePolicy: PhonePolicy
   beforeSend: BeforeSendFunction | undefined
   signUp: 'register' | 'on-verify'
+  onEvent: SecureLoginEventHandler | undefined
   smsDelivery: 'background' | 'await'
   /** E.164 number → its fixed code. */
   testNumbers: ReadonlyMap<string, string>
@@ -273,6 +275,7 @@ export function resolveOptions (options: SecureLoginOptions): ResolvedOptions {
     phonePolicy,
     beforeSend: options.beforeSend,
     signUp: orDefault(options.signUp, TOP.signUp),
+    onEvent: options.onEvent,
     smsDelivery: orDefault(options.smsDelivery, TOP.smsDelivery),
     testNumbers,
     jwtSecret,

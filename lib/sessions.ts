@@ -1,6 +1,7 @@
 import type { FastifyRequest } from 'fastify'
 import { extraClaimsFor } from './claims.js'
 import { RefreshSupersededError, SessionExpiredError, SessionMismatchError, SessionRevokedError } from './errors.js'
+import type { Events } from './events.js'
 import type { ResolvedOptions } from './options.js'
 import type { RevocationList } from './revocation.js'
 import type { Store, User } from './store/index.js'
@@ -11,6 +12,7 @@ export interface SessionContext {
   store: Store
   tokens: TokenService
   revocations: RevocationList
+  events: Events
 }
 
 export interface IssuedTokens {
@@ -23,6 +25,7 @@ export interface IssuedTokens {
 /** The tokens of a sign-in or refresh and when their session ends (for cookie lifetimes). */
 export interface IssuedSession {
   tokens: IssuedTokens
+  sessionId: string
   sessionExpiresAt: number
 }
 
@@ -35,7 +38,7 @@ export async function issueSessionTokens (ctx: SessionContext, user: User, reque
   const sessionExpiresAt = session.expiresAt.getTime()
   const access = ctx.tokens.signAccess({ userId: user.id, sessionId: session.id, phone: user.phone, fresh: true, now, sessionExpiresAt, extraClaims })
   const refreshToken = ctx.tokens.signRefresh({ userId: user.id, sessionId: session.id, phone: user.phone, generation: session.generation, now, sessionExpiresAt })
-  return { tokens: { access_token: access.token, refresh_token: refreshToken, token_type: 'Bearer', expires_in: access.expiresIn }, sessionExpiresAt }
+  return { tokens: { access_token: access.token, refresh_token: refreshToken, token_type: 'Bearer', expires_in: access.expiresIn }, sessionId: session.id, sessionExpiresAt }
 }
 
 /**
@@ -59,7 +62,10 @@ export async function rotateRefreshToken (ctx: SessionContext, claims: { sub: st
     const sinceRotation = now - current.refreshedAt.getTime()
     if (claims.gen < current.generation) {
       if (claims.gen === current.generation - 1 && sinceRotation < reuseGraceMs) throw new RefreshSupersededError()
-      if (await store.revokeSession(current.id, current.userId, 'refresh_token_reuse', new Date(now))) revocations.add(current.id)
+      if (await store.revokeSession(current.id, current.userId, 'refresh_token_reuse', new Date(now))) {
+        revocations.add(current.id)
+        ctx.events.emit(request, { type: 'refresh.reuse', userid: current.userId, sid: current.id, phone: claims.phone })
+      }
       throw new SessionRevokedError()
     }
     if (claims.gen === current.generation && sinceRotation >= idleTimeoutMs) throw new SessionExpiredError()
@@ -68,7 +74,7 @@ export async function rotateRefreshToken (ctx: SessionContext, claims: { sub: st
   const sessionExpiresAt = session.expiresAt.getTime()
   const access = tokens.signAccess({ userId: claims.sub, sessionId: session.id, phone: claims.phone, fresh: false, now, sessionExpiresAt, extraClaims })
   const refreshToken = tokens.signRefresh({ userId: claims.sub, sessionId: session.id, phone: claims.phone, generation: session.generation, now, sessionExpiresAt })
-  return { tokens: { access_token: access.token, refresh_token: refreshToken, token_type: 'Bearer', expires_in: access.expiresIn }, sessionExpiresAt }
+  return { tokens: { access_token: access.token, refresh_token: refreshToken, token_type: 'Bearer', expires_in: access.expiresIn }, sessionId: session.id, sessionExpiresAt }
 }
 
 /**

@@ -5,6 +5,7 @@ import { PgDatabase } from 'drizzle-orm/pg-core'
 import { BaseSQLiteDatabase } from 'drizzle-orm/sqlite-core'
 import type { BeforeSendFunction } from '../lib/challenges.js'
 import type { ClaimsFunction } from '../lib/claims.js'
+import type { SecureLoginEventHandler } from '../lib/events.js'
 import { formatDuration, parseDuration, type Duration } from '../lib/duration.js'
 import { isSupportedCountry, PHONE_NUMBER_TYPES, type CountryCode, type PhoneNumberType } from '../lib/phone.js'
 import { estimateSecretBits, MIN_SECRET_BITS } from '../lib/secret-strength.js'
@@ -396,6 +397,15 @@ export const SecureLoginOptionsSchema = Type.Object({
    * @default ['MOBILE', 'FIXED_LINE_OR_MOBILE', 'VOIP', 'PERSONAL_NUMBER']
    */
   numberTypes: Type.Optional(Type.Array(NumberTypeKind(), { minItems: 1 })),
+  /**
+   * The app's audit trail: called after each sign-in step with `{ type, at, ip, userid?, sid?,
+   * phone (masked), reason? }` (`otp.sent`, `otp.failed`, `otp.locked`, `sms.failed`, `login`,
+   * `refresh`, `refresh.reuse`, `logout`, `limit`, `budget.exhausted`). Never awaited on the
+   * request's path; a throwing or slow handler is logged and changes nothing.
+   * @default undefined
+   * @example onEvent: (event) => auditLog.insert(event)
+   */
+  onEvent: Type.Optional(FunctionOf<SecureLoginEventHandler>('must be a function (event) => void (or a promise)')),
   /**
    * How accounts come to be. `'register'`: an explicit `/register` first; a number without an
    * account gets the same answer from `/login` and no SMS. `'on-verify'`: `/login` texts a code to

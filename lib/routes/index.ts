@@ -5,6 +5,7 @@ import type { FastifyError, FastifyPluginAsync } from 'fastify'
 import { registerFormats } from '../../schemas/formats.js'
 import { sharedSchemas } from '../../schemas/openapi.js'
 import type { SecureLoginContext } from '../context.js'
+import type { SecureLoginEventType } from '../events.js'
 import { captureClientAddresses } from '../client-ip.js'
 import { BadRequestError, InternalError } from '../errors.js'
 import { loggableError } from '../redact.js'
@@ -14,6 +15,16 @@ import { logoutRoutes } from './logout.js'
 import { refreshRoute } from './refresh.js'
 import { registerRoute } from './register.js'
 import { verifySmsRoute } from './verify-sms.js'
+
+/** Refusals the app's audit trail hears of (`onEvent`), by error code. */
+const REFUSAL_EVENTS: Partial<Record<string, SecureLoginEventType>> = {
+  SECURELOGIN_RATE_LIMITED: 'limit',
+  SECURELOGIN_SEND_REFUSED: 'limit',
+  SECURELOGIN_OTP_ATTEMPTS_EXCEEDED: 'limit',
+  SECURELOGIN_CLIENT_ADDRESS_INVALID: 'limit',
+  SECURELOGIN_PHONE_LOCKED: 'otp.locked',
+  SECURELOGIN_SMS_BUDGET_EXHAUSTED: 'budget.exhausted',
+}
 
 /** Request bodies here are a phone number or a token: anything larger is not ours. */
 const BODY_LIMIT = 16 * 1024
@@ -65,6 +76,11 @@ export const secureLoginRoutes: FastifyPluginAsync<{ ctx: SecureLoginContext }> 
     const status = error.statusCode ?? 500
     const ours = typeof error.code === 'string' && error.code.startsWith('SECURELOGIN_')
     if (status >= 400 && (status < 500 || ours)) {
+      const event = REFUSAL_EVENTS[error.code]
+      if (event !== undefined) {
+        const phone = (request.body as { phone?: unknown } | undefined)?.phone
+        ctx.events.emit(request, { type: event, reason: error.code, ...(typeof phone === 'string' ? { phone } : {}) })
+      }
       if (thrown.retryAfter !== undefined) reply.header('retry-after', String(thrown.retryAfter))
       const body = { statusCode: status, code: error.code ?? 'SECURELOGIN_BAD_REQUEST', error: STATUS_CODES[status] ?? 'Error', message: error.message }
       return reply.code(status).send(thrown.attemptsLeft === undefined ? body : { ...body, attempts_left: thrown.attemptsLeft })

@@ -32,6 +32,7 @@ export const logoutRoutes: FastifyPluginAsyncTypebox<{ ctx: SecureLoginContext }
   }, async (request, reply) => {
     const inCookies = usesCookies(request, cookies)
     await endSession(ctx, request.user, request.body.refresh_token)
+    ctx.events.emit(request, { type: 'logout', userid: request.user.userid, sid: request.user.sid, phone: request.user.phone, reason: 'logout' })
     if (inCookies) clearTokenCookies(reply, cookies, prefix)
     return { message: 'logout successful' as const }
   })
@@ -57,6 +58,7 @@ export const logoutRoutes: FastifyPluginAsyncTypebox<{ ctx: SecureLoginContext }
     },
   }, async (request) => {
     await endOtherSessions(ctx, request.user, request.body.refresh_token)
+    ctx.events.emit(request, { type: 'logout', userid: request.user.userid, sid: request.user.sid, phone: request.user.phone, reason: 'logout_all_other_sessions' })
     return { message: 'logout all other sessions successful' as const }
   })
 }

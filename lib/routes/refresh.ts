@@ -33,6 +33,7 @@ export const refreshRoute: FastifyPluginAsyncTypebox<{ ctx: SecureLoginContext }
     const inCookies = usesCookies(request, cookies)
     const user = request.user as SecureLoginRefreshUser
     const { tokens, sessionExpiresAt } = await rotateRefreshToken(ctx, { sub: user.userid, sid: user.sid, phone: user.phone, gen: user.generation }, request)
+    ctx.events.emit(request, { type: 'refresh', userid: user.userid, sid: user.sid, phone: user.phone })
     return inCookies ? sendTokensAsCookies(reply, cookies, prefix, tokens, sessionExpiresAt) : tokens
   })
 }
