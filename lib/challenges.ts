@@ -7,7 +7,7 @@ import { generateCode, hashCode, hashesMatch } from './otp.js'
 import type { ResolvedOptions } from './options.js'
 import { maskPhone } from './phone.js'
 import { clientAddress } from './client-ip.js'
-import { countHit, enforceClientLimit, enforceRateLimit, refuseIfFull, releaseHit, type Refusal } from './rate-limit.js'
+import { enforceClientLimit, refuseIfFull, releaseHit, takeSlots, type Limit, type Refusal } from './rate-limit.js'
 import type { Events } from './events.js'
 import { loggableError } from './redact.js'
 import { callSmsVendor } from './sms/deliver.js'
@@ -108,11 +108,20 @@ export async function sendLoginCode (ctx: ChallengeContext, args: { phone: strin
   if (previous !== undefined && previous.sentAt.getTime() + options.otpResendIntervalMs > now.getTime()) {
     throw resendTooSoon(previous.sentAt, now, options.otpResendIntervalMs)
   }
-  // A locked number gets no code, and a number whose allowance is spent gets none either; both are
-  // only read here. The send counts against the number once the challenge is opened, and only
-  // for the one request that opened it: a burst of parallel requests spends one send, not twenty.
+  // A locked number gets no code, and a number whose allowances are spent gets none either: read
+  // here, before a new code would replace the owner's pending one. The sends are counted once the
+  // challenge is opened, for the one request that opened it: a burst of parallel requests spends
+  // one send, not twenty.
+  const budget: Refusal = (seconds) => ctx.budget.exhausted(seconds, log)
+  const sendLimits: Limit[] = [
+    { key: `send:phone:${phone}`, rules: options.rateLimit.sendsPerPhone },
+    // Across numbers, for every code opened (with or without an account, which must look the
+    // same): runs of sequential numbers, and the app's whole SMS bill.
+    { key: `send:prefix:${phone.slice(0, -3)}`, rules: options.rateLimit.sendsPerPrefix },
+    { key: 'send:global', rules: options.rateLimit.sendsGlobal, refusal: budget },
+  ]
   await refuseIfFull(store, lockKey(phone), options.rateLimit.failedVerifiesPerPhone, now, phoneLocked)
-  await refuseIfFull(store, `send:phone:${phone}`, options.rateLimit.sendsPerPhone, now)
+  for (const { key, rules, refusal } of sendLimits) await refuseIfFull(store, key, rules, now, refusal)
 
   const user = await store.findUserByPhone(phone)
   const fixedCode = options.testNumbers.get(phone)
@@ -126,12 +135,9 @@ export async function sendLoginCode (ctx: ChallengeContext, args: { phone: strin
     phone, challengeId, codeHash, now, expiresAt: new Date(now.getTime() + options.otpTtlMs), resendIntervalMs: options.otpResendIntervalMs,
   })
   if (challenge === undefined) throw resendTooSoon((await store.findChallenge(phone))?.sentAt ?? now, now, options.otpResendIntervalMs)
-  await countHit(store, `send:phone:${phone}`, options.rateLimit.sendsPerPhone, now)
   try {
-    // Limits across numbers, counted for every code opened (with or without an account, which
-    // must look the same): runs of sequential numbers, and the app's whole SMS bill.
-    await enforceRateLimit(store, `send:prefix:${phone.slice(0, -3)}`, options.rateLimit.sendsPerPrefix, now)
-    await enforceRateLimit(store, 'send:global', options.rateLimit.sendsGlobal, now, (seconds) => ctx.budget.exhausted(seconds, log))
+    // Atomically, all or none: requests that raced past the reads above cannot overshoot.
+    await takeSlots(store, sendLimits, now)
   } catch (error) {
     await store.withdrawChallenge(phone, challengeId)
     throw error
@@ -150,8 +156,11 @@ export async function sendLoginCode (ctx: ChallengeContext, args: { phone: strin
     }).then(() => {
       ctx.events.emit(args.request, { type: 'otp.sent', userid: user?.id, phone })
     }, async (error: unknown) => {
-      // An undelivered code must neither work nor hold back the next attempt to send one.
-      await store.withdrawChallenge(phone, challengeId)
+      // An undelivered code must not work. Awaited, the client is told and may ask again at once;
+      // in the background, the challenge stays (cooldown, attempts) with a code nobody can enter,
+      // exactly like the challenge of a number without an account.
+      if (options.smsDelivery === 'await') await store.withdrawChallenge(phone, challengeId)
+      else await store.killChallenge(phone, challengeId)
       ctx.events.emit(args.request, { type: 'sms.failed', userid: user?.id, phone, reason: (error as { code?: string }).code })
       throw error
     })
@@ -188,7 +197,7 @@ export async function verifyLoginCode (ctx: ChallengeContext, args: { phone: str
   // addresses and concurrent requests cannot exceed the budget. A locked number is refused even
   // the right code.
   const failures = options.rateLimit.failedVerifiesPerPhone
-  await enforceRateLimit(store, lockKey(phone), failures, now, phoneLocked)
+  await takeSlots(store, [{ key: lockKey(phone), rules: failures, refusal: phoneLocked }], now)
   let wrongGuess = false
   try {
     const user = await store.findUserByPhone(phone)

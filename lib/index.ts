@@ -8,6 +8,7 @@ import { resetLimit } from './rate-limit.js'
 import type { SecureLoginContext } from './context.js'
 import { migrate, startupError } from './db/migrate.js'
 import { ensureCookieSupport } from './cookies.js'
+import { isDevelopment } from './environment.js'
 import { createEvents } from './events.js'
 import { registerAccessJwt } from './jwt.js'
 import { deriveKey } from './keys.js'
@@ -54,8 +55,8 @@ const secureLogin: FastifyPluginAsync<SecureLoginOptions> = async (fastify, rawO
   const options = resolveOptions(rawOptions)
   if (options.migrate) await migrate(options.db)
 
-  if (options.testNumbers.size > 0 && process.env.NODE_ENV === 'production') {
-    fastify.log.warn({ count: options.testNumbers.size }, 'fastify-securelogin: test numbers sign in without an SMS in production (allowTestNumbersInProduction)')
+  if (options.testNumbers.size > 0 && !isDevelopment()) {
+    fastify.log.warn({ count: options.testNumbers.size }, 'fastify-securelogin: test numbers sign in without an SMS outside development (allowTestNumbersInProduction)')
   }
   if (rawOptions.rateLimit === false) fastify.log.warn('fastify-securelogin: rateLimit: false, every limit is off (codes can be requested and guessed without bound)')
   const store = createStore(options.db, options.dialect)

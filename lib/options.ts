@@ -9,6 +9,7 @@ import type { ClaimsFunction } from './claims.js'
 import { formatDuration, parseDuration, type Duration } from './duration.js'
 import { resolveSigningKeys, type SigningKey } from './keys.js'
 import type { BeforeSendFunction } from './challenges.js'
+import { describeNodeEnv, isDevelopment } from './environment.js'
 import type { SecureLoginEventHandler } from './events.js'
 import { DEFAULT_NUMBER_TYPES, isE164, type CountryCode, type PhonePolicy } from './phone.js'
 import { isVerifyingProvider, type SmsProvider } from './sms/types.js'
@@ -258,8 +259,8 @@ export function resolveOptions (options: SecureLoginOptions): ResolvedOptions {
     numberTypes: new Set(options.numberTypes ?? DEFAULT_NUMBER_TYPES),
     testNumbers: new Set(testNumbers.keys()),
   }
-  if (testNumbers.size > 0 && process.env.NODE_ENV === 'production' && options.allowTestNumbersInProduction !== true) {
-    fail('testNumbers are refused with NODE_ENV=production: anyone who learns one signs in without an SMS. Set allowTestNumbersInProduction: true if you mean it (e.g. an app-store review account)')
+  if (testNumbers.size > 0 && !isDevelopment() && options.allowTestNumbersInProduction !== true) {
+    fail(`testNumbers work only when NODE_ENV is 'development' or 'test' (${describeNodeEnv()}): anyone who learns one signs in without an SMS. Set allowTestNumbersInProduction: true if you mean it (e.g. an app-store review account)`)
   }
   // A class is a function too, but calling it without `new` fails every sign-in.
   if (jwt.claims !== undefined && /^class[\s{]/.test(Function.prototype.toString.call(jwt.claims))) fail('jwt.claims must be a function (user, request) => claims, not a class')

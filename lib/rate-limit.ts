@@ -39,9 +39,28 @@ export async function refuseIfFull (store: Store, key: string, rules: readonly R
   }
 }
 
-/** Counts a hit on `key` under each rule without refusing anything (see refuseIfFull). */
-export async function countHit (store: Store, key: string, rules: readonly ResolvedRateLimitRule[], now: Date): Promise<void> {
-  for (const rule of rules) await store.hitRateLimit(ruleKey(key, rule, rules), rule.windowMs, now)
+/** A limit to take a slot of: its counter's key, its rules and what a full one answers. */
+export interface Limit { key: string, rules: readonly ResolvedRateLimitRule[], refusal?: Refusal }
+
+/**
+ * Takes one slot of every rule of every limit, each atomically (one conditional upsert), or none:
+ * at the first full rule the slots already taken are given back and the limit's refusal is
+ * thrown, so a refused request spends nothing of any limit and concurrent requests never overshoot.
+ */
+export async function takeSlots (store: Store, limits: readonly Limit[], now: Date): Promise<void> {
+  const taken: string[] = []
+  for (const { key, rules, refusal = rateLimited } of limits) {
+    for (const rule of rules) {
+      const counter = ruleKey(key, rule, rules)
+      if (await store.takeRateLimit(counter, rule.windowMs, rule.max, now)) {
+        taken.push(counter)
+        continue
+      }
+      for (const slot of taken) await store.releaseRateLimit(slot)
+      const full = await store.readRateLimit(counter, rule.windowMs, now)
+      throw refusal(full === undefined ? Math.ceil(rule.windowMs / 1000) : secondsUntil(full.resetAt, now))
+    }
+  }
 }
 
 /** Gives back a hit counted by enforceRateLimit for a request that turned out not to count. */

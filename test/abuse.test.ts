@@ -71,6 +71,9 @@ for (const dialect of dialects) {
   })
 
   t.test(`${dialect}: a test number signs in with its fixed code, gets no SMS, and keeps every limit`, async (t) => {
+    const previous = process.env.NODE_ENV
+    process.env.NODE_ENV = 'test' // test numbers work only in development and test
+    t.teardown(() => { if (previous === undefined) delete process.env.NODE_ENV; else process.env.NODE_ENV = previous })
     const phone = '+15555550100'
     const test = await buildApp(t, dialect, { testNumbers: { [phone]: '246810' }, otp: { resendInterval: 0.001, maxAttempts: 2 } })
     await post(test.app, '/register', { phone })
@@ -148,12 +151,17 @@ for (const dialect of dialects) {
 
 t.test('test numbers are refused in production unless allowed, and must be numbers the app accepts', async (t) => {
   const previous = process.env.NODE_ENV
-  t.teardown(() => { process.env.NODE_ENV = previous })
+  const restore = () => { if (previous === undefined) delete process.env.NODE_ENV; else process.env.NODE_ENV = previous }
+  t.teardown(restore)
+  for (const env of ['production', 'staging', undefined]) {
+    if (env === undefined) delete process.env.NODE_ENV
+    else process.env.NODE_ENV = env
+    await t.rejects(buildApp(t, 'sqlite', { sms: { async send () {} }, testNumbers: { '+15555550100': '123456' } }), /testNumbers work only when NODE_ENV is 'development' or 'test'/, `refused with NODE_ENV ${env ?? 'unset'}`)
+  }
   process.env.NODE_ENV = 'production'
-  await t.rejects(buildApp(t, 'sqlite', { sms: { async send () {} }, testNumbers: { '+15555550100': '123456' } }), /testNumbers are refused with NODE_ENV=production/)
   const allowed = await buildApp(t, 'sqlite', { sms: { async send () {} }, testNumbers: { '+15555550100': '123456' }, allowTestNumbersInProduction: true })
   t.ok(allowed.app, 'allowTestNumbersInProduction lets them run')
-  process.env.NODE_ENV = previous
+  restore()
   await t.rejects(buildApp(t, 'sqlite', { testNumbers: { '5555550100': '123456' } }), /testNumbers: "5555550100" is not a number in E\.164 form/)
   await t.rejects(buildApp(t, 'sqlite', { testNumbers: { '+1 555 555 0100': '123456' } }), /testNumbers: "\+1 555 555 0100" is not a number in E\.164 form/)
   await t.rejects(buildApp(t, 'sqlite', { testNumbers: { '+15555550100': '12ab' } }), /testNumbers\..*must be a code of 4 to 10 digits/)
@@ -273,7 +281,12 @@ for (const dialect of dialects) {
     t.equal(a.statusCode, 200, 'a failing vendor: still 200 for a number with an account')
     t.same(Object.keys(a.json()), Object.keys(b.json()), 'the same answer as for one without')
     await new Promise((resolve) => setTimeout(resolve, 50))
-    t.same((await test.database.query('SELECT phone FROM securelogin_otp_challenges WHERE phone = $1', [known])), [], 'the undelivered code was withdrawn')
+    // Afterwards too (second hostile review): the undelivered code is dead but its challenge stays,
+    // so the next requests answer exactly as for the number without an account.
+    for (const route of ['/verify_sms', '/login'] as const) {
+      const [knownAnswer, unknownAnswer] = await Promise.all([known, unknown].map((phone) => post(test.app, route, route === '/login' ? { phone } : { phone, token: '123456' })))
+      t.equal(knownAnswer!.json().code, unknownAnswer!.json().code, `${route} after the failure: ${unknownAnswer!.json().code} for both`)
+    }
 
     mode = 'slow'
     const other = testPhone()
@@ -295,3 +308,45 @@ t.test('a spent SMS budget is logged at error level once per window, not once pe
   budget.exhausted(3600, log)
   t.equal(errors.length, 2, 'and one for the next window')
 })
+
+// Second hostile review: refused sends must spend nothing of anyone's allowance, and the per-number
+// budget must hold with a short cooldown, when only the budget stands between parallel requests.
+for (const dialect of dialects) {
+  t.test(`${dialect}: a send refused by sendsPerPrefix or sendsGlobal spends nothing of the number's allowance`, async (t) => {
+    const test = await buildApp(t, dialect, { otp: { resendInterval: 0.001 }, rateLimit: { sendsPerPrefix: { max: 2, window: '1h' }, sendsPerIp: { max: 1000, window: '1h' } } })
+    for (const phone of ['+14155550180', '+14155550181']) await post(test.app, '/login', { phone })
+    const victim = '+14155550123'
+    await post(test.app, '/register', { phone: victim })
+    for (let i = 0; i < 6; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 3))
+      t.equal((await post(test.app, '/login', { phone: victim })).statusCode, 429)
+    }
+    const counters = await test.database.query("SELECT key, count FROM securelogin_rate_limits WHERE key LIKE 'send:phone:%'")
+    t.ok(counters.every((row) => !String(row.key).includes(victim) || Number(row.count) === 0), 'the victim\'s sends were not counted')
+    const prefix = await test.database.query("SELECT count FROM securelogin_rate_limits WHERE key LIKE 'send:prefix:%'")
+    t.same(prefix.map((row) => Number(row.count)), [2], 'and refused requests did not count against the prefix either')
+  })
+
+  t.test(`${dialect}: a send refused for a spent allowance leaves the code already sent working`, async (t) => {
+    const test = await buildApp(t, dialect, { otp: { resendInterval: 0.001 }, rateLimit: { sendsPerPhone: { max: 1, window: '1h' } } })
+    const phone = testPhone()
+    await post(test.app, '/register', { phone })
+    await post(test.app, '/login', { phone })
+    await new Promise((resolve) => setTimeout(resolve, 5))
+    t.equal((await post(test.app, '/login', { phone })).json().code, 'SECURELOGIN_RATE_LIMITED')
+    t.equal((await post(test.app, '/verify_sms', { phone, token: test.outbox.lastCodeFor(phone) })).statusCode, 200, 'the refused request did not replace it')
+  })
+
+  t.test(`${dialect}: the per-number budget holds against parallel requests when the cooldown is short`, async (t) => {
+    const test = await buildApp(t, dialect, { otp: { resendInterval: 0.001 }, rateLimit: { sendsPerPhone: { max: 2, window: '1h' }, sendsPerIp: { max: 1000, window: '1h' } } })
+    const phone = testPhone()
+    await post(test.app, '/register', { phone })
+    for (let round = 0; round < 3; round++) {
+      await Promise.all(Array.from({ length: 10 }, () => post(test.app, '/login', { phone })))
+      await new Promise((resolve) => setTimeout(resolve, 5))
+    }
+    t.ok(test.outbox.messages.length <= 2, `at most 2 SMS (${test.outbox.messages.length})`)
+    const rows = await test.database.query("SELECT count FROM securelogin_rate_limits WHERE key LIKE 'send:phone:%'")
+    t.ok(rows.every((row) => Number(row.count) <= 2), 'the counter never passed the budget')
+  })
+}

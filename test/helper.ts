@@ -34,6 +34,22 @@ export interface TestDatabase {
   query: (text: string, params?: unknown[]) => Promise<Array<Record<string, unknown>>>
 }
 
+/**
+ * Drops a scratch database once its last connection is gone. pg's pool.end() resolves before its
+ * sockets have closed, and FORCE would kill them mid-close, so it retries for a few seconds.
+ */
+export async function dropDatabase (admin: pg.Client, name: string): Promise<void> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      await admin.query(`DROP DATABASE IF EXISTS ${name}`)
+      return
+    } catch (error) {
+      if (attempt === 50) throw error
+      await new Promise((resolve) => setTimeout(resolve, 100))
+    }
+  }
+}
+
 /** A fresh, empty database of the dialect, removed when the test ends. */
 export async function createTestDatabase (t: Tap, dialect: Dialect, file?: string): Promise<TestDatabase> {
   if (dialect === 'sqlite') {
@@ -66,16 +82,7 @@ export async function createTestDatabase (t: Tap, dialect: Dialect, file?: strin
     t.teardown(async () => {
       for (const close of beforeClose) await close()
       await pool.end()
-      // pg's pool.end() resolves before its sockets have closed; FORCE would kill them mid-close.
-      for (let attempt = 0; ; attempt++) {
-        try {
-          await admin.query(`DROP DATABASE IF EXISTS ${name}`)
-          break
-        } catch (error) {
-          if (attempt === 50) throw error
-          await new Promise((resolve) => setTimeout(resolve, 100))
-        }
-      }
+      await dropDatabase(admin, name)
       await admin.end()
     })
     return { db: drizzlePg(pool), beforeClose, query: async (text, params) => (await pool.query(text, params)).rows }

@@ -203,8 +203,6 @@ for (const dialect of dialects) {
     t.equal((await register('Ada')).statusCode, 201)
     t.equal((await register('Ada')).statusCode, 201, 'the same name again')
     t.same(await usernames(database), ['Ada'], 'agreeing registrations keep it')
-    t.equal((await register()).statusCode, 201, 'no name')
-    t.same(await usernames(database), ['Ada'], 'a registration without a name changes nothing')
     t.equal((await register('Mallory')).statusCode, 201)
     t.same(await usernames(database), [null], 'a disagreeing one leaves the account with no name, not the newcomer\'s')
     t.equal((await register('Mallory')).statusCode, 201)
@@ -213,6 +211,20 @@ for (const dialect of dialects) {
     t.equal((await app.inject({ method: 'POST', url: '/api/auth/verify_sms', payload: { phone, token: outbox.lastCodeFor(phone) } })).statusCode, 200)
     t.equal((await register('Eve')).statusCode, 201)
     t.same(await usernames(database), [null], 'a verified account is never renamed by /register')
+    // Second hostile review: a squatter names the number first, the owner registers without a name.
+    const other = testPhone()
+    await app.inject({ method: 'POST', url: '/api/auth/register', payload: { phone: other, username: 'Official Support' } })
+    await app.inject({ method: 'POST', url: '/api/auth/register', payload: { phone: other } })
+    t.same((await database.query('SELECT username FROM securelogin_users WHERE phone = $1', [other])).map((row) => row.username), [null], 'a registration without a name also takes the squatter\'s away')
+  })
+
+  t.test(`${dialect}: with signUp 'on-verify' a name given to /register is not kept (the owner may never register)`, async (t) => {
+    const { app, database, outbox } = await loggedApp(t, dialect, {}, { signUp: 'on-verify' })
+    const phone = testPhone()
+    t.equal((await app.inject({ method: 'POST', url: '/api/auth/register', payload: { phone, username: 'Official Support' } })).statusCode, 201)
+    await app.inject({ method: 'POST', url: '/api/auth/login', payload: { phone } })
+    t.equal((await app.inject({ method: 'POST', url: '/api/auth/verify_sms', payload: { phone, token: outbox.lastCodeFor(phone) } })).statusCode, 200)
+    t.same(await usernames(database), [null], 'the owner signed in to an account nobody named')
   })
 }
 

@@ -13,7 +13,7 @@ import postgres from 'postgres'
 import t from 'tap'
 import { describeDatabase, startupError } from '../lib/db/migrate.js'
 import secureLogin, { migrate, type SecureLoginDatabase } from '../lib/index.js'
-import { buildApp, createOutbox, postgresUrl, signIn, TEST_SECRET, testPhone, type TestDatabase } from './helper.js'
+import { buildApp, createOutbox, dropDatabase, postgresUrl, signIn, TEST_SECRET, testPhone, type TestDatabase } from './helper.js'
 
 // Issue 7: a database that does not work at startup must say which database it is, how it was
 // reached and what to do, never a password, and keep the driver's error as `cause`.
@@ -74,15 +74,7 @@ async function createServerDatabase (t: Tap, user?: string, password?: string): 
   const database: ServerDatabase = { name, url: url.toString(), admin, beforeDrop: [], afterDrop: [] }
   t.teardown(async () => {
     for (const close of database.beforeDrop) await close()
-    for (let attempt = 0; ; attempt++) {
-      try {
-        await admin.query(`DROP DATABASE IF EXISTS ${name}`)
-        break
-      } catch (error) {
-        if (attempt === 50) throw error
-        await new Promise((resolve) => setTimeout(resolve, 100))
-      }
-    }
+    await dropDatabase(admin, name)
     for (const cleanup of database.afterDrop) await cleanup()
     await admin.end()
   })

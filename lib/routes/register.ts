@@ -33,7 +33,9 @@ export const registerRoute: FastifyPluginAsyncTypebox<{ ctx: SecureLoginContext 
   }, async (request, reply) => {
     const address = clientAddress(request)
     const phone = normalizePhone(request.body.phone, ctx.options.phonePolicy)
-    const username = request.body.username === undefined ? undefined : normalizeUsername(request.body.username)
+    // With signUp 'on-verify' the owner need never call /register, so a name given here could be
+    // anyone's: it is checked, and not kept.
+    const username = request.body.username === undefined || ctx.options.signUp === 'on-verify' ? undefined : normalizeUsername(request.body.username)
     const now = new Date()
     await enforceClientLimit(ctx.store, 'register', address, ctx.options.rateLimit.registersPerIp, now)
     const user = await ctx.store.registerUser(accountIdFor(ctx.hashKey, phone), phone, username, now)

@@ -1,4 +1,5 @@
 import type { TextingSmsProvider } from './types.js'
+import { describeNodeEnv, isDevelopment } from '../environment.js'
 
 export interface ConsoleSmsOptions {
   /**
@@ -14,9 +15,6 @@ export interface ConsoleSmsOptions {
   allowInProduction?: boolean
 }
 
-/** The environments where printing codes is expected. An unset NODE_ENV is not one: servers often run so. */
-const DEVELOPMENT_ENVS = new Set(['development', 'test'])
-
 /**
  * Development provider: prints one line per message with the destination and the text so that a
  * developer can sign in with curl. It prints the code, so it refuses to exist unless `NODE_ENV` is
@@ -24,9 +22,8 @@ const DEVELOPMENT_ENVS = new Set(['development', 'test'])
  * @example app.register(secureLogin, { ..., sms: consoleSms() }) // NODE_ENV=development npx tsx app.ts
  */
 export function consoleSms (options: ConsoleSmsOptions = {}): TextingSmsProvider {
-  const env = process.env.NODE_ENV
-  if (!DEVELOPMENT_ENVS.has(env ?? '') && options.allowInProduction !== true) {
-    throw new Error(`fastify-securelogin: consoleSms() prints codes, so it runs only when NODE_ENV is 'development' or 'test' (${env === undefined || env === '' ? 'NODE_ENV is not set' : `NODE_ENV=${JSON.stringify(env)}`}). ` +
+  if (!isDevelopment() && options.allowInProduction !== true) {
+    throw new Error(`fastify-securelogin: consoleSms() prints codes, so it runs only when NODE_ENV is 'development' or 'test' (${describeNodeEnv()}). ` +
       'Start a development server with NODE_ENV=development (e.g. NODE_ENV=development npx tsx app.ts), use a real provider such as twilioVerify() elsewhere, ' +
       'or pass consoleSms({ allowInProduction: true }) if printing every code is really what you want')
   }

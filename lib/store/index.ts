@@ -19,6 +19,9 @@ export type OtpChallenge = typeof postgresTables.otpChallenges.$inferSelect
 
 const UNNAMED = undefined as unknown as string
 
+/** The hash of a code that can never be entered (see killChallenge). */
+const DEAD_CODE_HASH = '-'
+
 export function createStore (database: SecureLoginDatabase, dialect: 'sqlite' | 'postgres') {
   const db = database as unknown as Db
   const t = (dialect === 'sqlite' ? sqliteTables.tables : postgresTables.tables) as unknown as Tables
@@ -68,6 +71,17 @@ export function createStore (database: SecureLoginDatabase, dialect: 'sqlite' | 
         },
       })
       .returning({ count: rateLimits.count, windowStart: rateLimits.windowStart }).prepare(UNNAMED)),
+    // The same upsert, applied only while the window has room: a slot is taken atomically or not at all.
+    takeRateLimit: lazy(() => db.insert(rateLimits).values({ key: p('key'), windowStart: p('now'), count: 1 })
+      .onConflictDoUpdate({
+        target: rateLimits.key,
+        set: {
+          count: sql`CASE WHEN ${expiredWindow} THEN 1 ELSE ${rateLimits.count} + 1 END`,
+          windowStart: sql`CASE WHEN ${expiredWindow} THEN excluded.${sql.identifier('window_start')} ELSE ${rateLimits.windowStart} END`,
+        },
+        setWhere: sql`${expiredWindow} OR ${rateLimits.count} < ${sql.param(p('max'), rateLimits.count)}`,
+      })
+      .returning({ count: rateLimits.count }).prepare(UNNAMED)),
     readRateLimit: lazy(() => db.select({ count: rateLimits.count, windowStart: rateLimits.windowStart }).from(rateLimits).where(eq(rateLimits.key, p('key'))).limit(1).prepare(UNNAMED)),
     releaseRateLimit: lazy(() => db.update(rateLimits).set({ count: sql`${rateLimits.count} - 1` }).where(and(eq(rateLimits.key, p('key')), gt(rateLimits.count, 0))).prepare(UNNAMED)),
     insertUser: lazy(() => db.insert(users)
@@ -106,9 +120,11 @@ export function createStore (database: SecureLoginDatabase, dialect: 'sqlite' | 
       const inserted = await prepared.insertUser().execute({ id, phone, username: username ?? null, now })
       const user = inserted[0] ?? await this.findUserByPhone(phone)
       if (user === undefined) throw new Error('registered user vanished')
-      if (inserted[0] === undefined && user.phoneVerifiedAt === null && username !== undefined && user.username !== username) {
+      // Two registrations of an unproven number that do not name it alike (one naming it, one not,
+      // or two names): either may be the owner's, so the account keeps no name at all.
+      if (inserted[0] === undefined && user.phoneVerifiedAt === null && user.username !== null && user.username !== username) {
         await db.update(users).set({ username: null })
-          .where(and(eq(users.id, user.id), isNull(users.phoneVerifiedAt), ne(users.username, username)))
+          .where(and(eq(users.id, user.id), isNull(users.phoneVerifiedAt), username === undefined ? sql`true` : ne(users.username, username)))
       }
       return user
     },
@@ -135,6 +151,15 @@ export function createStore (database: SecureLoginDatabase, dialect: 'sqlite' | 
     /** Withdraws a challenge whose code could not be delivered, so it neither works nor blocks a resend. */
     async withdrawChallenge (phone: string, challengeId: string): Promise<void> {
       await db.delete(otpChallenges).where(and(eq(otpChallenges.phone, phone), eq(otpChallenges.challengeId, challengeId)))
+    },
+
+    /**
+     * Makes a challenge's code unusable but keeps the row, with its cooldown and attempt count: an
+     * undelivered code then looks exactly like the code of a number without an account, which
+     * nobody can answer either. (A stored hash is base64url and never the one character `-`.)
+     */
+    async killChallenge (phone: string, challengeId: string): Promise<void> {
+      await db.update(otpChallenges).set({ codeHash: DEAD_CODE_HASH }).where(and(eq(otpChallenges.phone, phone), eq(otpChallenges.challengeId, challengeId)))
     },
 
     /**
@@ -215,6 +240,12 @@ export function createStore (database: SecureLoginDatabase, dialect: 'sqlite' | 
       const row = rows[0]
       if (row === undefined || row.windowStart.getTime() <= now.getTime() - windowMs) return undefined
       return { count: row.count, resetAt: new Date(row.windowStart.getTime() + windowMs) }
+    },
+
+    /** Counts one hit on `key` if its window has room; false (and nothing counted) when it is full. */
+    async takeRateLimit (key: string, windowMs: number, max: number, now: Date): Promise<boolean> {
+      const rows = await prepared.takeRateLimit().execute({ key, now, windowFloor: new Date(now.getTime() - windowMs), max })
+      return rows.length === 1
     },
 
     /** Takes one hit back from `key`'s counter. */

@@ -7,7 +7,8 @@ const Fastify = require('fastify')
 const secureLogin = require('fastify-securelogin')
 
 const app = Fastify()
-app.register(secureLogin, { db: drizzle(new Database(':memory:')), sms: secureLogin.consoleSms(), jwt: { secret: randomBytes(48).toString('base64') } })
+// consoleSms() runs only with NODE_ENV development or test: allowInProduction keeps this check independent of it.
+app.register(secureLogin, { db: drizzle(new Database(':memory:')), sms: secureLogin.consoleSms({ allowInProduction: true, write: () => {} }), jwt: { secret: randomBytes(48).toString('base64') } })
 app.ready().then(() => {
   if (typeof app.authenticate !== 'function') throw new Error('require(): the plugin did not decorate the app')
   return app.close()
