@@ -350,3 +350,19 @@ for (const dialect of dialects) {
     t.ok(rows.every((row) => Number(row.count) <= 2), 'the counter never passed the budget')
   })
 }
+
+for (const dialect of dialects) {
+  t.test(`${dialect}: parallel sends to many numbers never overshoot sendsPerPrefix or sendsGlobal`, async (t) => {
+    for (const [rule, numbers] of [
+      ['sendsPerPrefix', Array.from({ length: 20 }, (_, i) => `+141555501${String(i + 10)}`)],
+      ['sendsGlobal', Array.from({ length: 20 }, (_, i) => `+1415555${String(2000 + i * 37)}`)],
+    ] as const) {
+      const test = await buildApp(t, dialect, { rateLimit: { [rule]: { max: 5, window: '1h' }, sendsPerIp: { max: 1000, window: '1h' } } })
+      for (const phone of numbers) await post(test.app, '/register', { phone })
+      const answers = await Promise.all(numbers.map((phone) => post(test.app, '/login', { phone })))
+      t.equal(answers.filter((answer) => answer.statusCode === 200).length, 5, `${rule}: exactly 5 of 20 parallel sends went through`)
+      t.equal(test.outbox.messages.length, 5, `${rule}: 5 SMS`)
+      t.equal((await test.database.query('SELECT phone FROM securelogin_otp_challenges')).length, 5, `${rule}: refused sends left no code`)
+    }
+  })
+}
