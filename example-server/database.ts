@@ -7,7 +7,10 @@ export async function openDatabase (url: string): Promise<{ db: SecureLoginDatab
   if (/^postgres(ql)?:\/\//.test(url)) {
     const { default: pg } = await import('pg')
     const { drizzle } = await import('drizzle-orm/node-postgres')
-    const pool = new pg.Pool({ connectionString: url })
+    const pool = new pg.Pool({ connectionString: url, connectionTimeoutMillis: 5_000 })
+    // A database restart closes idle connections under the pool, which then emits 'error': without
+    // a listener Node would end the process. The pool reconnects on the next query.
+    pool.on('error', (error) => console.warn(`database connection lost (${error.message}); reconnecting on demand`))
     return { db: drizzle(pool), close: () => pool.end() }
   }
   const { default: Database } = await import('better-sqlite3')

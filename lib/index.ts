@@ -7,6 +7,7 @@ import { normalizePhone } from './phone.js'
 import { resetLimit } from './rate-limit.js'
 import type { SecureLoginContext } from './context.js'
 import { migrate, startupError } from './db/migrate.js'
+import { guardPoolErrors } from './db/pool-errors.js'
 import { ensureCookieSupport } from './cookies.js'
 import { isDevelopment } from './environment.js'
 import { createEvents } from './events.js'
@@ -53,6 +54,8 @@ const HOUR_MS = 3_600_000
 
 const secureLogin: FastifyPluginAsync<SecureLoginOptions> = async (fastify, rawOptions) => {
   const options = resolveOptions(rawOptions)
+  // Before anything touches the database: a connection dropped from then on must not end the process.
+  guardPoolErrors(options.db, fastify.log)
   if (options.migrate) await migrate(options.db)
 
   if (options.testNumbers.size > 0 && !isDevelopment()) {
