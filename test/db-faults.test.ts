@@ -56,6 +56,11 @@ t.test('an app that listens for pool errors itself keeps its own listener alone'
     await app.close()
     await pool.end()
   })
-  await app.register(secureLogin, { db: drizzle(pool), sms: createOutbox().provider, jwt: { secret: TEST_SECRET }, migrate: false }).ready().catch(() => {})
+  try {
+    await app.register(secureLogin, { db: drizzle(pool), sms: createOutbox().provider, jwt: { secret: TEST_SECRET }, migrate: false })
+    await app.ready()
+  } catch {
+    // Startup may fail (no tables in this database): the listeners are what this test looks at.
+  }
   t.same(pool.listeners('error'), [own], 'no second listener')
 })
