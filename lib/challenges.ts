@@ -7,7 +7,7 @@ import { generateCode, hashCode, hashesMatch } from './otp.js'
 import type { ResolvedOptions } from './options.js'
 import { maskPhone } from './phone.js'
 import { clientAddress } from './client-ip.js'
-import { enforceClientLimit, refuseIfFull, releaseHit, takeSlots, type Limit, type Refusal } from './rate-limit.js'
+import { enforceClientLimit, refuseIfFull, slidingWindow, takeSlots, type Limit, type Refusal } from './rate-limit.js'
 import type { Events } from './events.js'
 import { loggableError } from './redact.js'
 import { callSmsVendor } from './sms/deliver.js'
@@ -120,7 +120,7 @@ export async function sendLoginCode (ctx: ChallengeContext, args: { phone: strin
     { key: `send:prefix:${phone.slice(0, -3)}`, rules: options.rateLimit.sendsPerPrefix },
     { key: 'send:global', rules: options.rateLimit.sendsGlobal, refusal: budget },
   ]
-  await refuseIfFull(store, lockKey(phone), options.rateLimit.failedVerifiesPerPhone, now, phoneLocked)
+  await slidingWindow.refuseIfFull(store, lockKey(phone), options.rateLimit.failedVerifiesPerPhone, now, phoneLocked)
   for (const { key, rules, refusal } of sendLimits) await refuseIfFull(store, key, rules, now, refusal)
 
   const user = await store.findUserByPhone(phone)
@@ -192,12 +192,12 @@ export async function verifyLoginCode (ctx: ChallengeContext, args: { phone: str
   const now = new Date()
   await enforceClientLimit(store, 'verify', clientAddress(args.request), options.rateLimit.verifiesPerIp, now)
 
-  // Every check takes one of the number's wrong-code slots (failedVerifiesPerPhone) before anything
-  // is compared, and gives it back unless it was a wrong guess: guesses spread over codes, resends,
-  // addresses and concurrent requests cannot exceed the budget. A locked number is refused even
-  // the right code.
+  // Every check takes one of the number's wrong-code slots (failedVerifiesPerPhone, a sliding
+  // window) before anything is compared, and gives it back unless it was a wrong guess: guesses
+  // spread over codes, resends, addresses, window boundaries and concurrent requests cannot exceed
+  // the budget. A locked number is refused even the right code.
   const failures = options.rateLimit.failedVerifiesPerPhone
-  await takeSlots(store, [{ key: lockKey(phone), rules: failures, refusal: phoneLocked }], now)
+  const slots = await slidingWindow.take(store, lockKey(phone), failures, now, phoneLocked)
   let wrongGuess = false
   try {
     const user = await store.findUserByPhone(phone)
@@ -238,7 +238,7 @@ export async function verifyLoginCode (ctx: ChallengeContext, args: { phone: str
     return account
   } finally {
     if (!wrongGuess) {
-      await releaseHit(store, lockKey(phone), failures).catch((error: unknown) => log.warn({ err: loggableError(error) }, 'fastify-securelogin: could not give back a wrong-code slot'))
+      await slidingWindow.free(store, slots).catch((error: unknown) => log.warn({ err: loggableError(error) }, 'fastify-securelogin: could not give back a wrong-code slot'))
     }
   }
 }

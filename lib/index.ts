@@ -4,7 +4,7 @@ import type { FastifyPluginAsync } from 'fastify'
 import { createAuthHooks, type AuthHook, type SecureLoginUser } from './authenticate.js'
 import { createDeliveryTracker, createSmsBudget, lockKey } from './challenges.js'
 import { normalizePhone } from './phone.js'
-import { resetLimit } from './rate-limit.js'
+import { slidingWindow } from './rate-limit.js'
 import type { SecureLoginContext } from './context.js'
 import { migrate, startupError } from './db/migrate.js'
 import { guardPoolErrors } from './db/pool-errors.js'
@@ -94,7 +94,7 @@ const secureLogin: FastifyPluginAsync<SecureLoginOptions> = async (fastify, rawO
   fastify.decorate('authenticateRefresh', hooks.authenticateRefresh)
   fastify.decorate('secureLogin', {
     jwt: accessJwt,
-    unlockPhone: (phone: string) => resetLimit(store, lockKey(normalizePhone(phone, options.phonePolicy)), options.rateLimit.failedVerifiesPerPhone),
+    unlockPhone: (phone: string) => slidingWindow.reset(store, lockKey(normalizePhone(phone, options.phonePolicy)), options.rateLimit.failedVerifiesPerPhone),
   })
 
   await fastify.register(secureLoginRoutes, { prefix: options.prefix, ctx })

@@ -262,6 +262,9 @@ export function resolveOptions (options: SecureLoginOptions): ResolvedOptions {
   if (testNumbers.size > 0 && !isDevelopment() && options.allowTestNumbersInProduction !== true) {
     fail(`testNumbers work only when NODE_ENV is 'development' or 'test' (${describeNodeEnv()}): anyone who learns one signs in without an SMS. Set allowTestNumbersInProduction: true if you mean it (e.g. an app-store review account)`)
   }
+  const rateLimit = resolveRateLimits(options.rateLimit)
+  // A sliding window keeps a row per allowed wrong code: a budget, not a throughput limit.
+  if (rateLimit.failedVerifiesPerPhone.some((rule) => rule.max > 100)) fail('rateLimit.failedVerifiesPerPhone.max must be at most 100 (NIST SP 800-63B allows up to 100 failures per account)')
   // A class is a function too, but calling it without `new` fails every sign-in.
   if (jwt.claims !== undefined && /^class[\s{]/.test(Function.prototype.toString.call(jwt.claims))) fail('jwt.claims must be a function (user, request) => claims, not a class')
 
@@ -293,7 +296,7 @@ export function resolveOptions (options: SecureLoginOptions): ResolvedOptions {
     otpResendIntervalMs: durationMs(otp.resendInterval, OTP.resendInterval),
     otpMessage: otp.message ?? defaultMessage,
     otpHashKey,
-    rateLimit: resolveRateLimits(options.rateLimit),
+    rateLimit,
     cookies: resolveCookies(options.cookies),
     revocationMaxDelayMs: durationMs(options.revocationMaxDelay, TOP.revocationMaxDelay),
     sessions: {

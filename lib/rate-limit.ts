@@ -63,14 +63,58 @@ export async function takeSlots (store: Store, limits: readonly Limit[], now: Da
   }
 }
 
-/** Gives back a hit counted by enforceRateLimit for a request that turned out not to count. */
-export async function releaseHit (store: Store, key: string, rules: readonly ResolvedRateLimitRule[]): Promise<void> {
-  for (const rule of rules) await store.releaseRateLimit(ruleKey(key, rule, rules))
-}
+/**
+ * A sliding window kept as one row per allowed hit (`key#0` … `key#max-1`), each holding when it was
+ * last taken: a hit takes a free slot (one taken a window ago or more) with one conditional upsert,
+ * so at most `max` hits fall in ANY span of one window, whatever the boundaries (a fixed-window
+ * counter allows twice that across one). For small budgets: a hit may try up to `max` slots.
+ */
+export const slidingWindow = {
+  slotKeys (key: string, rule: ResolvedRateLimitRule, rules: readonly ResolvedRateLimitRule[]): string[] {
+    const base = ruleKey(key, rule, rules)
+    return Array.from({ length: rule.max }, (_, i) => `${base}#${i}`)
+  },
 
-/** Forgets every counter of `key` (e.g. to unlock a number). */
-export async function resetLimit (store: Store, key: string, rules: readonly ResolvedRateLimitRule[]): Promise<void> {
-  for (const rule of rules) await store.deleteRateLimit(ruleKey(key, rule, rules))
+  /** Takes a slot under every rule, or none (the ones taken are freed) and throws `refusal`. Returns the slots taken. */
+  async take (store: Store, key: string, rules: readonly ResolvedRateLimitRule[], now: Date, refusal: Refusal = rateLimited): Promise<string[]> {
+    const taken: string[] = []
+    for (const rule of rules) {
+      let slot: string | undefined
+      for (const candidate of slidingWindow.slotKeys(key, rule, rules)) {
+        if (await store.takeSlidingSlot(candidate, rule.windowMs, now)) {
+          slot = candidate
+          break
+        }
+      }
+      if (slot === undefined) {
+        for (const free of taken) await store.freeSlot(free)
+        throw refusal(await slidingWindow.secondsUntilFree(store, key, rule, rules, now))
+      }
+      taken.push(slot)
+    }
+    return taken
+  },
+
+  /** Throws `refusal` when a rule has no free slot, taking nothing. */
+  async refuseIfFull (store: Store, key: string, rules: readonly ResolvedRateLimitRule[], now: Date, refusal: Refusal = rateLimited): Promise<void> {
+    for (const rule of rules) {
+      const taken = (await store.readSlots(slidingWindow.slotKeys(key, rule, rules))).filter((at) => at.getTime() > now.getTime() - rule.windowMs)
+      if (taken.length >= rule.max) throw refusal(secondsUntil(new Date(Math.min(...taken.map((at) => at.getTime())) + rule.windowMs), now))
+    }
+  },
+
+  async secondsUntilFree (store: Store, key: string, rule: ResolvedRateLimitRule, rules: readonly ResolvedRateLimitRule[], now: Date): Promise<number> {
+    const taken = (await store.readSlots(slidingWindow.slotKeys(key, rule, rules))).map((at) => at.getTime()).filter((at) => at > now.getTime() - rule.windowMs)
+    return taken.length === 0 ? 1 : secondsUntil(new Date(Math.min(...taken) + rule.windowMs), now)
+  },
+
+  async free (store: Store, slots: readonly string[]): Promise<void> {
+    for (const slot of slots) await store.freeSlot(slot)
+  },
+
+  async reset (store: Store, key: string, rules: readonly ResolvedRateLimitRule[]): Promise<void> {
+    for (const rule of rules) for (const slot of slidingWindow.slotKeys(key, rule, rules)) await store.deleteRateLimit(slot)
+  },
 }
 
 /**

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto'
-import { and, eq, gt, isNull, lt, lte, ne, sql } from 'drizzle-orm'
+import { and, eq, gt, inArray, isNull, lt, lte, ne, sql } from 'drizzle-orm'
 import type { PgDatabase } from 'drizzle-orm/pg-core'
 import * as postgresTables from '../db/postgres.js'
 import * as sqliteTables from '../db/sqlite.js'
@@ -80,6 +80,14 @@ export function createStore (database: SecureLoginDatabase, dialect: 'sqlite' | 
           windowStart: sql`CASE WHEN ${expiredWindow} THEN excluded.${sql.identifier('window_start')} ELSE ${rateLimits.windowStart} END`,
         },
         setWhere: sql`${expiredWindow} OR ${rateLimits.count} < ${sql.param(p('max'), rateLimits.count)}`,
+      })
+      .returning({ count: rateLimits.count }).prepare(UNNAMED)),
+    // One slot of a sliding window: free when it was last taken a window ago or more.
+    takeSlidingSlot: lazy(() => db.insert(rateLimits).values({ key: p('key'), windowStart: p('now'), count: 1 })
+      .onConflictDoUpdate({
+        target: rateLimits.key,
+        set: { windowStart: sql`excluded.${sql.identifier('window_start')}`, count: 1 },
+        setWhere: expiredWindow,
       })
       .returning({ count: rateLimits.count }).prepare(UNNAMED)),
     readRateLimit: lazy(() => db.select({ count: rateLimits.count, windowStart: rateLimits.windowStart }).from(rateLimits).where(eq(rateLimits.key, p('key'))).limit(1).prepare(UNNAMED)),
@@ -246,6 +254,24 @@ export function createStore (database: SecureLoginDatabase, dialect: 'sqlite' | 
     async takeRateLimit (key: string, windowMs: number, max: number, now: Date): Promise<boolean> {
       const rows = await prepared.takeRateLimit().execute({ key, now, windowFloor: new Date(now.getTime() - windowMs), max })
       return rows.length === 1
+    },
+
+    /** Marks the slot `key` taken now, if it was free (last taken `windowMs` ago or never). */
+    async takeSlidingSlot (key: string, windowMs: number, now: Date): Promise<boolean> {
+      const rows = await prepared.takeSlidingSlot().execute({ key, now, windowFloor: new Date(now.getTime() - windowMs) })
+      return rows.length === 1
+    },
+
+    /** When each of `keys` was last taken, for the slots that have a row. */
+    async readSlots (keys: string[]): Promise<Date[]> {
+      if (keys.length === 0) return []
+      const rows = await db.select({ windowStart: rateLimits.windowStart }).from(rateLimits).where(inArray(rateLimits.key, keys))
+      return rows.map((row) => row.windowStart)
+    },
+
+    /** Frees the slot `key` (a check that was not a wrong guess gives its slot back). */
+    async freeSlot (key: string): Promise<void> {
+      await db.update(rateLimits).set({ windowStart: new Date(0) }).where(eq(rateLimits.key, key))
     },
 
     /** Takes one hit back from `key`'s counter. */
