@@ -36,6 +36,11 @@ export function createStore (database: SecureLoginDatabase, dialect: 'sqlite' | 
   const lazy = <T>(build: () => T) => { let value: T | undefined; return () => (value ??= build()) }
   const p = sql.placeholder
   const expiredWindow = sql`${rateLimits.windowStart} <= ${sql.param(p('windowFloor'), rateLimits.windowStart)}`
+  // A fixed-window counter's update: one more in the current window, or the first of a new one.
+  const countInWindow = {
+    count: sql`CASE WHEN ${expiredWindow} THEN 1 ELSE ${rateLimits.count} + 1 END`,
+    windowStart: sql`CASE WHEN ${expiredWindow} THEN excluded.${sql.identifier('window_start')} ELSE ${rateLimits.windowStart} END`,
+  }
   const prepared = {
     findUserByPhone: lazy(() => db.select().from(users).where(eq(users.phone, p('phone'))).limit(1).prepare(UNNAMED)),
     findChallenge: lazy(() => db.select().from(otpChallenges).where(eq(otpChallenges.phone, p('phone'))).limit(1).prepare(UNNAMED)),
@@ -63,22 +68,13 @@ export function createStore (database: SecureLoginDatabase, dialect: 'sqlite' | 
       .where(and(eq(otpChallenges.phone, p('phone')), eq(otpChallenges.challengeId, p('challengeId')), isNull(otpChallenges.consumedAt)))
       .returning({ phone: otpChallenges.phone }).prepare(UNNAMED)),
     hitRateLimit: lazy(() => db.insert(rateLimits).values({ key: p('key'), windowStart: p('now'), count: 1 })
-      .onConflictDoUpdate({
-        target: rateLimits.key,
-        set: {
-          count: sql`CASE WHEN ${expiredWindow} THEN 1 ELSE ${rateLimits.count} + 1 END`,
-          windowStart: sql`CASE WHEN ${expiredWindow} THEN excluded.${sql.identifier('window_start')} ELSE ${rateLimits.windowStart} END`,
-        },
-      })
+      .onConflictDoUpdate({ target: rateLimits.key, set: countInWindow })
       .returning({ count: rateLimits.count, windowStart: rateLimits.windowStart }).prepare(UNNAMED)),
     // The same upsert, applied only while the window has room: a slot is taken atomically or not at all.
     takeRateLimit: lazy(() => db.insert(rateLimits).values({ key: p('key'), windowStart: p('now'), count: 1 })
       .onConflictDoUpdate({
         target: rateLimits.key,
-        set: {
-          count: sql`CASE WHEN ${expiredWindow} THEN 1 ELSE ${rateLimits.count} + 1 END`,
-          windowStart: sql`CASE WHEN ${expiredWindow} THEN excluded.${sql.identifier('window_start')} ELSE ${rateLimits.windowStart} END`,
-        },
+        set: countInWindow,
         setWhere: sql`${expiredWindow} OR ${rateLimits.count} < ${sql.param(p('max'), rateLimits.count)}`,
       })
       .returning({ count: rateLimits.count }).prepare(UNNAMED)),
