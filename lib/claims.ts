@@ -25,6 +25,12 @@ export interface RefreshClaims {
   jti: string
 }
 
+/** Whether a verified payload is the plugin's token of `type` (with its subject and session). */
+export function isClaimsOf<T extends AccessClaims | RefreshClaims> (payload: unknown, type: T['type']): payload is T {
+  const claims = payload as Partial<AccessClaims | RefreshClaims> | null
+  return typeof claims === 'object' && claims !== null && claims.type === type && typeof claims.sub === 'string' && typeof claims.sid === 'string'
+}
+
 /** Computes the app's extra claims for a user at sign-in and refresh (`jwt.claims`). */
 export type ClaimsFunction = (user: { userid: string, phone: string }, request: FastifyRequest) => SecureLoginClaims | Promise<SecureLoginClaims>
 

@@ -7,7 +7,7 @@ export type CookieOptions = NonNullable<ResolvedOptions['cookies']>
 export const REFRESH_COOKIE = 'securelogin_refresh'
 export const ACCESS_COOKIE = 'securelogin_access'
 /** A browser client asks for the cookie transport with this header (value `cookie`). */
-export const TRANSPORT_HEADER = 'x-securelogin-transport'
+const TRANSPORT_HEADER = 'x-securelogin-transport'
 
 const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS'])
 

@@ -58,8 +58,8 @@ const secureLogin: FastifyPluginAsync<SecureLoginOptions> = async (fastify, rawO
   guardPoolErrors(options.db, fastify.log)
   if (options.migrate) await migrate(options.db)
 
-  if (options.testNumbers.size > 0 && !isDevelopment()) {
-    fastify.log.warn({ count: options.testNumbers.size }, 'fastify-securelogin: test numbers sign in without an SMS outside development (allowTestNumbersInProduction)')
+  if (options.phonePolicy.testNumbers.size > 0 && !isDevelopment()) {
+    fastify.log.warn({ count: options.phonePolicy.testNumbers.size }, 'fastify-securelogin: test numbers sign in without an SMS outside development (allowTestNumbersInProduction)')
   }
   if (rawOptions.rateLimit === false) fastify.log.warn('fastify-securelogin: rateLimit: false, every limit is off (codes can be requested and guessed without bound)')
   const store = createStore(options.db, options.dialect)

@@ -2,7 +2,7 @@ import fastifyJwt, { type FastifyJWTOptions, type JWT } from '@fastify/jwt'
 import { TokenError } from 'fast-jwt'
 import type { FastifyInstance } from 'fastify'
 import type { ResolvedOptions } from './options.js'
-import { userFromAccessClaims, type AccessClaims } from './claims.js'
+import { isClaimsOf, userFromAccessClaims, type AccessClaims } from './claims.js'
 import type { SigningKey } from './keys.js'
 
 /** Access tokens without `jwt.keys`, and refresh tokens always. */
@@ -11,7 +11,7 @@ export const HMAC_ALGORITHM = 'HS256' as const
 // Explicit types (RFC 8725 §3.11), each required by its own verifier: a token of one kind is never
 // taken for the other, even by a verifier that holds both keys. `at+jwt` is RFC 9068's; refresh
 // tokens have no registered type, and `rt+jwt` is the same pattern.
-export const ACCESS_TOKEN_TYPE = 'at+jwt'
+const ACCESS_TOKEN_TYPE = 'at+jwt'
 export const REFRESH_TOKEN_TYPE = 'rt+jwt'
 
 /**
@@ -78,13 +78,8 @@ export async function registerAccessJwt (fastify: FastifyInstance, options: Reso
     // request.jwtVerify() gives our access tokens the shape `authenticate` gives them; tokens of
     // the app's own design keep their payload.
     // A copy, as the cache hands every request the same payload object.
-    formatUser: (payload) => isAccessClaims(payload) ? userFromAccessClaims(payload, options.jwtClaims !== undefined) : structuredClone(payload) as never,
+    formatUser: (payload) => isClaimsOf<AccessClaims>(payload, 'access') ? userFromAccessClaims(payload, options.jwtClaims !== undefined) : structuredClone(payload) as never,
   })
   const decorator = fastify.jwt as JWT & Record<string, JWT>
   return namespace === undefined ? decorator : decorator[namespace] as JWT
-}
-
-function isAccessClaims (payload: unknown): payload is AccessClaims {
-  const claims = payload as Partial<AccessClaims> | null
-  return typeof claims === 'object' && claims !== null && claims.type === 'access' && typeof claims.sub === 'string' && typeof claims.sid === 'string'
 }

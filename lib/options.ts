@@ -11,7 +11,7 @@ import { resolveSigningKeys, type SigningKey } from './keys.js'
 import type { BeforeSendFunction } from './challenges.js'
 import { describeNodeEnv, isDevelopment } from './environment.js'
 import type { SecureLoginEventHandler } from './events.js'
-import { DEFAULT_NUMBER_TYPES, isE164, type CountryCode, type PhonePolicy } from './phone.js'
+import { DEFAULT_NUMBER_TYPES, isE164, type PhonePolicy } from './phone.js'
 import { isVerifyingProvider, type SmsProvider } from './sms/types.js'
 
 export type { SecureLoginDatabase }
@@ -39,14 +39,11 @@ export interface ResolvedOptions {
   smsVerifies: boolean
   prefix: string
   migrate: boolean
-  defaultCountry: CountryCode | undefined
   phonePolicy: PhonePolicy
   beforeSend: BeforeSendFunction | undefined
   signUp: 'register' | 'on-verify'
   onEvent: SecureLoginEventHandler | undefined
   smsDelivery: 'background' | 'await'
-  /** E.164 number → its fixed code. */
-  testNumbers: ReadonlyMap<string, string>
   jwtSecret: Buffer
   issuer: string | undefined
   audience: string | undefined
@@ -63,7 +60,7 @@ export interface ResolvedOptions {
   otpMessage: (args: { code: string, ttlMinutes: number }) => string
   otpHashKey: Buffer | undefined
   /** Each limit's rules; all of a list apply. Empty with `rateLimit: false`. */
-  rateLimit: Record<'sendsPerPhone' | 'sendsPerIp' | 'sendsPerPrefix' | 'sendsGlobal' | 'failedVerifiesPerPhone' | 'verifiesPerIp' | 'registersPerIp', ResolvedRateLimitRule[]>
+  rateLimit: Record<RateLimitName, ResolvedRateLimitRule[]>
   cookies: ResolvedCookieOptions | undefined
   revocationMaxDelayMs: number
   sessions: { reuseGraceMs: number, idleTimeoutMs: number }
@@ -209,7 +206,8 @@ function rateLimitRules (value: RateLimitRule | RateLimitRule[] | undefined, sch
   return [orDefault(value, schema)].flat().map((rule) => ({ max: rule.max, windowMs: parseDuration(rule.window) as number }))
 }
 
-const RATE_LIMIT_NAMES = ['sendsPerPhone', 'sendsPerIp', 'sendsPerPrefix', 'sendsGlobal', 'failedVerifiesPerPhone', 'verifiesPerIp', 'registersPerIp'] as const
+type RateLimitName = keyof typeof LIMITS
+const RATE_LIMIT_NAMES = Object.keys(LIMITS) as RateLimitName[]
 
 /** Every rule with its defaults filled in; `rateLimit: false` leaves every list empty. */
 function resolveRateLimits (limits: SecureLoginOptions['rateLimit']): ResolvedOptions['rateLimit'] {
@@ -257,7 +255,7 @@ export function resolveOptions (options: SecureLoginOptions): ResolvedOptions {
     defaultCountry: options.defaultCountry,
     allowedCountries: options.allowedCountries === undefined ? undefined : new Set(options.allowedCountries),
     numberTypes: new Set(options.numberTypes ?? DEFAULT_NUMBER_TYPES),
-    testNumbers: new Set(testNumbers.keys()),
+    testNumbers,
   }
   if (testNumbers.size > 0 && !isDevelopment() && options.allowTestNumbersInProduction !== true) {
     fail(`testNumbers work only when NODE_ENV is 'development' or 'test' (${describeNodeEnv()}): anyone who learns one signs in without an SMS. Set allowTestNumbersInProduction: true if you mean it (e.g. an app-store review account)`)
@@ -275,13 +273,11 @@ export function resolveOptions (options: SecureLoginOptions): ResolvedOptions {
     smsVerifies: isVerifyingProvider(options.sms),
     prefix: orDefault(options.prefix, TOP.prefix),
     migrate: orDefault(options.migrate, TOP.migrate),
-    defaultCountry: options.defaultCountry,
     phonePolicy,
     beforeSend: options.beforeSend,
     signUp: orDefault(options.signUp, TOP.signUp),
     onEvent: options.onEvent,
     smsDelivery: orDefault(options.smsDelivery, TOP.smsDelivery),
-    testNumbers,
     jwtSecret,
     issuer: jwt.issuer,
     audience: jwt.audience,

@@ -24,8 +24,8 @@ export interface PhonePolicy {
   /** undefined: every country (numbers of no country, such as satellite and international networks, never). */
   allowedCountries: ReadonlySet<CountryCode> | undefined
   numberTypes: ReadonlySet<PhoneNumberType>
-  /** The app's `testNumbers`: accepted as they are, valid or not (+1 555 numbers are not). */
-  testNumbers: ReadonlySet<string>
+  /** The app's `testNumbers` (number → fixed code): accepted as they are, valid or not (+1 555 numbers are not). */
+  testNumbers: ReadonlyMap<string, string>
 }
 
 /**

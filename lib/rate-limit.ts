@@ -1,5 +1,5 @@
-import { hex4, parseClientAddress, type ClientAddress } from './client-ip.js'
-import { ClientAddressInvalidError, RateLimitedError, withRetryAfter } from './errors.js'
+import { hex4, type ClientAddress } from './client-ip.js'
+import { RateLimitedError, withRetryAfter } from './errors.js'
 import type { ResolvedRateLimitRule } from './options.js'
 import type { Store } from './store/index.js'
 
@@ -9,7 +9,7 @@ export type Refusal = (seconds: number) => Error
 const rateLimited: Refusal = (seconds) => withRetryAfter(new RateLimitedError(seconds), seconds)
 
 /** The counter of one of a limit's rules: with several rules (hourly and daily), each window has its own. */
-export function ruleKey (key: string, rule: ResolvedRateLimitRule, rules: readonly ResolvedRateLimitRule[]): string {
+function ruleKey (key: string, rule: ResolvedRateLimitRule, rules: readonly ResolvedRateLimitRule[]): string {
   return rules.length > 1 ? `${key}/${rule.windowMs / 1000}s` : key
 }
 
@@ -75,20 +75,36 @@ export const slidingWindow = {
     return Array.from({ length: rule.max }, (_, i) => `${base}#${i}`)
   },
 
-  /** Takes a slot under every rule, or none (the ones taken are freed) and throws `refusal`. Returns the slots taken. */
+  /** The slots of a rule in use now (taken less than a window ago), and when the first of them frees. */
+  async inUse (store: Store, key: string, rule: ResolvedRateLimitRule, rules: readonly ResolvedRateLimitRule[], now: Date) {
+    const keys = slidingWindow.slotKeys(key, rule, rules)
+    const takenAt = await store.readSlots(keys)
+    const floor = now.getTime() - rule.windowMs
+    const busy = keys.filter((slot) => (takenAt.get(slot)?.getTime() ?? 0) > floor)
+    const free = keys.filter((slot) => !busy.includes(slot))
+    const firstFrees = Math.min(...busy.map((slot) => (takenAt.get(slot) as Date).getTime() + rule.windowMs))
+    return { free, secondsUntilFree: busy.length === 0 ? 1 : secondsUntil(new Date(firstFrees), now) }
+  },
+
+  /**
+   * Takes a slot under every rule, or none (the ones taken are freed) and throws `refusal`. Reads
+   * the slots once and tries only those that read as free; each take is still one conditional
+   * upsert, so a slot another request took meanwhile is simply not won. Returns the slots taken.
+   */
   async take (store: Store, key: string, rules: readonly ResolvedRateLimitRule[], now: Date, refusal: Refusal = rateLimited): Promise<string[]> {
     const taken: string[] = []
     for (const rule of rules) {
+      const { free, secondsUntilFree } = await slidingWindow.inUse(store, key, rule, rules, now)
       let slot: string | undefined
-      for (const candidate of slidingWindow.slotKeys(key, rule, rules)) {
+      for (const candidate of free) {
         if (await store.takeSlidingSlot(candidate, rule.windowMs, now)) {
           slot = candidate
           break
         }
       }
       if (slot === undefined) {
-        for (const free of taken) await store.freeSlot(free)
-        throw refusal(await slidingWindow.secondsUntilFree(store, key, rule, rules, now))
+        for (const done of taken) await store.freeSlot(done)
+        throw refusal(secondsUntilFree)
       }
       taken.push(slot)
     }
@@ -98,14 +114,9 @@ export const slidingWindow = {
   /** Throws `refusal` when a rule has no free slot, taking nothing. */
   async refuseIfFull (store: Store, key: string, rules: readonly ResolvedRateLimitRule[], now: Date, refusal: Refusal = rateLimited): Promise<void> {
     for (const rule of rules) {
-      const taken = (await store.readSlots(slidingWindow.slotKeys(key, rule, rules))).filter((at) => at.getTime() > now.getTime() - rule.windowMs)
-      if (taken.length >= rule.max) throw refusal(secondsUntil(new Date(Math.min(...taken.map((at) => at.getTime())) + rule.windowMs), now))
+      const { free, secondsUntilFree } = await slidingWindow.inUse(store, key, rule, rules, now)
+      if (free.length === 0) throw refusal(secondsUntilFree)
     }
-  },
-
-  async secondsUntilFree (store: Store, key: string, rule: ResolvedRateLimitRule, rules: readonly ResolvedRateLimitRule[], now: Date): Promise<number> {
-    const taken = (await store.readSlots(slidingWindow.slotKeys(key, rule, rules))).map((at) => at.getTime()).filter((at) => at > now.getTime() - rule.windowMs)
-    return taken.length === 0 ? 1 : secondsUntil(new Date(Math.min(...taken) + rule.windowMs), now)
   },
 
   async free (store: Store, slots: readonly string[]): Promise<void> {

@@ -13,7 +13,7 @@ const ISO_DATE = /^\d{4}-\d{2}-\d{2}$/
 const TWILIO_SID = /\b(AC|SK)[0-9a-fA-F]{32}\b/g
 
 /** `text` with every phone-number-like run of digits and every Twilio account or API key SID masked. */
-export function redactText (text: string): string {
+function redactText (text: string): string {
   return text
     .replace(TWILIO_SID, (_sid, prefix: string) => `${prefix}${'*'.repeat(8)}`)
     .replace(DIGIT_RUN, (run) => {

@@ -4,7 +4,7 @@ import { RefreshSupersededError, SessionExpiredError, SessionMismatchError, Sess
 import type { Events } from './events.js'
 import type { ResolvedOptions } from './options.js'
 import type { RevocationList } from './revocation.js'
-import type { Store, User } from './store/index.js'
+import type { Session, Store, User } from './store/index.js'
 import type { TokenService } from './tokens.js'
 
 export interface SessionContext {
@@ -29,16 +29,22 @@ export interface IssuedSession {
   sessionExpiresAt: number
 }
 
+/** The token pair of a session at its current generation; an access token never outlives its session. */
+function signSessionTokens (tokens: TokenService, args: { userId: string, phone: string, session: Session, fresh: boolean, now: number, extraClaims: Record<string, unknown> }): IssuedSession {
+  const { userId, phone, session, fresh, now, extraClaims } = args
+  const sessionExpiresAt = session.expiresAt.getTime()
+  const access = tokens.signAccess({ userId, sessionId: session.id, phone, fresh, now, sessionExpiresAt, extraClaims })
+  const refreshToken = tokens.signRefresh({ userId, sessionId: session.id, phone, generation: session.generation, now, sessionExpiresAt })
+  return { tokens: { access_token: access.token, refresh_token: refreshToken, token_type: 'Bearer', expires_in: access.expiresIn }, sessionId: session.id, sessionExpiresAt }
+}
+
 /** Opens a session for a user who just proved their number, with a fresh access token. */
 export async function issueSessionTokens (ctx: SessionContext, user: User, request: FastifyRequest): Promise<IssuedSession> {
   // Before the session exists: an app whose claims fail leaves no session behind.
   const extraClaims = await extraClaimsFor(ctx.options.jwtClaims, { userid: user.id, phone: user.phone }, request)
   const now = Date.now()
   const session = await ctx.store.createSession(user.id, new Date(now), new Date(now + ctx.options.refreshTokenTtlMs))
-  const sessionExpiresAt = session.expiresAt.getTime()
-  const access = ctx.tokens.signAccess({ userId: user.id, sessionId: session.id, phone: user.phone, fresh: true, now, sessionExpiresAt, extraClaims })
-  const refreshToken = ctx.tokens.signRefresh({ userId: user.id, sessionId: session.id, phone: user.phone, generation: session.generation, now, sessionExpiresAt })
-  return { tokens: { access_token: access.token, refresh_token: refreshToken, token_type: 'Bearer', expires_in: access.expiresIn }, sessionId: session.id, sessionExpiresAt }
+  return signSessionTokens(ctx.tokens, { userId: user.id, phone: user.phone, session, fresh: true, now, extraClaims })
 }
 
 /**
@@ -71,10 +77,7 @@ export async function rotateRefreshToken (ctx: SessionContext, claims: { sub: st
     if (claims.gen === current.generation && sinceRotation >= idleTimeoutMs) throw new SessionExpiredError()
     throw new SessionRevokedError()
   }
-  const sessionExpiresAt = session.expiresAt.getTime()
-  const access = tokens.signAccess({ userId: claims.sub, sessionId: session.id, phone: claims.phone, fresh: false, now, sessionExpiresAt, extraClaims })
-  const refreshToken = tokens.signRefresh({ userId: claims.sub, sessionId: session.id, phone: claims.phone, generation: session.generation, now, sessionExpiresAt })
-  return { tokens: { access_token: access.token, refresh_token: refreshToken, token_type: 'Bearer', expires_in: access.expiresIn }, sessionId: session.id, sessionExpiresAt }
+  return signSessionTokens(tokens, { userId: claims.sub, phone: claims.phone, session, fresh: false, now, extraClaims })
 }
 
 /**

@@ -1,13 +1,12 @@
 import { randomUUID } from 'node:crypto'
 import type { JWT } from '@fastify/jwt'
 import { createSigner, createVerifier, TokenError } from 'fast-jwt'
-import type { AccessClaims, RefreshClaims } from './claims.js'
+import { isClaimsOf, type AccessClaims, type RefreshClaims } from './claims.js'
 import { TokenExpiredError, TokenInvalidError } from './errors.js'
 import { HMAC_ALGORITHM, REFRESH_TOKEN_TYPE } from './jwt.js'
 import { deriveKey } from './keys.js'
 import type { ResolvedOptions } from './options.js'
 
-export type { AccessClaims, RefreshClaims } from './claims.js'
 
 /** What a client is told about a token fast-jwt refused. */
 function refusal (error: unknown): Error {
@@ -15,9 +14,8 @@ function refusal (error: unknown): Error {
 }
 
 function checked<T extends AccessClaims | RefreshClaims> (verified: unknown, type: T['type']): T {
-  const claims = verified as T
-  if (claims.type !== type || typeof claims.sub !== 'string' || typeof claims.sid !== 'string' || typeof claims.exp !== 'number') throw new TokenInvalidError()
-  return claims
+  if (!isClaimsOf<T>(verified, type) || typeof verified.exp !== 'number') throw new TokenInvalidError()
+  return verified
 }
 
 /**

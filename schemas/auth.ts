@@ -1,4 +1,5 @@
 import { Type, type Static } from '@sinclair/typebox'
+import { USERNAME_MAX_LENGTH } from '../lib/username.js'
 import { ErrorResponse, Jwt, Message, Phone, UserId } from './common.js'
 
 // Each request and answer carries an `$id`: the routes register them with `addSchema` and refer to
@@ -19,7 +20,7 @@ export const RegisterBody = Type.Object({
   phone: Phone,
   username: Type.Optional(Type.String({
     minLength: 1,
-    maxLength: 64,
+    maxLength: USERNAME_MAX_LENGTH,
     // Control characters (NUL included) here; the route refuses the rest (lib/username.ts).
     pattern: '^[^\\u0000-\\u001F\\u007F-\\u009F]*$',
     description: 'A display name, stored in Unicode NFC without surrounding white space. Control, invisible (zero-width, bidi), surrogate and private-use characters are refused, except a zero-width joiner or non-joiner inside a word or an emoji. An account created by another registration keeps it only while every registration before the first verify_sms gives the same name; after that, registering never renames it',

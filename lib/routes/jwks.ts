@@ -7,7 +7,7 @@ import { operationIdFor, refTo } from './responses.js'
  * How long verifiers may cache the key set. A key must be listed this long before it signs, so that
  * services that cached the set know it (docs/jwt.md, rotation); short, as the set is cheap to serve.
  */
-export const JWKS_MAX_AGE_SECONDS = 300
+const JWKS_MAX_AGE_SECONDS = 300
 
 /**
  * The public keys of `jwt.keys`, for services that verify access tokens themselves (RFC 7517).

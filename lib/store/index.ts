@@ -259,10 +259,10 @@ export function createStore (database: SecureLoginDatabase, dialect: 'sqlite' | 
     },
 
     /** When each of `keys` was last taken, for the slots that have a row. */
-    async readSlots (keys: string[]): Promise<Date[]> {
-      if (keys.length === 0) return []
-      const rows = await db.select({ windowStart: rateLimits.windowStart }).from(rateLimits).where(inArray(rateLimits.key, keys))
-      return rows.map((row) => row.windowStart)
+    async readSlots (keys: string[]): Promise<Map<string, Date>> {
+      if (keys.length === 0) return new Map()
+      const rows = await db.select({ key: rateLimits.key, windowStart: rateLimits.windowStart }).from(rateLimits).where(inArray(rateLimits.key, keys))
+      return new Map(rows.map((row) => [row.key, row.windowStart]))
     },
 
     /** Frees the slot `key` (a check that was not a wrong guess gives its slot back). */
