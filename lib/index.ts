@@ -14,9 +14,9 @@ import { createEvents } from './events.js'
 import { registerAccessJwt } from './jwt.js'
 import { deriveKey } from './keys.js'
 import { resolveOptions, type SecureLoginOptions } from './options.js'
-import { loggableError } from './redact.js'
 import { createRevocationList } from './revocation.js'
 import { secureLoginRoutes } from './routes/index.js'
+import { schedulePurge } from './purge.js'
 import { createStore } from './store/index.js'
 import { createTokenService } from './tokens.js'
 
@@ -50,8 +50,6 @@ declare module '@fastify/jwt' {
   }
 }
 
-const HOUR_MS = 3_600_000
-
 const secureLogin: FastifyPluginAsync<SecureLoginOptions> = async (fastify, rawOptions) => {
   const options = resolveOptions(rawOptions)
   // Before anything touches the database: a connection dropped from then on must not end the process.
@@ -79,12 +77,11 @@ const secureLogin: FastifyPluginAsync<SecureLoginOptions> = async (fastify, rawO
     hashKey: options.otpHashKey ?? deriveKey(options.jwtSecret, 'otp-hash'),
   }
 
-  const purge = setInterval(() => {
-    store.purgeExpired(new Date(), Math.max(0, ...Object.values(options.rateLimit).flat().map((rule) => rule.windowMs))).catch((error: unknown) => fastify.log.warn({ err: loggableError(error) }, 'fastify-securelogin: purge of expired rows failed'))
-  }, HOUR_MS)
-  purge.unref()
+  const stopPurge = options.purgeIntervalMs === undefined
+    ? () => {}
+    : schedulePurge(store, { intervalMs: options.purgeIntervalMs, longestWindowMs: Math.max(0, ...Object.values(options.rateLimit).flat().map((rule) => rule.windowMs)), log: fastify.log })
   fastify.addHook('onClose', async () => {
-    clearInterval(purge)
+    stopPurge()
     await deliveries.settled()
     await revocations.stop()
   })
@@ -103,6 +100,7 @@ const secureLogin: FastifyPluginAsync<SecureLoginOptions> = async (fastify, rawO
 export default fp(secureLogin, { fastify: '5.x', name: 'fastify-securelogin' })
 export { secureLogin }
 export { migrate } from './db/migrate.js'
+export { purgeExpired } from './purge.js'
 export { consoleSms, type ConsoleSmsOptions } from './sms/console.js'
 export { twilioMessaging, type TwilioMessagingOptions, type SmsTemplateInput } from './sms/twilio-messaging.js'
 export { twilioVerify, type TwilioVerifyOptions, type TwilioVerifyChannel } from './sms/twilio-verify.js'

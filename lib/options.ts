@@ -44,6 +44,8 @@ export interface ResolvedOptions {
   signUp: 'register' | 'on-verify'
   onEvent: SecureLoginEventHandler | undefined
   smsDelivery: 'background' | 'await'
+  /** undefined: the app purges with `purgeExpired(db)` itself. */
+  purgeIntervalMs: number | undefined
   jwtSecret: Buffer
   issuer: string | undefined
   audience: string | undefined
@@ -278,6 +280,7 @@ export function resolveOptions (options: SecureLoginOptions): ResolvedOptions {
     signUp: orDefault(options.signUp, TOP.signUp),
     onEvent: options.onEvent,
     smsDelivery: orDefault(options.smsDelivery, TOP.smsDelivery),
+    purgeIntervalMs: options.purgeInterval === false ? undefined : durationMs(options.purgeInterval, TOP.purgeInterval),
     jwtSecret,
     issuer: jwt.issuer,
     audience: jwt.audience,

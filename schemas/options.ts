@@ -466,6 +466,13 @@ export const SecureLoginOptionsSchema = Type.Object({
    */
   revocationMaxDelay: Type.Optional(DurationBetween('100ms', '1m', { default: '5s' })),
   /**
+   * How often every instance deletes expired codes, ended sessions and stale counters (in batches
+   * of 1,000 rows); the first run comes within a minute of start. `false`: never (run the exported
+   * `purgeExpired(db)` from your own scheduler instead).
+   * @default '1h'
+   */
+  purgeInterval: Type.Optional(Type.Union([Type.Literal(false), DurationBetween('1m', '1d')], { default: '1h', errorMessage: "must be false or a duration from 1 minute to 1 day, such as '1h'" })),
+  /**
    * Bound on one SMS vendor call, 1 second to 2 minutes.
    * @default '10s'
    */

@@ -19,6 +19,9 @@ export type OtpChallenge = typeof postgresTables.otpChallenges.$inferSelect
 
 const UNNAMED = undefined as unknown as string
 
+/** Rows one purge statement deletes at most. */
+export const PURGE_BATCH = 1000
+
 /** The hash of a code that can never be entered (see killChallenge). */
 const DEAD_CODE_HASH = '-'
 
@@ -280,10 +283,29 @@ export function createStore (database: SecureLoginDatabase, dialect: 'sqlite' | 
     },
 
     /** Deletes rows no longer needed: expired challenges and sessions, stale counters. */
-    async purgeExpired (now: Date, longestWindowMs: number): Promise<void> {
-      await db.delete(otpChallenges).where(lt(otpChallenges.expiresAt, now))
-      await db.delete(sessions).where(lt(sessions.expiresAt, now))
-      await db.delete(rateLimits).where(lt(rateLimits.windowStart, new Date(now.getTime() - longestWindowMs)))
+    async purgeExpired (now: Date, longestWindowMs: number): Promise<{ challenges: number, sessions: number, counters: number }> {
+      // In bounded batches, each its own short statement: a large table is never locked for long,
+      // and other writers get in between.
+      const inBatches = async (deleteBatch: () => Promise<unknown[]>): Promise<number> => {
+        let deleted = 0
+        for (;;) {
+          const batch = (await deleteBatch()).length
+          deleted += batch
+          if (batch < PURGE_BATCH) return deleted
+        }
+      }
+      const staleBefore = new Date(now.getTime() - longestWindowMs)
+      return {
+        challenges: await inBatches(() => db.delete(otpChallenges)
+          .where(inArray(otpChallenges.phone, db.select({ phone: otpChallenges.phone }).from(otpChallenges).where(lt(otpChallenges.expiresAt, now)).limit(PURGE_BATCH)))
+          .returning({ phone: otpChallenges.phone })),
+        sessions: await inBatches(() => db.delete(sessions)
+          .where(inArray(sessions.id, db.select({ id: sessions.id }).from(sessions).where(lt(sessions.expiresAt, now)).limit(PURGE_BATCH)))
+          .returning({ id: sessions.id })),
+        counters: await inBatches(() => db.delete(rateLimits)
+          .where(inArray(rateLimits.key, db.select({ key: rateLimits.key }).from(rateLimits).where(lt(rateLimits.windowStart, staleBefore)).limit(PURGE_BATCH)))
+          .returning({ key: rateLimits.key })),
+      }
     },
   }
 }
