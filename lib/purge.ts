@@ -1,12 +1,14 @@
 import { is } from 'drizzle-orm'
 import { BaseSQLiteDatabase } from 'drizzle-orm/sqlite-core'
 import type { FastifyBaseLogger } from 'fastify'
+import { LONGEST_RATE_LIMIT_WINDOW } from '../schemas/options.js'
+import { parseDuration } from './duration.js'
 import type { SecureLoginDatabase } from './options.js'
 import { loggableError } from './redact.js'
 import { createStore, type Store } from './store/index.js'
 
-/** The longest window any rate-limit rule may have: a counter older than this counts for nothing. */
-const LONGEST_ALLOWED_WINDOW_MS = 7 * 86_400_000
+// Without the app's options, the longest window any rule may have: older counters count for nothing.
+const LONGEST_ALLOWED_WINDOW_MS = parseDuration(LONGEST_RATE_LIMIT_WINDOW) as number
 
 /**
  * Deletes expired codes, ended sessions and stale rate-limit counters, in batches of 1,000 rows a

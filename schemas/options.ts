@@ -144,11 +144,14 @@ function FunctionOf<T> (errorMessage: string) {
   return Type.Unsafe<T>(Type.Function([], Type.Unknown(), { errorMessage }))
 }
 
+/** The longest window a rate-limit rule may have: a counter older than this counts for nothing. */
+export const LONGEST_RATE_LIMIT_WINDOW = '7d'
+
 export const RateLimitRuleSchema = Type.Object({
   /** Requests allowed per window, 1 to 1,000,000. */
   max: Type.Integer({ minimum: 1, maximum: 1_000_000 }),
   /** The window length, 1 second to 7 days. */
-  window: DurationBetween('1s', '7d'),
+  window: DurationBetween('1s', LONGEST_RATE_LIMIT_WINDOW),
 }, { additionalProperties: false })
 
 /** One rule, or a list of them (e.g. an hourly and a daily cap), all of which apply. */
