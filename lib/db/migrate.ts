@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import * as drizzleOrm from 'drizzle-orm'
-import { DrizzleError, is } from 'drizzle-orm'
+import { DrizzleError, is, sql, type SQL } from 'drizzle-orm'
 import { readMigrationFiles, type MigrationConfig } from 'drizzle-orm/migrator'
 import { BaseSQLiteDatabase } from 'drizzle-orm/sqlite-core'
 import type { SecureLoginDatabase } from '../options.js'
@@ -26,8 +26,8 @@ function migrationsRoot (): string {
 
 /**
  * Creates or updates the plugin's tables. Runs at startup unless `migrate: false`. On PostgreSQL
- * through node-postgres or postgres-js it holds an advisory lock, so instances starting together
- * take turns. A failure says which database it was and what to do, with the driver's error as
+ * it runs in one transaction holding an advisory lock, so instances starting together take turns,
+ * also behind a transaction-pooling proxy. A failure says which database it was and what to do, with the driver's error as
  * `cause`.
  * @example await migrate(drizzle(new Database('app.db')))
  */
@@ -53,99 +53,41 @@ async function migrateNow (db: SecureLoginDatabase): Promise<void> {
   const migrations = readMigrationFiles(config)
   // Each driver's drizzle migrator is exactly this call; going through the dialect directly keeps
   // one code path for better-sqlite3 (sync), node-postgres, postgres-js and PGlite.
-  const run = async (target: unknown) => {
-    const internal = target as { dialect: { migrate: (m: unknown, s: unknown, c: MigrationConfig) => unknown }, session: unknown }
-    await internal.dialect.migrate(migrations, internal.session, config)
+  const { dialect: migrator } = db as unknown as { dialect: { migrate: (m: unknown, session: unknown, c: MigrationConfig) => Promise<void> } }
+  if (dialect === 'sqlite') {
+    await migrator.migrate(migrations, (db as unknown as { session: unknown }).session, config)
+    return
   }
-  const connection = dialect === 'postgres' ? await lockableConnection(db) : undefined
-  if (connection === undefined) return run(db)
-  let discard = false
-  try {
-    await connection.query(`SELECT pg_advisory_lock(${MIGRATION_LOCK_KEY})`)
-    try {
-      await run(connection.db)
-    } finally {
-      // A connection that cannot unlock is closed instead of going back to the pool still holding
-      // the lock; closing the session releases it.
-      await connection.query(`SELECT pg_advisory_unlock(${MIGRATION_LOCK_KEY})`).catch(() => { discard = true })
+  // On PostgreSQL the whole migration, from CREATE SCHEMA to the last bookkeeping row, is one
+  // transaction that first takes a transaction-level advisory lock: instances starting together
+  // take turns, and the lock ends with the transaction. A session-level lock would be taken and
+  // released on whatever server connection a transaction-pooling proxy (PgBouncer, Supavisor)
+  // picks for each statement, and could stay held for good.
+  const pg = db as unknown as PgTransactionRunner
+  await pg.transaction(async (tx) => {
+    // postgres-js prints every NOTICE by default: "schema drizzle already exists, skipping" at each start.
+    await tx.execute(sql.raw('SET LOCAL client_min_messages TO warning'))
+    await tx.execute(sql.raw(`SELECT pg_advisory_xact_lock(${MIGRATION_LOCK_KEY})`))
+    // The migrator opens a transaction of its own for the migrations: here it runs in this one.
+    const session = {
+      execute: (query: SQL) => tx.execute(query),
+      all: async (query: SQL) => rowsOf(await tx.execute(query)),
+      transaction: (run: (inner: unknown) => Promise<unknown>) => run(tx),
     }
-  } finally {
-    await connection.release(discard)
-  }
+    await migrator.migrate(migrations, session, config)
+  })
 }
 
 // Any 64-bit number unique to this library: instances starting together against one PostgreSQL
 // database wait for each other here instead of racing on CREATE SCHEMA and CREATE TABLE.
 const MIGRATION_LOCK_KEY = 7_312_845_512_001
 
-/** One server connection: the advisory lock is held by a session, so the migration must run on it. */
-interface LockableConnection {
-  query: (text: string) => Promise<unknown>
-  /** A Drizzle database on this connection. */
-  db: unknown
-  release: (discard: boolean) => void | Promise<void>
-}
+interface PgTransaction { execute: (query: SQL) => Promise<unknown> }
+interface PgTransactionRunner { transaction: (run: (tx: PgTransaction) => Promise<void>) => Promise<void> }
 
-interface NodePgConnection { query: (text: string) => Promise<unknown>, release?: (destroy?: boolean) => void }
-interface NodePgClient extends NodePgConnection { connect?: () => Promise<NodePgConnection>, totalCount?: number }
-interface PostgresJsQuery { then: PromiseLike<unknown>['then'] }
-interface PostgresJsSql { (...args: never[]): unknown, options: object, unsafe: (text: string) => PostgresJsQuery, reserve: () => Promise<PostgresJsReserved> }
-interface PostgresJsReserved { (...args: never[]): unknown, unsafe: (text: string) => PostgresJsQuery, release: () => void }
-
-/** A connection of the node-postgres or postgres-js client of `db`; undefined for PGlite (one process, nothing to lock). */
-async function lockableConnection (db: SecureLoginDatabase): Promise<LockableConnection | undefined> {
-  const client = (db as { $client?: unknown }).$client
-  if (typeof client === 'function' && typeof (client as Partial<PostgresJsSql>).reserve === 'function') {
-    return reservePostgresJs(client as PostgresJsSql)
-  }
-  if (typeof client !== 'object' || client === null || 'waitReady' in client) return undefined
-  const pg = client as NodePgClient
-  if (typeof pg.query !== 'function') return undefined
-  if (typeof pg.totalCount !== 'number' || typeof pg.connect !== 'function') {
-    return { query: (text) => pg.query(text), db, release: () => {} }
-  }
-  const { drizzle } = await import('drizzle-orm/node-postgres')
-  const connection = await pg.connect()
-  return { query: (text) => connection.query(text), db: drizzle(connection as never), release: (discard) => connection.release?.(discard) }
-}
-
-/**
- * postgres-js hands out one connection with `reserve()`, but a reserved connection has no
- * `begin()`, which drizzle's migrator calls for its transaction: this gives it one that runs
- * BEGIN and COMMIT on that connection.
- */
-async function reservePostgresJs (sql: PostgresJsSql): Promise<LockableConnection> {
-  const reserved = await sql.reserve()
-  const connection = Object.assign(reserved, {
-    options: sql.options,
-    async begin (transaction: (tx: unknown) => Promise<unknown>): Promise<unknown> {
-      await reserved.unsafe('BEGIN')
-      try {
-        const result = await transaction(connection)
-        await reserved.unsafe('COMMIT')
-        return result
-      } catch (error) {
-        await reserved.unsafe('ROLLBACK').then(undefined, () => {})
-        throw error
-      }
-    },
-  })
-  try {
-    // postgres-js prints every NOTICE by default: "schema drizzle already exists, skipping" at each start.
-    await reserved.unsafe('SET client_min_messages TO warning')
-    const { drizzle } = await import('drizzle-orm/postgres-js')
-    return {
-      query: async (text) => reserved.unsafe(text),
-      db: drizzle(connection as never),
-      release: async () => {
-        await reserved.unsafe('RESET client_min_messages').then(undefined, () => {})
-        reserved.release()
-      },
-    }
-  } catch (error) {
-    reserved.release()
-    throw error
-  }
+/** The rows of a raw query's result: node-postgres and PGlite answer `{ rows }`, postgres-js an array. */
+function rowsOf (result: unknown): unknown[] {
+  return Array.isArray(result) ? result : (result as { rows: unknown[] }).rows
 }
 
 /** What failed at startup, for {@link startupError}. */
