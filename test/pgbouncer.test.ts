@@ -30,7 +30,7 @@ async function freePort (): Promise<number> {
 }
 
 /** A scratch database on the real server, and PgBouncer (transaction mode, 4 server connections) in front of it. */
-async function bouncedDatabase (t: Tap.Test) {
+async function bouncedDatabase (t: { teardown: (fn: () => Promise<void>) => void }) {
   const server = new URL(postgresUrl as string)
   const admin = new pg.Client({ connectionString: postgresUrl })
   await admin.connect()
@@ -57,7 +57,8 @@ async function bouncedDatabase (t: Tap.Test) {
     'ignore_startup_parameters = extra_float_digits,options',
     `logfile = ${join(dir, 'pgbouncer.log')}`,
   ].join('\n'))
-  const bouncer = spawn(PGBOUNCER, ...(process.getuid?.() === 0 ? [['-u', 'postgres', join(dir, 'pgbouncer.ini')]] : [[join(dir, 'pgbouncer.ini')]]), { stdio: 'ignore' })
+  const args = process.getuid?.() === 0 ? ['-u', 'postgres', join(dir, 'pgbouncer.ini')] : [join(dir, 'pgbouncer.ini')]
+  const bouncer = spawn(PGBOUNCER, args, { stdio: 'ignore' })
   const url = `postgres://${user}@127.0.0.1:${port}/${name}`
   for (let attempt = 0; ; attempt++) {
     const probe = new pg.Client({ connectionString: url })
@@ -93,9 +94,6 @@ async function bouncedDatabase (t: Tap.Test) {
     },
   }
 }
-
-// tap's Test type, without importing tap's internals.
-declare namespace Tap { type Test = Parameters<Parameters<typeof t.test>[1]>[0] }
 
 t.test('behind PgBouncer in transaction mode: instances migrating at once all succeed and no lock stays held', { skip }, async (t) => {
   const bounced = await bouncedDatabase(t)
