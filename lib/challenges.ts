@@ -181,12 +181,19 @@ export async function sendLoginCode (ctx: ChallengeContext, args: { phone: strin
   return { userid: user?.id ?? accountIdFor(hashKey, phone) }
 }
 
+/** A code found right: the account it proves and the challenge the session must use up. */
+export interface ApprovedCode {
+  user: User
+  challengeId: string
+}
+
 /**
- * Checks a code against the number's open challenge and uses it up. Each call spends one of the
- * challenge's attempts before anything is compared, and only one caller can consume it, so
- * concurrent guesses can neither exceed the attempt limit nor sign in twice with one code.
+ * Checks a code against the number's open challenge. Each call spends one of the challenge's
+ * attempts before anything is compared, so concurrent guesses cannot exceed the attempt limit. The
+ * code is used up by the session it opens (`store.consumeIntoSession`), which only one caller can
+ * win: one code never signs in twice.
  */
-export async function verifyLoginCode (ctx: ChallengeContext, args: { phone: string, code: string, userid?: string, request: FastifyRequest }): Promise<User> {
+export async function verifyLoginCode (ctx: ChallengeContext, args: { phone: string, code: string, userid?: string, request: FastifyRequest }): Promise<ApprovedCode> {
   const { options, store, hashKey, log } = ctx
   const { phone, code } = args
   const now = new Date()
@@ -229,13 +236,13 @@ export async function verifyLoginCode (ctx: ChallengeContext, args: { phone: str
       ctx.events.emit(args.request, { type: 'otp.failed', userid: user?.id, phone, reason: mismatch ? 'userid-mismatch' : 'wrong-code' })
       throw withAttemptsLeft(new OtpInvalidError(), options.otpMaxAttempts - challenge.attempts)
     }
-    if (!await store.consumeChallenge(phone, challenge.challengeId, now)) throw new OtpExpiredError()
     // With signUp 'on-verify' the first proof of the number makes its account, under the id login
     // answered. Otherwise only numbers with an account receive a code: a match without one is refused.
     const account = user ?? (options.signUp === 'on-verify' ? await store.registerUser(accountIdFor(hashKey, phone), phone, undefined, now) : undefined)
     if (account === undefined || account.status !== 'active') throw new OtpInvalidError()
+    // The right code proves the number, whichever request then wins the code.
     if (account.phoneVerifiedAt === null) await store.markPhoneVerified(account.id, now)
-    return account
+    return { user: account, challengeId: challenge.challengeId }
   } finally {
     if (!wrongGuess) {
       await slidingWindow.free(store, slots).catch((error: unknown) => log.warn({ err: loggableError(error) }, 'fastify-securelogin: could not give back a wrong-code slot'))

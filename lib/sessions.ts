@@ -1,10 +1,11 @@
 import type { FastifyRequest } from 'fastify'
 import { extraClaimsFor } from './claims.js'
-import { RefreshSupersededError, SessionExpiredError, SessionMismatchError, SessionRevokedError } from './errors.js'
+import { OtpExpiredError, RefreshSupersededError, SessionExpiredError, SessionMismatchError, SessionRevokedError } from './errors.js'
 import type { Events } from './events.js'
 import type { ResolvedOptions } from './options.js'
 import type { RevocationList } from './revocation.js'
-import type { Session, Store, User } from './store/index.js'
+import type { ApprovedCode } from './challenges.js'
+import type { Session, Store } from './store/index.js'
 import type { TokenService } from './tokens.js'
 
 export interface SessionContext {
@@ -38,12 +39,18 @@ function signSessionTokens (tokens: TokenService, args: { userId: string, phone:
   return { tokens: { access_token: access.token, refresh_token: refreshToken, token_type: 'Bearer', expires_in: access.expiresIn }, sessionId: session.id, sessionExpiresAt }
 }
 
-/** Opens a session for a user who just proved their number, with a fresh access token. */
-export async function issueSessionTokens (ctx: SessionContext, user: User, request: FastifyRequest): Promise<IssuedSession> {
-  // Before the session exists: an app whose claims fail leaves no session behind.
+/**
+ * Opens a session for a user who just proved their number, with a fresh access token. The code is
+ * used up by the same write that opens the session; a request that lost the code to another gets
+ * OTP_EXPIRED.
+ */
+export async function issueSessionTokens (ctx: SessionContext, approved: ApprovedCode, request: FastifyRequest): Promise<IssuedSession> {
+  const { user, challengeId } = approved
+  // Before the code is used: an app whose claims fail leaves the code and no session.
   const extraClaims = await extraClaimsFor(ctx.options.jwtClaims, { userid: user.id, phone: user.phone }, request)
   const now = Date.now()
-  const session = await ctx.store.createSession(user.id, new Date(now), new Date(now + ctx.options.refreshTokenTtlMs))
+  const session = await ctx.store.consumeIntoSession({ phone: user.phone, challengeId, userId: user.id, now: new Date(now), expiresAt: new Date(now + ctx.options.refreshTokenTtlMs) })
+  if (session === undefined) throw new OtpExpiredError()
   return signSessionTokens(ctx.tokens, { userId: user.id, phone: user.phone, session, fresh: true, now, extraClaims })
 }
 

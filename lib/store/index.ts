@@ -66,10 +66,6 @@ export function createStore (database: SecureLoginDatabase, dialect: 'sqlite' | 
       .set({ attempts: sql`${otpChallenges.attempts} + 1` })
       .where(and(eq(otpChallenges.phone, p('phone')), isNull(otpChallenges.consumedAt), gt(otpChallenges.expiresAt, sql.param(p('now'), otpChallenges.expiresAt)), lt(otpChallenges.attempts, p('maxAttempts'))))
       .returning().prepare(UNNAMED)),
-    consumeChallenge: lazy(() => db.update(otpChallenges)
-      .set({ consumedAt: sql`${sql.param(p('now'), otpChallenges.consumedAt)}` })
-      .where(and(eq(otpChallenges.phone, p('phone')), eq(otpChallenges.challengeId, p('challengeId')), isNull(otpChallenges.consumedAt)))
-      .returning({ phone: otpChallenges.phone }).prepare(UNNAMED)),
     hitRateLimit: lazy(() => db.insert(rateLimits).values({ key: p('key'), windowStart: p('now'), count: 1 })
       .onConflictDoUpdate({ target: rateLimits.key, set: countInWindow })
       .returning({ count: rateLimits.count, windowStart: rateLimits.windowStart }).prepare(UNNAMED)),
@@ -95,6 +91,30 @@ export function createStore (database: SecureLoginDatabase, dialect: 'sqlite' | 
       .values({ id: p('id'), phone: p('phone'), username: p('username'), createdAt: p('now') })
       .onConflictDoNothing({ target: users.phone })
       .returning().prepare(UNNAMED)),
+    // PostgreSQL: uses up the code and inserts the session it proves in one statement (the INSERT
+    // reads the UPDATE's RETURNING), so a fault leaves both or neither.
+    consumeIntoSession: lazy(() => {
+      const consumed = db.$with('consumed').as(db.update(otpChallenges)
+        .set({ consumedAt: sql`${sql.param(p('now'), otpChallenges.consumedAt)}` })
+        .where(and(eq(otpChallenges.phone, p('phone')), eq(otpChallenges.challengeId, p('challengeId')), isNull(otpChallenges.consumedAt)))
+        .returning({ phone: otpChallenges.phone }))
+      const now = sql`${sql.param(p('now'), sessions.createdAt)}::timestamptz`
+      return db.with(consumed).insert(sessions).select(db.select({
+        id: sql`${p('id')}::uuid`.as('id'),
+        userId: sql`${p('userId')}::uuid`.as('user_id'),
+        generation: sql`0`.as('generation'),
+        createdAt: now.as('created_at'),
+        refreshedAt: now.as('refreshed_at'),
+        expiresAt: sql`${sql.param(p('expiresAt'), sessions.expiresAt)}::timestamptz`.as('expires_at'),
+        revokedAt: sql`null`.as('revoked_at'),
+        revokedReason: sql`null`.as('revoked_reason'),
+      }).from(consumed)).returning().prepare(UNNAMED)
+    }),
+    // SQLite has no UPDATE in a WITH: the same two writes, in one transaction.
+    consumeChallenge: lazy(() => db.update(otpChallenges)
+      .set({ consumedAt: sql`${sql.param(p('now'), otpChallenges.consumedAt)}` })
+      .where(and(eq(otpChallenges.phone, p('phone')), eq(otpChallenges.challengeId, p('challengeId')), isNull(otpChallenges.consumedAt)))
+      .returning({ phone: otpChallenges.phone }).prepare(UNNAMED)),
     createSession: lazy(() => db.insert(sessions)
       .values({ id: p('id'), userId: p('userId'), generation: 0, createdAt: p('now'), refreshedAt: p('now'), expiresAt: p('expiresAt') })
       .returning().prepare(UNNAMED)),
@@ -178,17 +198,26 @@ export function createStore (database: SecureLoginDatabase, dialect: 'sqlite' | 
       return rows[0]
     },
 
-    /** Marks the challenge used; only one caller can win. */
-    async consumeChallenge (phone: string, challengeId: string, now: Date): Promise<boolean> {
-      const rows = await prepared.consumeChallenge().execute({ phone, challengeId, now })
-      return rows.length === 1
-    },
-
-    async createSession (userId: string, now: Date, expiresAt: Date): Promise<Session> {
-      const rows = await prepared.createSession().execute({ id: randomUUID(), userId, now, expiresAt })
-      const session = rows[0]
-      if (session === undefined) throw new Error('session insert returned nothing')
-      return session
+    /**
+     * Uses up the challenge `challengeId` of `phone` and opens a session of `userId`, both or
+     * neither: no fault or killed process leaves a used code without its session. Only one caller
+     * can win; the others get undefined (the code was used, or replaced by a newer one).
+     */
+    async consumeIntoSession (args: { phone: string, challengeId: string, userId: string, now: Date, expiresAt: Date }): Promise<Session | undefined> {
+      const values = { ...args, id: randomUUID() }
+      if (dialect === 'postgres') return (await prepared.consumeIntoSession().execute(values))[0]
+      const sqlite = database as unknown as SqliteDatabase
+      if (sqlite.resultKind === 'sync') {
+        // better-sqlite3 runs the statements synchronously: nothing else runs in between either.
+        const consume = prepared.consumeChallenge() as unknown as SyncStatement
+        const create = prepared.createSession() as unknown as SyncStatement
+        return sqlite.transaction(() => consume.all(values).length === 0 ? undefined : create.all(values)[0] as Session)
+      }
+      // An asynchronous SQLite driver (libSQL): a transaction of its own.
+      return sqlite.transaction(async () => {
+        const consumed = await prepared.consumeChallenge().execute(values)
+        return consumed.length === 0 ? undefined : (await prepared.createSession().execute(values))[0]
+      })
     },
 
     async findSession (id: string): Promise<Session | undefined> {
@@ -311,3 +340,6 @@ export function createStore (database: SecureLoginDatabase, dialect: 'sqlite' | 
 }
 
 export type Store = ReturnType<typeof createStore>
+
+interface SyncStatement { all: (values: Record<string, unknown>) => unknown[] }
+interface SqliteDatabase { resultKind: 'sync' | 'async', transaction: <T>(run: () => T) => T }
