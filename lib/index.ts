@@ -17,6 +17,7 @@ import { resolveOptions, type SecureLoginOptions } from './options.js'
 import { createRevocationList } from './revocation.js'
 import { secureLoginRoutes } from './routes/index.js'
 import { schedulePurge } from './purge.js'
+import { withDeadline } from './store/deadline.js'
 import { createStore } from './store/index.js'
 import { createTokenService } from './tokens.js'
 
@@ -60,7 +61,7 @@ const secureLogin: FastifyPluginAsync<SecureLoginOptions> = async (fastify, rawO
     fastify.log.warn({ count: options.phonePolicy.testNumbers.size }, 'fastify-securelogin: test numbers sign in without an SMS outside development (allowTestNumbersInProduction)')
   }
   if (rawOptions.rateLimit === false) fastify.log.warn('fastify-securelogin: rateLimit: false, every limit is off (codes can be requested and guessed without bound)')
-  const store = createStore(options.db, options.dialect)
+  const store = withDeadline(createStore(options.db, options.dialect), options.dbTimeoutMs)
   const accessJwt = await registerAccessJwt(fastify, options)
   if (options.cookies !== undefined) await ensureCookieSupport(fastify)
   const tokens = createTokenService(options, accessJwt)
@@ -79,7 +80,7 @@ const secureLogin: FastifyPluginAsync<SecureLoginOptions> = async (fastify, rawO
 
   const stopPurge = options.purgeIntervalMs === undefined
     ? () => {}
-    : schedulePurge(store, { intervalMs: options.purgeIntervalMs, longestWindowMs: Math.max(0, ...Object.values(options.rateLimit).flat().map((rule) => rule.windowMs)), log: fastify.log })
+    : schedulePurge(store, { intervalMs: options.purgeIntervalMs, longestWindowMs: Math.max(0, ...Object.values(options.rateLimit).flat().map((rule) => rule.windowMs)), unverifiedAccountTtlMs: options.unverifiedAccountTtlMs, log: fastify.log })
   fastify.addHook('onClose', async () => {
     stopPurge()
     await deliveries.settled()
@@ -100,7 +101,7 @@ const secureLogin: FastifyPluginAsync<SecureLoginOptions> = async (fastify, rawO
 export default fp(secureLogin, { fastify: '5.x', name: 'fastify-securelogin' })
 export { secureLogin }
 export { migrate } from './db/migrate.js'
-export { purgeExpired } from './purge.js'
+export { purgeExpired, type PurgeOptions } from './purge.js'
 export { consoleSms, type ConsoleSmsOptions } from './sms/console.js'
 export { twilioMessaging, type TwilioMessagingOptions, type SmsTemplateInput } from './sms/twilio-messaging.js'
 export { twilioVerify, type TwilioVerifyOptions, type TwilioVerifyChannel } from './sms/twilio-verify.js'

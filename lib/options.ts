@@ -46,6 +46,9 @@ export interface ResolvedOptions {
   smsDelivery: 'background' | 'await'
   /** undefined: the app purges with `purgeExpired(db)` itself. */
   purgeIntervalMs: number | undefined
+  /** undefined: unverified accounts are kept. */
+  unverifiedAccountTtlMs: number | undefined
+  dbTimeoutMs: number
   jwtSecret: Buffer
   issuer: string | undefined
   audience: string | undefined
@@ -281,6 +284,8 @@ export function resolveOptions (options: SecureLoginOptions): ResolvedOptions {
     onEvent: options.onEvent,
     smsDelivery: orDefault(options.smsDelivery, TOP.smsDelivery),
     purgeIntervalMs: options.purgeInterval === false ? undefined : durationMs(options.purgeInterval, TOP.purgeInterval),
+    unverifiedAccountTtlMs: options.unverifiedAccountTtl === false ? undefined : durationMs(options.unverifiedAccountTtl, TOP.unverifiedAccountTtl),
+    dbTimeoutMs: durationMs(options.dbTimeout, TOP.dbTimeout),
     jwtSecret,
     issuer: jwt.issuer,
     audience: jwt.audience,

@@ -1,23 +1,37 @@
 import { is } from 'drizzle-orm'
 import { BaseSQLiteDatabase } from 'drizzle-orm/sqlite-core'
 import type { FastifyBaseLogger } from 'fastify'
-import { LONGEST_RATE_LIMIT_WINDOW } from '../schemas/options.js'
-import { parseDuration } from './duration.js'
+import { LONGEST_RATE_LIMIT_WINDOW, SecureLoginOptionsSchema } from '../schemas/options.js'
+import { parseDuration, type Duration } from './duration.js'
 import type { SecureLoginDatabase } from './options.js'
 import { loggableError } from './redact.js'
 import { createStore, type Store } from './store/index.js'
 
 // Without the app's options, the longest window any rule may have: older counters count for nothing.
 const LONGEST_ALLOWED_WINDOW_MS = parseDuration(LONGEST_RATE_LIMIT_WINDOW) as number
+const DEFAULT_UNVERIFIED_ACCOUNT_TTL = SecureLoginOptionsSchema.properties.unverifiedAccountTtl.default as Duration
+
+export interface PurgeOptions {
+  /** The time that counts as now. */
+  now?: Date
+  /** Accounts that never proved their number are deleted this long after registration; `false` keeps them. */
+  unverifiedAccountTtl?: Duration | false
+}
 
 /**
- * Deletes expired codes, ended sessions and stale rate-limit counters, in batches of 1,000 rows a
+ * Deletes expired codes, ended sessions, stale rate-limit counters and accounts that never proved
+ * their number within `unverifiedAccountTtl` (default 7 days), in batches of 1,000 rows a
  * statement, and answers how many of each went. For apps that run housekeeping from their own
  * scheduler (register the plugin with `purgeInterval: false` then).
- * @example await purgeExpired(db)
+ * @example await purgeExpired(db, { unverifiedAccountTtl: '30d' })
  */
-export async function purgeExpired (db: SecureLoginDatabase, now: Date = new Date()) {
-  return createStore(db, is(db, BaseSQLiteDatabase) ? 'sqlite' : 'postgres').purgeExpired(now, LONGEST_ALLOWED_WINDOW_MS)
+export async function purgeExpired (db: SecureLoginDatabase, options: PurgeOptions = {}) {
+  const now = options.now ?? new Date()
+  const ttl = options.unverifiedAccountTtl ?? DEFAULT_UNVERIFIED_ACCOUNT_TTL
+  const ttlMs = ttl === false ? undefined : parseDuration(ttl)
+  if (ttlMs === undefined && ttl !== false) throw new TypeError(`fastify-securelogin: purgeExpired: unverifiedAccountTtl must be false or a duration such as '7d'`)
+  const store = createStore(db, is(db, BaseSQLiteDatabase) ? 'sqlite' : 'postgres')
+  return store.purgeExpired(now, LONGEST_ALLOWED_WINDOW_MS, ttlMs === undefined ? undefined : new Date(now.getTime() - ttlMs))
 }
 
 /**
@@ -26,9 +40,10 @@ export async function purgeExpired (db: SecureLoginDatabase, now: Date = new Dat
  * that live less than an hour (serverless, autoscaling) still clean up.
  * @returns a function that stops it
  */
-export function schedulePurge (store: Store, args: { intervalMs: number, longestWindowMs: number, log: FastifyBaseLogger }): () => void {
+export function schedulePurge (store: Store, args: { intervalMs: number, longestWindowMs: number, unverifiedAccountTtlMs: number | undefined, log: FastifyBaseLogger }): () => void {
   const run = () => {
-    store.purgeExpired(new Date(), args.longestWindowMs)
+    const now = new Date()
+    store.purgeExpired(now, args.longestWindowMs, args.unverifiedAccountTtlMs === undefined ? undefined : new Date(now.getTime() - args.unverifiedAccountTtlMs))
       .catch((error: unknown) => args.log.warn({ err: loggableError(error) }, 'fastify-securelogin: purge of expired rows failed'))
   }
   let interval: NodeJS.Timeout | undefined

@@ -476,6 +476,19 @@ export const SecureLoginOptionsSchema = Type.Object({
    */
   purgeInterval: Type.Optional(Type.Union([Type.Literal(false), DurationBetween('1m', '1d')], { default: '1h', errorMessage: "must be false or a duration from 1 minute to 1 day, such as '1h'" })),
   /**
+   * Accounts that never proved their number (registered, never signed in) are deleted this long
+   * after registration by the purge, so `/register` cannot grow the users table without bound.
+   * 1 hour to 1 year, or `false` to keep them.
+   * @default '7d'
+   */
+  unverifiedAccountTtl: Type.Optional(Type.Union([Type.Literal(false), DurationBetween('1h', '1y')], { default: '7d', errorMessage: "must be false or a duration from 1 hour to 1 year, such as '7d'" })),
+  /**
+   * Bound on one database call of the plugin, 100 ms to 1 minute: past it (a database that hangs,
+   * a pool with no free connection) the request is answered 503 SECURELOGIN_UNAVAILABLE.
+   * @default '5s'
+   */
+  dbTimeout: Type.Optional(DurationBetween('100ms', '1m', { default: '5s' })),
+  /**
    * Bound on one SMS vendor call, 1 second to 2 minutes.
    * @default '10s'
    */

@@ -2,8 +2,8 @@ import { randomUUID } from 'node:crypto'
 import t from 'tap'
 import * as postgresTables from '../lib/db/postgres.js'
 import * as sqliteTables from '../lib/db/sqlite.js'
-import { purgeExpired } from '../lib/index.js'
-import { buildApp, dialects } from './helper.js'
+import { migrate, purgeExpired } from '../lib/index.js'
+import { buildApp, createTestDatabase, dialects } from './helper.js'
 
 // Housekeeping: expired codes, ended sessions and stale counters go, in batches of 1,000 rows a
 // statement; live rows stay.
@@ -29,16 +29,57 @@ for (const dialect of dialects) {
     const counter = (i: number, windowStart: Date) => ({ key: `send:ip:203.0.113.${i}`, windowStart, count: 1 })
     await inChunks([...Array.from({ length: 1_000 }, (_, i) => counter(i, new Date(now.getTime() - 8 * 24 * HOUR))), ...Array.from({ length: 5 }, (_, i) => counter(10_000 + i, now))], (chunk) => db.insert(rateLimits).values(chunk))
 
-    t.same(await purgeExpired(test.database.db, now), { challenges: 2_345, sessions: 1_001, counters: 1_000 }, 'every expired row went, over several batches')
+    t.same(await purgeExpired(test.database.db, { now }), { challenges: 2_345, sessions: 1_001, counters: 1_000, accounts: 0 }, 'every expired row went, over several batches')
     const count = async (table: string) => Number((await test.database.query(`SELECT count(*) AS n FROM ${table}`))[0]!.n)
     t.equal(await count('securelogin_otp_challenges'), 7, 'live codes stay')
     t.equal(await count('securelogin_sessions'), 3, 'live sessions stay')
     t.equal(await count('securelogin_rate_limits'), 5, 'current counters stay')
-    t.same(await purgeExpired(test.database.db, now), { challenges: 0, sessions: 0, counters: 0 }, 'a second run finds nothing')
+    t.same(await purgeExpired(test.database.db, { now }), { challenges: 0, sessions: 0, counters: 0, accounts: 0 }, 'a second run finds nothing')
   })
 }
 
 t.test('purgeInterval is checked', async (t) => {
   await t.rejects(buildApp(t, 'sqlite', { purgeInterval: 10 }), /purgeInterval must be false or a duration from 1 minute to 1 day/)
   await t.rejects(buildApp(t, 'sqlite', { purgeInterval: true as never }), /purgeInterval/)
+})
+
+for (const dialect of dialects) {
+  t.test(`${dialect}: accounts that never proved their number go after unverifiedAccountTtl; proven ones and ones signing in stay`, async (t) => {
+    const test = await buildApp(t, dialect, { purgeInterval: false })
+    const { users, otpChallenges } = (dialect === 'sqlite' ? sqliteTables : postgresTables) as unknown as typeof postgresTables
+    const db = test.database.db as unknown as import('drizzle-orm/pg-core').PgDatabase<any, any, any>
+    const now = new Date()
+    const old = new Date(now.getTime() - 8 * 24 * HOUR)
+    const account = (i: number, createdAt: Date, phoneVerifiedAt: Date | null) => ({ id: randomUUID(), phone: `+1415${String(i).padStart(7, '0')}`, createdAt, phoneVerifiedAt })
+    const stale = Array.from({ length: 1_203 }, (_, i) => account(i, old, null))
+    for (let i = 0; i < stale.length; i += 250) await db.insert(users).values(stale.slice(i, i + 250))
+    await db.insert(users).values([account(20_001, old, old), account(20_002, now, null), account(20_003, old, null)])
+    // The last one is being signed into: its code is open.
+    await db.insert(otpChallenges).values({ phone: '+14150020003', challengeId: randomUUID(), codeHash: 'h', attempts: 0, sentAt: now, expiresAt: new Date(now.getTime() + HOUR), consumedAt: null })
+
+    t.same(await purgeExpired(test.database.db, { now, unverifiedAccountTtl: false }), { challenges: 0, sessions: 0, counters: 0, accounts: 0 }, 'false keeps them')
+    t.equal((await purgeExpired(test.database.db, { now })).accounts, 1_203, 'the default (7 days) deletes every stale unproven account, over several batches')
+    const left = await test.database.query('SELECT phone FROM securelogin_users ORDER BY phone')
+    t.same(left.map((row) => row.phone), ['+14150020001', '+14150020002', '+14150020003'], 'the proven one, the new one and the one signing in stay')
+    t.equal((await purgeExpired(test.database.db, { now: new Date(now.getTime() + 2 * 24 * HOUR), unverifiedAccountTtl: '1d' })).accounts, 2, 'later, with a shorter ttl, the new one goes, and so does the one whose code has expired')
+    await t.rejects(purgeExpired(test.database.db, { unverifiedAccountTtl: 'soon' as never }), /unverifiedAccountTtl must be false or a duration/)
+  })
+}
+
+t.test('the scheduled purge deletes unverified accounts past unverifiedAccountTtl', async (t) => {
+  const database = await createTestDatabase(t, 'sqlite')
+  await migrate(database.db)
+  await database.query("INSERT INTO securelogin_users (id, phone, auth_type, status, created_at) VALUES ('00000000-0000-4000-8000-0000000000aa', '+14155550177', 'PHONE', 'active', $1)", [Date.now() - 2 * HOUR])
+  // The first run comes after a random delay of up to a minute: a random 0 makes it come at once.
+  const random = Math.random
+  Math.random = () => 0
+  const test = await buildApp(t, 'sqlite', { purgeInterval: '1m', unverifiedAccountTtl: '1h' }, database).finally(() => { Math.random = random })
+  const started = Date.now()
+  while ((await test.database.query('SELECT id FROM securelogin_users')).length > 0 && Date.now() - started < 10_000) await new Promise((resolve) => setTimeout(resolve, 50))
+  t.same(await test.database.query('SELECT id FROM securelogin_users'), [], 'the account went')
+})
+
+t.test('unverifiedAccountTtl is checked', async (t) => {
+  await t.rejects(buildApp(t, 'sqlite', { unverifiedAccountTtl: '10m' }), /unverifiedAccountTtl must be false or a duration from 1 hour to 1 year/)
+  await t.rejects(buildApp(t, 'sqlite', { unverifiedAccountTtl: true as never }), /unverifiedAccountTtl/)
 })

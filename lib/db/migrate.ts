@@ -1,14 +1,11 @@
 import { existsSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import * as drizzleOrm from 'drizzle-orm'
-import { DrizzleError, is, sql, type SQL } from 'drizzle-orm'
+import { is, sql, type SQL } from 'drizzle-orm'
 import { readMigrationFiles, type MigrationConfig } from 'drizzle-orm/migrator'
 import { BaseSQLiteDatabase } from 'drizzle-orm/sqlite-core'
 import type { SecureLoginDatabase } from '../options.js'
-
-// DrizzleQueryError exists from drizzle-orm 0.44.4 on; older versions (in our peer range) lack it.
-const DrizzleQueryError = (drizzleOrm as { DrizzleQueryError?: abstract new (...args: never[]) => Error }).DrizzleQueryError
+import { driverError, errorCode, UNREACHABLE } from './faults.js'
 
 // Our own bookkeeping table: sharing drizzle's default one with the app's migrations would make
 // drizzle skip ours whenever the app's latest migration is newer.
@@ -54,10 +51,7 @@ async function migrateNow (db: SecureLoginDatabase): Promise<void> {
   // Each driver's drizzle migrator is exactly this call; going through the dialect directly keeps
   // one code path for better-sqlite3 (sync), node-postgres, postgres-js and PGlite.
   const { dialect: migrator } = db as unknown as { dialect: { migrate: (m: unknown, session: unknown, c: MigrationConfig) => Promise<void> } }
-  if (dialect === 'sqlite') {
-    await migrator.migrate(migrations, (db as unknown as { session: unknown }).session, config)
-    return
-  }
+  if (dialect === 'sqlite') return migrateSqlite(db as unknown as SqliteInternals, migrations, config)
   // On PostgreSQL the whole migration, from CREATE SCHEMA to the last bookkeeping row, is one
   // transaction that first takes a transaction-level advisory lock: instances starting together
   // take turns, and the lock ends with the transaction. A session-level lock would be taken and
@@ -76,6 +70,49 @@ async function migrateNow (db: SecureLoginDatabase): Promise<void> {
     }
     await migrator.migrate(migrations, session, config)
   })
+}
+
+interface SqliteSession { run: (query: SQL) => unknown, values: (query: SQL) => unknown }
+interface SqliteInternals {
+  resultKind: 'sync' | 'async'
+  session: SqliteSession
+  dialect: { sqlToQuery: (query: SQL) => { sql: string }, migrate: (m: unknown, session: SqliteSession, c: MigrationConfig) => unknown }
+}
+
+/**
+ * SQLite: the whole migration in one `BEGIN IMMEDIATE` transaction, which takes the database's
+ * write lock first: processes starting together on one file take turns (each waits up to its
+ * busy timeout). drizzle's migrator reads the last applied migration before its own BEGIN, so
+ * two processes could both find none applied; here that read happens under the lock, and the
+ * migrator's own BEGIN and COMMIT are left out.
+ */
+async function migrateSqlite (db: SqliteInternals, migrations: unknown, config: MigrationConfig): Promise<void> {
+  const { session, dialect } = db
+  const own = new Set(['BEGIN', 'COMMIT', 'ROLLBACK'])
+  const inOurTransaction: SqliteSession = {
+    run: (query) => own.has(dialect.sqlToQuery(query).sql.trim().toUpperCase()) ? undefined : session.run(query),
+    values: (query) => session.values(query),
+  }
+  if (db.resultKind === 'sync') {
+    // better-sqlite3: synchronous from BEGIN to COMMIT, so no other statement of this process can slip in.
+    session.run(sql.raw('BEGIN IMMEDIATE'))
+    try {
+      dialect.migrate(migrations, inOurTransaction, config)
+      session.run(sql.raw('COMMIT'))
+    } catch (error) {
+      session.run(sql.raw('ROLLBACK'))
+      throw error
+    }
+    return
+  }
+  await session.run(sql.raw('BEGIN IMMEDIATE'))
+  try {
+    await dialect.migrate(migrations, inOurTransaction, config)
+    await session.run(sql.raw('COMMIT'))
+  } catch (error) {
+    await session.run(sql.raw('ROLLBACK'))
+    throw error
+  }
 }
 
 // Any 64-bit number unique to this library: instances starting together against one PostgreSQL
@@ -98,14 +135,16 @@ export type StartupStep = 'create-tables' | 'read-sessions'
  * it was reached and what to do, and keeps the driver's error as `cause`.
  * @example throw startupError(options.db, error, 'read-sessions')
  */
-export function startupError (db: SecureLoginDatabase, error: unknown, step: StartupStep): Error {
+export function startupError (db: SecureLoginDatabase, thrown: unknown, step: StartupStep): Error {
+  // The store answers an outage as SECURELOGIN_UNAVAILABLE, with the driver's error as its cause.
+  const error = (thrown as { code?: unknown } | null)?.code === 'SECURELOGIN_UNAVAILABLE' ? (thrown as Error).cause : thrown
   if (error instanceof Error && error.message.startsWith('fastify-securelogin:')) return error
   const where = describeDatabase(db)
   const detail = driverMessage(error, secretsOf(db))
   const code = errorCode(error)
   const say = (text: string) => new Error(`fastify-securelogin: ${text}`, { cause: error })
   if (code !== undefined && UNREACHABLE.has(code)) return say(`cannot reach ${where} (${detail})`)
-  if (/connection timeout|timeout expired/i.test(detail)) return say(`cannot reach ${where} (${detail})`)
+  if (/connection timeout|timeout expired|no answer within/i.test(detail)) return say(`cannot reach ${where} (${detail})`)
   if (code !== undefined && /^(08|28|3D)/.test(code)) return say(`cannot connect to ${where} (${detail})`)
   const denied = code === '42501'
   if (step === 'create-tables') {
@@ -115,29 +154,6 @@ export function startupError (db: SecureLoginDatabase, error: unknown, step: Sta
     ? 'grant the app\'s role SELECT, INSERT, UPDATE and DELETE on the securelogin_* tables'
     : 'run migrate(db) first or register with migrate: true'
   return say(`cannot read the sessions table in ${where} (${detail}); ${hint}`)
-}
-
-// Node's socket errors and postgres-js' own connection errors.
-const UNREACHABLE = new Set([
-  'ECONNREFUSED', 'ECONNRESET', 'ENOTFOUND', 'EAI_AGAIN', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOENT',
-  'CONNECT_TIMEOUT', 'CONNECTION_CLOSED', 'CONNECTION_ENDED', 'CONNECTION_DESTROYED',
-])
-
-/** The driver's error: drizzle wraps it in one that quotes the statement (and its parameters). */
-function driverError (error: unknown): unknown {
-  let current = error
-  while (((DrizzleQueryError !== undefined && current instanceof DrizzleQueryError) || is(current, DrizzleError)) && (current as Error).cause !== undefined) {
-    current = (current as Error).cause
-  }
-  return current
-}
-
-function errorCode (error: unknown): string | undefined {
-  const inner = driverError(error) as { code?: unknown, errors?: unknown } | null
-  if (typeof inner?.code === 'string') return inner.code
-  // Node 20 tries every address of "localhost" and reports an AggregateError.
-  if (Array.isArray(inner?.errors)) return errorCode(inner.errors[0])
-  return undefined
 }
 
 /** The driver's message on one line, without any password it might quote. */

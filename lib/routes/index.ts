@@ -81,6 +81,9 @@ export const secureLoginRoutes: FastifyPluginAsync<{ ctx: SecureLoginContext }> 
         const phone = (request.body as { phone?: unknown } | undefined)?.phone
         ctx.events.emit(request, { type: event, reason: error.code, ...(typeof phone === 'string' ? { phone } : {}) })
       }
+      if (error.code === 'SECURELOGIN_UNAVAILABLE' && error.cause !== undefined) {
+        request.log.warn({ err: loggableError(error.cause) }, 'fastify-securelogin: the database cannot serve now; answered 503')
+      }
       if (thrown.retryAfter !== undefined) reply.header('retry-after', String(thrown.retryAfter))
       const body = { statusCode: status, code: error.code ?? 'SECURELOGIN_BAD_REQUEST', error: STATUS_CODES[status] ?? 'Error', message: error.message }
       return reply.code(status).send(thrown.attemptsLeft === undefined ? body : { ...body, attempts_left: thrown.attemptsLeft })

@@ -4,7 +4,7 @@ import { LoginBody, LoginResponse } from '../../schemas/auth.js'
 import { sendLoginCode } from '../challenges.js'
 import type { SecureLoginContext } from '../context.js'
 import { normalizePhone } from '../phone.js'
-import { errorResponses, operationIdFor, refTo, swaggerConfig } from './responses.js'
+import { errorResponses, operationIdFor, refTo, swaggerConfig, UNAVAILABLE } from './responses.js'
 
 const LoginHeaders = Type.Object({
   'accept-language': Type.Optional(Type.String({ description: 'The language of the SMS, for providers that translate it (Twilio Verify); its first tag is used', examples: ['fr-CA'] })),
@@ -30,7 +30,7 @@ export const loginRoute: FastifyPluginAsyncTypebox<{ ctx: SecureLoginContext }> 
             400: 'The body does not match the schema (SECURELOGIN_BAD_REQUEST, FST_ERR_CTP_INVALID_JSON_BODY) or the phone number is not a valid number (SECURELOGIN_PHONE_INVALID), or not one the server serves (SECURELOGIN_PHONE_COUNTRY_NOT_ALLOWED, SECURELOGIN_PHONE_TYPE_NOT_ALLOWED), or the client address is not an IP address (SECURELOGIN_CLIENT_ADDRESS_INVALID)',
             403: ctx.options.beforeSend === undefined ? undefined : 'The app\'s beforeSend check refused to send a code (SECURELOGIN_SEND_REFUSED)',
           429: 'A code was sent to the number moments ago (SECURELOGIN_OTP_RESEND_TOO_SOON), too many codes were requested for the number, its neighbours or from the client address (SECURELOGIN_RATE_LIMITED), or the number is locked after too many wrong codes (SECURELOGIN_PHONE_LOCKED); `Retry-After` says when to try again',
-            503: 'The app\'s SMS budget is spent (SECURELOGIN_SMS_BUDGET_EXHAUSTED); `Retry-After` says when to try again',
+            503: `The app's SMS budget is spent (SECURELOGIN_SMS_BUDGET_EXHAUSTED), or ${UNAVAILABLE[0]!.toLowerCase()}${UNAVAILABLE.slice(1)}`,
             // With smsDelivery 'background' (the default) the vendor is called after the answer.
             502: awaitsVendor ? 'The SMS provider failed to send the code (SECURELOGIN_SMS_SEND_FAILED); the code is withdrawn and a new one may be requested at once' : undefined,
             504: awaitsVendor ? 'The SMS provider did not answer in time (SECURELOGIN_SMS_TIMEOUT); the code is withdrawn' : undefined,

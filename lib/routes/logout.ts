@@ -6,8 +6,6 @@ import { endOtherSessions, endSession } from '../sessions.js'
 import { errorResponses, operationIdFor, refTo, swaggerConfig } from './responses.js'
 
 const UNAUTHORIZED = 'The Bearer token is missing (SECURELOGIN_TOKEN_MISSING), invalid (SECURELOGIN_TOKEN_INVALID) or expired (SECURELOGIN_TOKEN_EXPIRED), or its session has ended (SECURELOGIN_SESSION_REVOKED); the same for `refresh_token`'
-const UNAVAILABLE = 'The list of ended sessions cannot be read from the database (SECURELOGIN_UNAVAILABLE)'
-
 export const logoutRoutes: FastifyPluginAsyncTypebox<{ ctx: SecureLoginContext }> = async (fastify, { ctx }) => {
   const { cookies, prefix } = ctx.options
   fastify.post('/logout', {
@@ -25,7 +23,6 @@ export const logoutRoutes: FastifyPluginAsyncTypebox<{ ctx: SecureLoginContext }
         ...errorResponses({
           401: UNAUTHORIZED,
           403: `\`refresh_token\` belongs to another user (SECURELOGIN_SESSION_MISMATCH)${cookies === undefined ? '' : ', or the request asked for the cookie transport from an origin that may not use it (SECURELOGIN_COOKIE_ORIGIN_REFUSED)'}`,
-          503: UNAVAILABLE,
         }),
       },
     },
@@ -52,7 +49,6 @@ export const logoutRoutes: FastifyPluginAsyncTypebox<{ ctx: SecureLoginContext }
         ...errorResponses({
           401: `${UNAUTHORIZED}; or the access token came from refresh (SECURELOGIN_FRESH_TOKEN_REQUIRED)`,
           403: '`refresh_token` is not the current session\'s (SECURELOGIN_SESSION_MISMATCH)',
-          503: UNAVAILABLE,
         }),
       },
     },

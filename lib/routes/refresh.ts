@@ -24,7 +24,6 @@ export const refreshRoute: FastifyPluginAsyncTypebox<{ ctx: SecureLoginContext }
           401: 'The Bearer token is missing (SECURELOGIN_TOKEN_MISSING), not a valid refresh token (SECURELOGIN_TOKEN_INVALID), expired (SECURELOGIN_TOKEN_EXPIRED), of an ended session or reused after its exchange, which ends the session (SECURELOGIN_SESSION_REVOKED), or of a session unused for `sessions.idleTimeout` (SECURELOGIN_SESSION_EXPIRED)',
           403: cookieOriginRefusal(cookies),
           409: 'The refresh token was exchanged moments ago by another request of the same client (two tabs racing): use the newer refresh token (SECURELOGIN_REFRESH_SUPERSEDED); the session goes on',
-          503: 'The list of ended sessions cannot be read from the database (SECURELOGIN_UNAVAILABLE)',
         }),
       },
     },

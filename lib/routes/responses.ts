@@ -12,14 +12,18 @@ export function refTo<T extends TSchema> (schema: T): T {
 }
 
 type ErrorStatus = 400 | 401 | 403 | 409 | 413 | 415 | 429 | 500 | 502 | 503 | 504
-type CommonStatus = 400 | 413 | 415 | 500
+type CommonStatus = 400 | 413 | 415 | 500 | 503
+
+/** The 503 of every route: the database is down, restarting, unreachable or slower than `dbTimeout`. */
+export const UNAVAILABLE = 'The database cannot serve now (SECURELOGIN_UNAVAILABLE): down, restarting, unreachable, or slower than `dbTimeout`, or the list of ended sessions is older than `revocationMaxDelay` and cannot be read; `Retry-After` says when to try again'
 
 /** What every route can answer: each parses a JSON body and reads the database. */
 const COMMON: Record<CommonStatus, string> = {
   400: 'The body is not valid JSON (FST_ERR_CTP_INVALID_JSON_BODY) or does not match the schema (SECURELOGIN_BAD_REQUEST)',
   413: 'The body is larger than 16 KiB (FST_ERR_CTP_BODY_TOO_LARGE)',
   415: 'The body is not `application/json` (FST_ERR_CTP_INVALID_MEDIA_TYPE)',
-  500: 'An unexpected failure, e.g. of the database (SECURELOGIN_INTERNAL); the details are logged, never answered',
+  500: 'An unexpected failure (SECURELOGIN_INTERNAL); the details are logged, never answered',
+  503: UNAVAILABLE,
 }
 
 /** The 403 of the routes that use the session cookies, on a server with `cookies` enabled. */
@@ -39,7 +43,7 @@ export function errorResponses<S extends ErrorStatus> (specific: Partial<Record<
   for (const status of Object.keys(descriptions).map(Number).sort() as ErrorStatus[]) {
     // undefined: a status this route answers only under some options (e.g. cookies).
     if (descriptions[status] === undefined) continue
-    responses[status] = { ...refTo(ErrorResponse), description: descriptions[status], ...(status === 429 ? { headers: RETRY_AFTER } : {}) }
+    responses[status] = { ...refTo(ErrorResponse), description: descriptions[status], ...(status === 429 || status === 503 ? { headers: RETRY_AFTER } : {}) }
   }
   return responses as Record<S | CommonStatus, typeof ErrorResponse>
 }

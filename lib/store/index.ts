@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto'
-import { and, eq, gt, inArray, isNull, lt, lte, ne, sql } from 'drizzle-orm'
+import { and, eq, gt, inArray, isNull, lt, lte, ne, notExists, sql } from 'drizzle-orm'
 import type { PgDatabase } from 'drizzle-orm/pg-core'
 import * as postgresTables from '../db/postgres.js'
 import * as sqliteTables from '../db/sqlite.js'
@@ -311,8 +311,11 @@ export function createStore (database: SecureLoginDatabase, dialect: 'sqlite' | 
       await db.delete(rateLimits).where(eq(rateLimits.key, key))
     },
 
-    /** Deletes rows no longer needed: expired challenges and sessions, stale counters. */
-    async purgeExpired (now: Date, longestWindowMs: number): Promise<{ challenges: number, sessions: number, counters: number }> {
+    /**
+     * Deletes rows no longer needed: expired challenges and sessions, stale counters, and accounts
+     * created before `unverifiedBefore` that never proved their number (unless a code is open for it).
+     */
+    async purgeExpired (now: Date, longestWindowMs: number, unverifiedBefore?: Date): Promise<{ challenges: number, sessions: number, counters: number, accounts: number }> {
       // In bounded batches, each its own short statement: a large table is never locked for long,
       // and other writers get in between.
       const inBatches = async (deleteBatch: () => Promise<unknown[]>): Promise<number> => {
@@ -334,6 +337,14 @@ export function createStore (database: SecureLoginDatabase, dialect: 'sqlite' | 
         counters: await inBatches(() => db.delete(rateLimits)
           .where(inArray(rateLimits.key, db.select({ key: rateLimits.key }).from(rateLimits).where(lt(rateLimits.windowStart, staleBefore)).limit(PURGE_BATCH)))
           .returning({ key: rateLimits.key })),
+        accounts: unverifiedBefore === undefined ? 0 : await inBatches(() => db.delete(users)
+          .where(inArray(users.id, db.select({ id: users.id }).from(users).where(and(
+            isNull(users.phoneVerifiedAt),
+            lt(users.createdAt, unverifiedBefore),
+            // One being signed into right now stays (its code proves the number in a moment).
+            notExists(db.select({ phone: otpChallenges.phone }).from(otpChallenges).where(and(eq(otpChallenges.phone, users.phone), gt(otpChallenges.expiresAt, now)))),
+          )).limit(PURGE_BATCH)))
+          .returning({ id: users.id })),
       }
     },
   }

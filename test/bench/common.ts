@@ -38,10 +38,13 @@ export interface ServerHandle {
 
 const serverFile = fileURLToPath(new URL('./server.ts', import.meta.url))
 
-/** Forks test/bench/server.ts for one scenario and waits until it listens on 127.0.0.1. */
-export async function startServer (scenario: string, env: Record<string, string> = {}): Promise<ServerHandle> {
+/**
+ * Forks test/bench/server.ts for one scenario and waits until it listens on 127.0.0.1.
+ * `nodeFlags` go to the child's Node (the soak's `--expose-gc`).
+ */
+export async function startServer (scenario: string, env: Record<string, string> = {}, nodeFlags: string[] = []): Promise<ServerHandle> {
   const child: ChildProcess = fork(serverFile, [scenario], {
-    execArgv: ['--import', 'tsx'],
+    execArgv: ['--import', 'tsx', ...nodeFlags],
     env: { ...process.env, ...env },
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   })

@@ -5,8 +5,12 @@
 //   authenticate     the same with `preHandler: app.authenticate` (plugin on a SQLite file, WAL)
 //   signin-sqlite    the plugin's routes on a SQLite file (WAL); codes captured in memory
 //   signin-postgres  the same on a fresh database on BENCH_PG_URL
+//   soak-sqlite      the plugin with the soak's rate limits (test/bench/soak.ts) and GET /api/me behind
+//                    app.authenticate, on a SQLite file (WAL); codes captured in memory
+//   soak-postgres    the same on a fresh database on BENCH_PG_URL
 // It answers 'ready' with its port, 'codes' with the codes sent since the last ask, 'cpu' with its
-// CPU time so far (µs), and exits on 'stop'.
+// CPU time so far (µs), 'memory' with process.memoryUsage(), 'stats' with its memory (after a GC when run with
+// --expose-gc), CPU time and the rows of each of the plugin's tables, and exits on 'stop'.
 import { randomBytes } from 'node:crypto'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -25,8 +29,12 @@ const SECRET = randomBytes(48).toString('base64')
 const PAYLOAD = { hello: 'world' }
 const send = (message: Record<string, unknown>) => process.send?.(message)
 
+const TABLES = ['securelogin_users', 'securelogin_otp_challenges', 'securelogin_sessions', 'securelogin_rate_limits']
+
 const cleanups: Array<() => Promise<void> | void> = []
 let app: FastifyInstance | undefined
+/** Rows in each of TABLES, once a database is open: the soak reports what its load left behind. */
+let countRows: (() => Promise<Record<string, number>>) | undefined
 let stopping = false
 
 async function stop (): Promise<void> {
@@ -55,6 +63,7 @@ async function sqliteDatabase (): Promise<SecureLoginDatabase> {
   // Default: SQLite's own (FULL), as docs/getting-started.md sets the database up. BENCH_SQLITE_SYNC=NORMAL to compare.
   if (process.env.BENCH_SQLITE_SYNC) sqlite.pragma(`synchronous = ${process.env.BENCH_SQLITE_SYNC.replace(/[^A-Za-z]/g, '')}`)
   cleanups.push(() => { sqlite.close(); rmSync(dir, { recursive: true, force: true }) })
+  countRows = async () => Object.fromEntries(TABLES.map((table) => [table, (sqlite.prepare(`SELECT count(*) AS n FROM ${table}`).get() as { n: number }).n]))
   return drizzleSqlite(sqlite)
 }
 
@@ -74,29 +83,89 @@ async function postgresDatabase (): Promise<SecureLoginDatabase> {
     }
     await admin.end()
   })
+  countRows = async () => {
+    const counts: Record<string, number> = {}
+    for (const table of TABLES) counts[table] = (await pool.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${table}`)).rows[0]!.n
+    return counts
+  }
   return drizzlePg(pool)
 }
 
+type Outbox = Array<{ phone: string, code: string }>
+
+/** An SMS provider that keeps `{ phone, code }` in memory, for the parent to read over IPC. */
+function memorySms (sent: Outbox) {
+  return { name: 'bench', async send (message: SmsMessage) { sent.push({ phone: message.to, code: message.code }) } }
+}
+
 /** The plugin with an SMS provider that keeps codes in memory and limits too high to trigger. */
-async function pluginApp (db: SecureLoginDatabase, sent: Array<{ phone: string, code: string }>): Promise<FastifyInstance> {
+async function pluginApp (db: SecureLoginDatabase, sent: Outbox): Promise<FastifyInstance> {
   const instance = Fastify({ logger: false })
   const high = { max: 1_000_000, window: '1h' }
   await instance.register(secureLogin, {
     db,
-    sms: { name: 'bench', async send (message: SmsMessage) { sent.push({ phone: message.to, code: message.code }) } },
+    sms: memorySms(sent),
     jwt: { secret: SECRET },
     otp: { resendInterval: '1ms' },
-    rateLimit: { sendsPerPhone: high, sendsPerIp: high, verifiesPerIp: high },
+    // Every limit that a run of sequential numbers from one address would reach (the default per
+    // prefix, global and per-IP register budgets are 20, 1,000 and 20 an hour).
+    rateLimit: { sendsPerPhone: high, sendsPerIp: high, verifiesPerIp: high, registersPerIp: high, sendsPerPrefix: high, sendsGlobal: high },
   })
   return instance
 }
 
+/** A log destination that passes the first `max` lines to stderr: a broken route would otherwise log every request. */
+function firstLines (max: number) {
+  let written = 0
+  return {
+    write (line: string): void {
+      written += 1
+      if (written <= max) process.stderr.write(line)
+      if (written === max + 1) process.stderr.write(`bench server: log lines after the first ${max} are left out\n`)
+    },
+  }
+}
+
+/**
+ * The plugin as the soak runs it: every request comes from 127.0.0.1, so the per-IP budgets are
+ * raised out of reach, and so is the app's SMS budget; the per-number, per-prefix and wrong-code
+ * limits keep their defaults, and the soak spreads its numbers so that they hold. Short resend and
+ * reuse-grace periods let one run reach the second sign-in and the reuse of a refresh token.
+ * Errors are logged (level warn), so a 5xx shows its cause on stderr.
+ */
+async function soakApp (db: SecureLoginDatabase, sent: Outbox): Promise<FastifyInstance> {
+  const instance = Fastify({ logger: { level: 'warn', stream: firstLines(20) } })
+  const perClient = { max: 1_000_000, window: '1h' }
+  await instance.register(secureLogin, {
+    db,
+    sms: memorySms(sent),
+    jwt: { secret: SECRET },
+    otp: { resendInterval: '1s' },
+    sessions: { reuseGrace: '1s' },
+    rateLimit: { sendsPerIp: perClient, verifiesPerIp: perClient, registersPerIp: perClient, sendsGlobal: { max: 1_000_000, window: '1m' } },
+  })
+  instance.get('/api/me', { preHandler: instance.authenticate }, async (request) => request.user)
+  return instance
+}
+
+/** The server's memory (after a full GC when --expose-gc is on, so two samples compare), CPU time so far (µs) and table rows. */
+async function stats (): Promise<Record<string, unknown>> {
+  globalThis.gc?.()
+  const { rss, heapUsed } = process.memoryUsage()
+  const cpu = process.cpuUsage()
+  return { rss, heapUsed, cpuMicros: cpu.user + cpu.system, rows: await countRows?.() }
+}
+
 async function main (): Promise<Record<string, unknown>> {
   const info: Record<string, unknown> = {}
-  const sent: Array<{ phone: string, code: string }> = []
+  const sent: Outbox = []
   process.on('message', (message: { type: string }) => {
     if (message.type === 'stop') void stop()
     if (message.type === 'codes') send({ type: 'codes', codes: sent.splice(0) })
+    if (message.type === 'memory') send({ type: 'memory', ...process.memoryUsage() })
+    if (message.type === 'stats') {
+      stats().then((answer) => send({ type: 'stats', ...answer }), (error: unknown) => send({ type: 'stats', error: String(error) }))
+    }
     if (message.type === 'cpu') { const usage = process.cpuUsage(); send({ type: 'cpu', micros: usage.user + usage.system }) }
   })
   process.on('disconnect', () => { void stop() })
@@ -139,6 +208,12 @@ async function main (): Promise<Record<string, unknown>> {
       break
     case 'signin-postgres':
       app = await pluginApp(await postgresDatabase(), sent)
+      break
+    case 'soak-sqlite':
+      app = await soakApp(await sqliteDatabase(), sent)
+      break
+    case 'soak-postgres':
+      app = await soakApp(await postgresDatabase(), sent)
       break
     default:
       throw new Error(`unknown scenario ${scenario}`)

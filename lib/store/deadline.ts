@@ -1,0 +1,36 @@
+import { isDatabaseUnavailable } from '../db/faults.js'
+import { UnavailableError, withRetryAfter } from '../errors.js'
+
+/** Seconds a client is told to wait (`Retry-After`) when the database cannot serve. */
+const RETRY_AFTER_SECONDS = 2
+
+type AsyncMethods = Record<string, (...args: never[]) => Promise<unknown>>
+
+/**
+ * The store with every call bounded by `timeoutMs` and every sign of a database that cannot serve
+ * now (lost or refused connections, a restart, a timeout, a busy SQLite file) turned into 503
+ * SECURELOGIN_UNAVAILABLE: a request never hangs on the database, and never answers 500 for an
+ * outage. The driver's error stays as `cause` (log it through `loggableError`). A call
+ * past its deadline is not cancelled (no driver can take back a statement already sent): a write
+ * may still commit after the client was told 503.
+ */
+export function withDeadline<Store extends AsyncMethods> (store: Store, timeoutMs: number): Store {
+  const bounded = {} as Record<string, unknown>
+  for (const [name, method] of Object.entries(store)) {
+    bounded[name] = (...args: never[]) => new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(unavailable(new Error(`no answer within ${timeoutMs} ms (dbTimeout) to ${name}`))), timeoutMs)
+      method.apply(bounded, args).then((value) => {
+        clearTimeout(timer)
+        resolve(value)
+      }, (error: unknown) => {
+        clearTimeout(timer)
+        reject(isDatabaseUnavailable(error) ? unavailable(error) : error)
+      })
+    })
+  }
+  return bounded as Store
+}
+
+function unavailable (cause: unknown): Error {
+  return withRetryAfter(new UnavailableError({ cause }), RETRY_AFTER_SECONDS)
+}
