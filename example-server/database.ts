@@ -7,7 +7,9 @@ export async function openDatabase (url: string): Promise<{ db: SecureLoginDatab
   if (/^postgres(ql)?:\/\//.test(url)) {
     const { default: pg } = await import('pg')
     const { drizzle } = await import('drizzle-orm/node-postgres')
-    const pool = new pg.Pool({ connectionString: url, connectionTimeoutMillis: 5_000 })
+    // Below the plugin's dbTimeout (5 s): a request waiting for a connection gives up in the pool's
+    // queue rather than leave a statement behind it to run later (docs/deploying.md).
+    const pool = new pg.Pool({ connectionString: url, connectionTimeoutMillis: 3_000, statement_timeout: 3_000 })
     // A database restart closes idle connections under the pool, which then emits 'error': without
     // a listener Node would end the process. The pool reconnects on the next query.
     pool.on('error', (error) => console.warn(`database connection lost (${error.message}); reconnecting on demand`))
@@ -17,7 +19,8 @@ export async function openDatabase (url: string): Promise<{ db: SecureLoginDatab
   const { drizzle } = await import('drizzle-orm/better-sqlite3')
   const file = url.replace(/^file:/, '')
   mkdirSync(dirname(file), { recursive: true })
-  const sqlite = new Database(file)
+  // better-sqlite3 waits for a busy file synchronously, which dbTimeout cannot interrupt: keep it short.
+  const sqlite = new Database(file, { timeout: 1_000 })
   sqlite.pragma('journal_mode = WAL')
   return { db: drizzle(sqlite), close: async () => { sqlite.close() } }
 }

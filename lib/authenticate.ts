@@ -1,8 +1,9 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { userFromAccessClaims } from './claims.js'
 import { ACCESS_COOKIE, cookieToken, REFRESH_COOKIE, type CookieOptions } from './cookies.js'
-import { FreshTokenRequiredError, SessionRevokedError, TokenMissingError } from './errors.js'
+import { FreshTokenRequiredError, SessionExpiredError, SessionRevokedError, TokenMissingError } from './errors.js'
 import type { RevocationList } from './revocation.js'
+import type { Store } from './store/index.js'
 import type { TokenService } from './tokens.js'
 
 /**
@@ -56,18 +57,32 @@ function tokenOf (request: FastifyRequest, cookies: CookieOptions | undefined, n
   return token
 }
 
-export function createAuthHooks (tokens: TokenService, revocations: RevocationList, options: { withExtraClaims: boolean, cookies: CookieOptions | undefined }) {
-  const { withExtraClaims, cookies } = options
+/**
+ * The database's answer; when it cannot serve (503), `Retry-After` goes on the reply here, since
+ * the app's own error handler answers for the app's routes and knows nothing of it.
+ */
+async function tellWhenToRetry<T> (answer: Promise<T>, reply: FastifyReply): Promise<T> {
+  try {
+    return await answer
+  } catch (error) {
+    const seconds = (error as { retryAfter?: unknown }).retryAfter
+    if (typeof seconds === 'number') reply.header('retry-after', String(seconds))
+    throw error
+  }
+}
+
+export function createAuthHooks (tokens: TokenService, revocations: RevocationList, store: Store, options: { withExtraClaims: boolean, cookies: CookieOptions | undefined, idleTimeoutMs: number }) {
+  const { withExtraClaims, cookies, idleTimeoutMs } = options
   const accessCookies = cookies?.accessTokenInCookie === true ? cookies : undefined
   /** Refuses a revoked session; waits for the database only when the revocation list is stale. */
-  async function refuseRevoked (sessionId: string): Promise<void> {
+  async function refuseRevoked (sessionId: string, reply: FastifyReply): Promise<void> {
     const revoked = revocations.isRevoked(sessionId)
-    if (revoked === true || (revoked !== false && await revoked)) throw new SessionRevokedError()
+    if (revoked === true || (revoked !== false && await tellWhenToRetry(revoked, reply))) throw new SessionRevokedError()
   }
 
-  const authenticate: AuthHook = async (request) => {
+  const authenticate: AuthHook = async (request, reply) => {
     const claims = await tokens.verifyAccess(tokenOf(request, accessCookies, ACCESS_COOKIE))
-    await refuseRevoked(claims.sid)
+    await refuseRevoked(claims.sid, reply)
     request.user = userFromAccessClaims(claims, withExtraClaims)
   }
 
@@ -76,14 +91,25 @@ export function createAuthHooks (tokens: TokenService, revocations: RevocationLi
     if (!request.user.fresh) throw new FreshTokenRequiredError()
   }
 
-  // Refresh tokens are checked against their session row where they are used (rotation, logout);
-  // this hook only proves the token is a genuine, unexpired refresh token of a live session.
-  const authenticateRefresh: AuthHook = async (request) => {
+  // For /refresh, which checks the token against its session row itself (the rotation's UPDATE,
+  // then reuse detection): a genuine, unexpired refresh token whose session is not on the list.
+  const refreshTokenClaims: AuthHook = async (request, reply) => {
     const claims = tokens.verifyRefresh(tokenOf(request, cookies, REFRESH_COOKIE))
-    await refuseRevoked(claims.sid)
+    await refuseRevoked(claims.sid, reply)
     const user = { userid: claims.sub, phone: claims.phone, sid: claims.sid, fresh: false, generation: claims.gen }
     request.user = user as SecureLoginRefreshUser
   }
 
-  return { authenticate, authenticateFresh, authenticateRefresh }
+  // For the app's routes: the revocation list only holds sessions ended within an access token's
+  // lifetime, and a refresh token lives for months, so its session row is read.
+  const authenticateRefresh: AuthHook = async (request, reply) => {
+    await refreshTokenClaims(request, reply)
+    const { sid, userid } = request.user
+    const session = await tellWhenToRetry(store.findSession(sid), reply)
+    const now = Date.now()
+    if (session === undefined || session.userId !== userid || session.revokedAt !== null || session.expiresAt.getTime() <= now) throw new SessionRevokedError()
+    if (session.refreshedAt.getTime() <= now - idleTimeoutMs) throw new SessionExpiredError()
+  }
+
+  return { authenticate, authenticateFresh, authenticateRefresh, refreshTokenClaims }
 }

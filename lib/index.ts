@@ -71,7 +71,7 @@ const secureLogin: FastifyPluginAsync<SecureLoginOptions> = async (fastify, rawO
   } catch (error) {
     throw startupError(options.db, error, 'read-sessions')
   }
-  const hooks = createAuthHooks(tokens, revocations, { withExtraClaims: options.jwtClaims !== undefined, cookies: options.cookies })
+  const hooks = createAuthHooks(tokens, revocations, store, { withExtraClaims: options.jwtClaims !== undefined, cookies: options.cookies, idleTimeoutMs: options.sessions.idleTimeoutMs })
   const deliveries = createDeliveryTracker()
   const ctx: SecureLoginContext = {
     options, store, tokens, revocations, hooks, log: fastify.log, deliveries, budget: createSmsBudget(), events: createEvents(options.onEvent, fastify.log),
@@ -80,7 +80,7 @@ const secureLogin: FastifyPluginAsync<SecureLoginOptions> = async (fastify, rawO
 
   const stopPurge = options.purgeIntervalMs === undefined
     ? () => {}
-    : schedulePurge(store, { intervalMs: options.purgeIntervalMs, longestWindowMs: Math.max(0, ...Object.values(options.rateLimit).flat().map((rule) => rule.windowMs)), unverifiedAccountTtlMs: options.unverifiedAccountTtlMs, log: fastify.log })
+    : schedulePurge(store, { intervalMs: options.purgeIntervalMs, longestWindowMs: Math.max(0, ...Object.values(options.rateLimit).flat().map((rule) => rule.windowMs)), accessTokenTtlMs: options.accessTokenTtlMs, unverifiedAccountTtlMs: options.unverifiedAccountTtlMs, log: fastify.log })
   fastify.addHook('onClose', async () => {
     stopPurge()
     await deliveries.settled()

@@ -1,14 +1,16 @@
 import { is } from 'drizzle-orm'
 import { BaseSQLiteDatabase } from 'drizzle-orm/sqlite-core'
 import type { FastifyBaseLogger } from 'fastify'
-import { LONGEST_RATE_LIMIT_WINDOW, SecureLoginOptionsSchema } from '../schemas/options.js'
+import { LONGEST_ACCESS_TOKEN_TTL, LONGEST_RATE_LIMIT_WINDOW, SecureLoginOptionsSchema } from '../schemas/options.js'
 import { parseDuration, type Duration } from './duration.js'
 import type { SecureLoginDatabase } from './options.js'
 import { loggableError } from './redact.js'
 import { createStore, type Store } from './store/index.js'
 
-// Without the app's options, the longest window any rule may have: older counters count for nothing.
+// Without the app's options, the longest window any rule may have (older counters count for
+// nothing) and the longest access-token lifetime (no token is left of a session ended before).
 const LONGEST_ALLOWED_WINDOW_MS = parseDuration(LONGEST_RATE_LIMIT_WINDOW) as number
+const LONGEST_ACCESS_TOKEN_TTL_MS = parseDuration(LONGEST_ACCESS_TOKEN_TTL) as number
 const DEFAULT_UNVERIFIED_ACCOUNT_TTL = SecureLoginOptionsSchema.properties.unverifiedAccountTtl.default as Duration
 
 export interface PurgeOptions {
@@ -31,7 +33,12 @@ export async function purgeExpired (db: SecureLoginDatabase, options: PurgeOptio
   const ttlMs = ttl === false ? undefined : parseDuration(ttl)
   if (ttlMs === undefined && ttl !== false) throw new TypeError(`fastify-securelogin: purgeExpired: unverifiedAccountTtl must be false or a duration such as '7d'`)
   const store = createStore(db, is(db, BaseSQLiteDatabase) ? 'sqlite' : 'postgres')
-  return store.purgeExpired(now, LONGEST_ALLOWED_WINDOW_MS, ttlMs === undefined ? undefined : new Date(now.getTime() - ttlMs))
+  return store.purgeExpired({
+    now,
+    longestWindowMs: LONGEST_ALLOWED_WINDOW_MS,
+    endedBefore: new Date(now.getTime() - LONGEST_ACCESS_TOKEN_TTL_MS),
+    unverifiedBefore: ttlMs === undefined ? undefined : new Date(now.getTime() - ttlMs),
+  })
 }
 
 /**
@@ -40,10 +47,15 @@ export async function purgeExpired (db: SecureLoginDatabase, options: PurgeOptio
  * that live less than an hour (serverless, autoscaling) still clean up.
  * @returns a function that stops it
  */
-export function schedulePurge (store: Store, args: { intervalMs: number, longestWindowMs: number, unverifiedAccountTtlMs: number | undefined, log: FastifyBaseLogger }): () => void {
+export function schedulePurge (store: Store, args: { intervalMs: number, longestWindowMs: number, accessTokenTtlMs: number, unverifiedAccountTtlMs: number | undefined, log: FastifyBaseLogger }): () => void {
   const run = () => {
     const now = new Date()
-    store.purgeExpired(now, args.longestWindowMs, args.unverifiedAccountTtlMs === undefined ? undefined : new Date(now.getTime() - args.unverifiedAccountTtlMs))
+    store.purgeExpired({
+      now,
+      longestWindowMs: args.longestWindowMs,
+      endedBefore: new Date(now.getTime() - args.accessTokenTtlMs),
+      unverifiedBefore: args.unverifiedAccountTtlMs === undefined ? undefined : new Date(now.getTime() - args.unverifiedAccountTtlMs),
+    })
       .catch((error: unknown) => args.log.warn({ err: loggableError(error) }, 'fastify-securelogin: purge of expired rows failed'))
   }
   let interval: NodeJS.Timeout | undefined

@@ -1,5 +1,6 @@
 import type { FastifyBaseLogger } from 'fastify'
-import { UnavailableError } from './errors.js'
+import { UnavailableError, withRetryAfter } from './errors.js'
+import { RETRY_AFTER_SECONDS } from './store/deadline.js'
 import { loggableError } from './redact.js'
 import type { Store } from './store/index.js'
 
@@ -59,7 +60,7 @@ export function createRevocationList (args: { store: Store, maxDelayMs: number, 
       if (Date.now() - syncedAt <= maxDelayMs) return revoked.has(sessionId)
       return sync().then(() => revoked.has(sessionId), (error: unknown) => {
         log.error({ err: loggableError(error) }, 'fastify-securelogin: revoked-session list is stale and the database is unreachable')
-        throw new UnavailableError()
+        throw withRetryAfter(new UnavailableError({ cause: error }), RETRY_AFTER_SECONDS)
       })
     },
   }

@@ -147,6 +147,9 @@ function FunctionOf<T> (errorMessage: string) {
 /** The longest window a rate-limit rule may have: a counter older than this counts for nothing. */
 export const LONGEST_RATE_LIMIT_WINDOW = '7d'
 
+/** The longest lifetime an access token may have: a session ended longer ago has no token left to check. */
+export const LONGEST_ACCESS_TOKEN_TTL = '1d'
+
 export const RateLimitRuleSchema = Type.Object({
   /** Requests allowed per window, 1 to 1,000,000. */
   max: Type.Integer({ minimum: 1, maximum: 1_000_000 }),
@@ -187,7 +190,7 @@ const JwtOptions = Type.Object({
    * Lifetime of an access token: seconds, or a string such as `'10m'`; 1 second to 1 day.
    * @default '10m'
    */
-  accessTokenTtl: Type.Optional(DurationBetween('1s', '1d', { default: '10m' })),
+  accessTokenTtl: Type.Optional(DurationBetween('1s', LONGEST_ACCESS_TOKEN_TTL, { default: '10m' })),
   /**
    * Lifetime of a session; a refresh token never outlives its session. 1 minute to 1 year, and
    * not shorter than `accessTokenTtl`.
@@ -469,12 +472,13 @@ export const SecureLoginOptionsSchema = Type.Object({
    */
   revocationMaxDelay: Type.Optional(DurationBetween('100ms', '1m', { default: '5s' })),
   /**
-   * How often every instance deletes expired codes, ended sessions and stale counters (in batches
-   * of 1,000 rows); the first run comes within a minute of start. `false`: never (run the exported
+   * How often every instance deletes expired codes, ended sessions, stale counters and accounts
+   * past `unverifiedAccountTtl` (in batches of 1,000 rows), 1 second to 1 day; the first run comes
+   * within a minute of start. `false`: never (run the exported
    * `purgeExpired(db)` from your own scheduler instead).
    * @default '1h'
    */
-  purgeInterval: Type.Optional(Type.Union([Type.Literal(false), DurationBetween('1m', '1d')], { default: '1h', errorMessage: "must be false or a duration from 1 minute to 1 day, such as '1h'" })),
+  purgeInterval: Type.Optional(Type.Union([Type.Literal(false), DurationBetween('1s', '1d')], { default: '1h', errorMessage: "must be false or a duration from 1 second to 1 day, such as '1h'" })),
   /**
    * Accounts that never proved their number (registered, never signed in) are deleted this long
    * after registration by the purge, so `/register` cannot grow the users table without bound.

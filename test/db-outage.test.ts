@@ -18,7 +18,7 @@ const MAX_DELAY_MS = 1000
 const BLACKHOLE_MS = 6000
 const HIGH = { max: 1_000_000, window: '1h' } as const
 
-interface Answer { route: string, status: number, code: string | undefined, startedAt: number, ms: number }
+interface Answer { route: string, status: number, code: string | undefined, retryAfter: string | undefined, startedAt: number, ms: number }
 
 t.test('through a database restart and a partition, every request is answered and nothing is half-written', { skip: postgresUrl === undefined && !inCi ? 'needs SECURELOGIN_TEST_POSTGRES_URL (CI sets it)' : false }, async (t) => {
   const admin = new pg.Client({ connectionString: postgresUrl })
@@ -68,7 +68,8 @@ t.test('through a database restart and a partition, every request is answered an
       headers: options.token === undefined ? {} : { authorization: `Bearer ${options.token}` },
     })
     const body = String(response.headers['content-type']).includes('json') ? response.json() : {}
-    answers.push({ route, status: response.statusCode, code: body.code, startedAt, ms: Date.now() - startedAt })
+    const retryAfter = response.headers['retry-after']
+    answers.push({ route, status: response.statusCode, code: body.code, retryAfter: retryAfter === undefined ? undefined : String(retryAfter), startedAt, ms: Date.now() - startedAt })
     return { status: response.statusCode, body }
   }
   const signIn = async () => {
@@ -136,7 +137,7 @@ t.test('through a database restart and a partition, every request is answered an
   for (const answer of answers) byStatus.set(answer.status, (byStatus.get(answer.status) ?? 0) + 1)
   t.comment(`${answers.length} requests: ${[...byStatus].map(([status, n]) => `${status}×${n}`).join(', ')}; sign-in back ${recoveredAt === undefined ? 'never' : `${recoveredAt - restoredAt} ms`} after the network`)
   t.same(answers.filter((answer) => answer.status >= 500 && answer.status !== 503), [], 'no 5xx but 503')
-  t.same(answers.filter((answer) => answer.status === 503 && answer.code !== 'SECURELOGIN_UNAVAILABLE'), [], 'every 503 is SECURELOGIN_UNAVAILABLE')
+  t.same(answers.filter((answer) => answer.status === 503 && (answer.code !== 'SECURELOGIN_UNAVAILABLE' || answer.retryAfter !== '2')), [], 'every 503 is SECURELOGIN_UNAVAILABLE with Retry-After, on the app\'s route (authenticate) too')
   t.ok((byStatus.get(503) ?? 0) > 0, 'the outage was felt')
   t.ok(answers.filter((answer) => answer.startedAt >= restoredAt && answer.status === 200).length > 0, 'requests succeed after the outage')
   // Each of a request's steps waits at most dbTimeout: without the bound, requests would wait out the whole partition.

@@ -135,3 +135,23 @@ for (const dialect of dialects) {
     t.ok(tokens.access_token, 'the plugin works next to the app\'s migrations')
   })
 }
+
+// An asynchronous SQLite driver (drizzle's sqlite-proxy, here over better-sqlite3): its migrator
+// opens its transaction through the session, which must run inside the migration's own.
+t.test('sqlite through an asynchronous driver: migrate() creates the tables once', async (t) => {
+  const { default: Database } = await import('better-sqlite3')
+  const { drizzle } = await import('drizzle-orm/sqlite-proxy')
+  const sqlite = new Database(join(t.testdir(), 'proxy.db'))
+  t.teardown(() => sqlite.close())
+  const db = drizzle(async (text, params, method) => {
+    const statement = sqlite.prepare(text)
+    if (method === 'run') { statement.run(...params); return { rows: [] } }
+    if (method === 'get') return { rows: statement.raw().get(...params) as unknown[] }
+    return { rows: statement.raw().all(...params) as unknown[][] }
+  })
+  await migrate(db)
+  await migrate(db)
+  const tables = sqlite.prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'securelogin_%' ORDER BY name").all() as Array<{ name: string }>
+  t.same(tables.map((table) => table.name), TABLES)
+  t.equal((sqlite.prepare('SELECT count(*) AS n FROM __securelogin_migrations').get() as { n: number }).n, 1, 'each migration is recorded once')
+})

@@ -39,7 +39,7 @@ for (const dialect of dialects) {
 }
 
 t.test('purgeInterval is checked', async (t) => {
-  await t.rejects(buildApp(t, 'sqlite', { purgeInterval: 10 }), /purgeInterval must be false or a duration from 1 minute to 1 day/)
+  await t.rejects(buildApp(t, 'sqlite', { purgeInterval: 0.5 }), /purgeInterval must be false or a duration from 1 second to 1 day/)
   await t.rejects(buildApp(t, 'sqlite', { purgeInterval: true as never }), /purgeInterval/)
 })
 
@@ -53,14 +53,20 @@ for (const dialect of dialects) {
     const account = (i: number, createdAt: Date, phoneVerifiedAt: Date | null) => ({ id: randomUUID(), phone: `+1415${String(i).padStart(7, '0')}`, createdAt, phoneVerifiedAt })
     const stale = Array.from({ length: 1_203 }, (_, i) => account(i, old, null))
     for (let i = 0; i < stale.length; i += 250) await db.insert(users).values(stale.slice(i, i + 250))
-    await db.insert(users).values([account(20_001, old, old), account(20_002, now, null), account(20_003, old, null)])
+    await db.insert(users).values([account(20_001, old, old), account(20_002, now, null), account(20_003, old, null), { ...account(20_004, old, null), status: 'suspended' }])
+    // An app's table that references one of them without ON DELETE CASCADE.
+    const referenced = account(20_005, old, null)
+    await db.insert(users).values(referenced)
+    await test.database.query('CREATE TABLE app_orders (id integer PRIMARY KEY, user_id uuid NOT NULL REFERENCES securelogin_users (id))'.replace('uuid', dialect === 'sqlite' ? 'text' : 'uuid'))
+    await test.database.query('INSERT INTO app_orders (id, user_id) VALUES (1, $1)', [referenced.id])
     // The last one is being signed into: its code is open.
     await db.insert(otpChallenges).values({ phone: '+14150020003', challengeId: randomUUID(), codeHash: 'h', attempts: 0, sentAt: now, expiresAt: new Date(now.getTime() + HOUR), consumedAt: null })
 
     t.same(await purgeExpired(test.database.db, { now, unverifiedAccountTtl: false }), { challenges: 0, sessions: 0, counters: 0, accounts: 0 }, 'false keeps them')
     t.equal((await purgeExpired(test.database.db, { now })).accounts, 1_203, 'the default (7 days) deletes every stale unproven account, over several batches')
     const left = await test.database.query('SELECT phone FROM securelogin_users ORDER BY phone')
-    t.same(left.map((row) => row.phone), ['+14150020001', '+14150020002', '+14150020003'], 'the proven one, the new one and the one signing in stay')
+    t.same(left.map((row) => row.phone), ['+14150020001', '+14150020002', '+14150020003', '+14150020004', '+14150020005'], 'the proven one, the new one, the one signing in, the suspended one and the one the app\'s data refers to stay')
+    t.equal((await test.database.query('SELECT id FROM app_orders')).length, 1, 'the app\'s row is untouched')
     t.equal((await purgeExpired(test.database.db, { now: new Date(now.getTime() + 2 * 24 * HOUR), unverifiedAccountTtl: '1d' })).accounts, 2, 'later, with a shorter ttl, the new one goes, and so does the one whose code has expired')
     await t.rejects(purgeExpired(test.database.db, { unverifiedAccountTtl: 'soon' as never }), /unverifiedAccountTtl must be false or a duration/)
   })
@@ -83,3 +89,19 @@ t.test('unverifiedAccountTtl is checked', async (t) => {
   await t.rejects(buildApp(t, 'sqlite', { unverifiedAccountTtl: '10m' }), /unverifiedAccountTtl must be false or a duration from 1 hour to 1 year/)
   await t.rejects(buildApp(t, 'sqlite', { unverifiedAccountTtl: true as never }), /unverifiedAccountTtl/)
 })
+
+for (const dialect of dialects) {
+  t.test(`${dialect}: sessions ended longer ago than an access token lives are purged; recently ended ones stay`, async (t) => {
+    const test = await buildApp(t, dialect, { purgeInterval: false })
+    const { users, sessions } = (dialect === 'sqlite' ? sqliteTables : postgresTables) as unknown as typeof postgresTables
+    const db = test.database.db as unknown as import('drizzle-orm/pg-core').PgDatabase<any, any, any>
+    const now = new Date()
+    const userId = randomUUID()
+    await db.insert(users).values({ id: userId, phone: '+14155550111', createdAt: now, phoneVerifiedAt: now })
+    const session = (revokedAt: Date | null) => ({ id: randomUUID(), userId, generation: 0, createdAt: now, refreshedAt: now, expiresAt: new Date(now.getTime() + 30 * 24 * HOUR), revokedAt, revokedReason: revokedAt === null ? null : 'logout' })
+    await db.insert(sessions).values([session(new Date(now.getTime() - 25 * HOUR)), session(new Date(now.getTime() - HOUR)), session(null)])
+    // Without the app's options, the longest access-token lifetime allowed (1 day) is assumed.
+    t.equal((await purgeExpired(test.database.db, { now })).sessions, 1, 'the session ended 25 hours ago went')
+    t.equal((await test.database.query('SELECT id FROM securelogin_sessions')).length, 2, 'the one ended an hour ago and the live one stay')
+  })
+}

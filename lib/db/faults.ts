@@ -52,3 +52,9 @@ export function isDatabaseUnavailable (error: unknown): boolean {
   const message = (driverError(error) as { message?: unknown } | null)?.message
   return typeof message === 'string' && NODE_PG_UNAVAILABLE.test(message)
 }
+
+/** A row still referenced by a foreign key (an app's table pointing at an account). */
+export function isForeignKeyViolation (error: unknown): boolean {
+  const code = errorCode(error)
+  return code === '23503' || code === 'SQLITE_CONSTRAINT_FOREIGNKEY'
+}

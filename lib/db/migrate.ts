@@ -72,7 +72,7 @@ async function migrateNow (db: SecureLoginDatabase): Promise<void> {
   })
 }
 
-interface SqliteSession { run: (query: SQL) => unknown, values: (query: SQL) => unknown }
+interface SqliteSession { run: (query: SQL) => unknown, values: (query: SQL) => unknown, transaction?: (run: (tx: SqliteSession) => unknown) => unknown }
 interface SqliteInternals {
   resultKind: 'sync' | 'async'
   session: SqliteSession
@@ -92,6 +92,8 @@ async function migrateSqlite (db: SqliteInternals, migrations: unknown, config: 
   const inOurTransaction: SqliteSession = {
     run: (query) => own.has(dialect.sqlToQuery(query).sql.trim().toUpperCase()) ? undefined : session.run(query),
     values: (query) => session.values(query),
+    // drizzle's asynchronous SQLite migrator opens its transaction with this: it runs in ours.
+    transaction: (run) => run(inOurTransaction),
   }
   if (db.resultKind === 'sync') {
     // better-sqlite3: synchronous from BEGIN to COMMIT, so no other statement of this process can slip in.

@@ -10,7 +10,7 @@ import { cookieOriginRefusal, errorResponses, operationIdFor, refTo, swaggerConf
 export const refreshRoute: FastifyPluginAsyncTypebox<{ ctx: SecureLoginContext }> = async (fastify, { ctx }) => {
   const { cookies, prefix } = ctx.options
   fastify.post('/refresh', {
-    preHandler: ctx.hooks.authenticateRefresh,
+    preHandler: ctx.hooks.refreshTokenClaims,
     config: swaggerConfig,
     schema: {
       tags: ['auth'],

@@ -2,7 +2,7 @@ import { isDatabaseUnavailable } from '../db/faults.js'
 import { UnavailableError, withRetryAfter } from '../errors.js'
 
 /** Seconds a client is told to wait (`Retry-After`) when the database cannot serve. */
-const RETRY_AFTER_SECONDS = 2
+export const RETRY_AFTER_SECONDS = 2
 
 type AsyncMethods = Record<string, (...args: never[]) => Promise<unknown>>
 

@@ -1,9 +1,10 @@
 import { randomUUID } from 'node:crypto'
-import { and, eq, gt, inArray, isNull, lt, lte, ne, notExists, sql } from 'drizzle-orm'
+import { and, eq, gt, inArray, isNull, lt, lte, ne, notExists, or, sql } from 'drizzle-orm'
 import type { PgDatabase } from 'drizzle-orm/pg-core'
 import * as postgresTables from '../db/postgres.js'
 import * as sqliteTables from '../db/sqlite.js'
 import type { SecureLoginDatabase } from '../options.js'
+import { isForeignKeyViolation } from '../db/faults.js'
 
 // Both dialects' tables have the same column keys and JS types, and Drizzle's query builders build
 // dialect-specific SQL at run time, so the store is written once against the PostgreSQL types.
@@ -129,6 +130,43 @@ export function createStore (database: SecureLoginDatabase, dialect: 'sqlite' | 
         gt(sessions.refreshedAt, sql.param(p('idleSince'), sessions.refreshedAt)),
       ))
       .returning().prepare(UNNAMED)),
+  }
+
+  /**
+   * Deletes active accounts created before `createdBefore` that never proved their number, unless a
+   * code is open for it, 1,000 at a time in id order. An app's table that references an account
+   * without ON DELETE CASCADE makes its batch fail: that batch is then tried account by account,
+   * and the referenced ones stay (the app's data is never deleted for us, nor does it stop the purge).
+   */
+  async function purgeUnverifiedAccounts (now: Date, createdBefore: Date): Promise<number> {
+    const unproven = and(
+      isNull(users.phoneVerifiedAt),
+      // A suspended account stays: deleting it would let its number register afresh, active.
+      eq(users.status, 'active'),
+      lt(users.createdAt, createdBefore),
+      // One being signed into right now stays (its code proves the number in a moment).
+      notExists(db.select({ phone: otpChallenges.phone }).from(otpChallenges).where(and(eq(otpChallenges.phone, users.phone), gt(otpChallenges.expiresAt, now)))),
+    )
+    let deleted = 0
+    let after: string | undefined
+    for (;;) {
+      const batch = (await db.select({ id: users.id }).from(users).where(after === undefined ? unproven : and(unproven, gt(users.id, after))).orderBy(users.id).limit(PURGE_BATCH)).map((row) => row.id)
+      if (batch.length === 0) return deleted
+      try {
+        deleted += (await db.delete(users).where(and(inArray(users.id, batch), unproven)).returning({ id: users.id })).length
+      } catch (error) {
+        if (!isForeignKeyViolation(error)) throw error
+        for (const id of batch) {
+          try {
+            deleted += (await db.delete(users).where(and(eq(users.id, id), unproven)).returning({ id: users.id })).length
+          } catch (inner) {
+            if (!isForeignKeyViolation(inner)) throw inner
+          }
+        }
+      }
+      if (batch.length < PURGE_BATCH) return deleted
+      after = batch[batch.length - 1] as string
+    }
   }
 
   return {
@@ -312,10 +350,13 @@ export function createStore (database: SecureLoginDatabase, dialect: 'sqlite' | 
     },
 
     /**
-     * Deletes rows no longer needed: expired challenges and sessions, stale counters, and accounts
-     * created before `unverifiedBefore` that never proved their number (unless a code is open for it).
+     * Deletes rows no longer needed: expired challenges, sessions that expired or ended before
+     * `endedBefore` (no access token of theirs is left to refuse), counters older than the longest
+     * window, and accounts created before `unverifiedBefore` that never proved their number (unless
+     * a code is open for it).
      */
-    async purgeExpired (now: Date, longestWindowMs: number, unverifiedBefore?: Date): Promise<{ challenges: number, sessions: number, counters: number, accounts: number }> {
+    async purgeExpired (args: { now: Date, longestWindowMs: number, endedBefore: Date, unverifiedBefore: Date | undefined }): Promise<{ challenges: number, sessions: number, counters: number, accounts: number }> {
+      const { now, longestWindowMs, endedBefore, unverifiedBefore } = args
       // In bounded batches, each its own short statement: a large table is never locked for long,
       // and other writers get in between.
       const inBatches = async (deleteBatch: () => Promise<unknown[]>): Promise<number> => {
@@ -332,19 +373,12 @@ export function createStore (database: SecureLoginDatabase, dialect: 'sqlite' | 
           .where(inArray(otpChallenges.phone, db.select({ phone: otpChallenges.phone }).from(otpChallenges).where(lt(otpChallenges.expiresAt, now)).limit(PURGE_BATCH)))
           .returning({ phone: otpChallenges.phone })),
         sessions: await inBatches(() => db.delete(sessions)
-          .where(inArray(sessions.id, db.select({ id: sessions.id }).from(sessions).where(lt(sessions.expiresAt, now)).limit(PURGE_BATCH)))
+          .where(inArray(sessions.id, db.select({ id: sessions.id }).from(sessions).where(or(lt(sessions.expiresAt, now), lt(sessions.revokedAt, endedBefore))).limit(PURGE_BATCH)))
           .returning({ id: sessions.id })),
         counters: await inBatches(() => db.delete(rateLimits)
           .where(inArray(rateLimits.key, db.select({ key: rateLimits.key }).from(rateLimits).where(lt(rateLimits.windowStart, staleBefore)).limit(PURGE_BATCH)))
           .returning({ key: rateLimits.key })),
-        accounts: unverifiedBefore === undefined ? 0 : await inBatches(() => db.delete(users)
-          .where(inArray(users.id, db.select({ id: users.id }).from(users).where(and(
-            isNull(users.phoneVerifiedAt),
-            lt(users.createdAt, unverifiedBefore),
-            // One being signed into right now stays (its code proves the number in a moment).
-            notExists(db.select({ phone: otpChallenges.phone }).from(otpChallenges).where(and(eq(otpChallenges.phone, users.phone), gt(otpChallenges.expiresAt, now)))),
-          )).limit(PURGE_BATCH)))
-          .returning({ id: users.id })),
+        accounts: unverifiedBefore === undefined ? 0 : await purgeUnverifiedAccounts(now, unverifiedBefore),
       }
     },
   }
