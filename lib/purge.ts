@@ -33,11 +33,19 @@ export async function purgeExpired (db: SecureLoginDatabase, options: PurgeOptio
   const ttlMs = ttl === false ? undefined : parseDuration(ttl)
   if (ttlMs === undefined && ttl !== false) throw new TypeError(`fastify-securelogin: purgeExpired: unverifiedAccountTtl must be false or a duration such as '7d'`)
   const store = createStore(db, is(db, BaseSQLiteDatabase) ? 'sqlite' : 'postgres')
+  return purgeAt(store, now, { longestWindowMs: LONGEST_ALLOWED_WINDOW_MS, accessTokenTtlMs: LONGEST_ACCESS_TOKEN_TTL_MS, unverifiedAccountTtlMs: ttlMs })
+}
+
+/** What a purge keeps: the longest rate-limit window, the access tokens' lifetime, unverified accounts' (undefined: for ever). */
+interface PurgeLimits { longestWindowMs: number, accessTokenTtlMs: number, unverifiedAccountTtlMs: number | undefined }
+
+function purgeAt (store: Store, now: Date, limits: PurgeLimits) {
+  const before = (ms: number) => new Date(now.getTime() - ms)
   return store.purgeExpired({
     now,
-    longestWindowMs: LONGEST_ALLOWED_WINDOW_MS,
-    endedBefore: new Date(now.getTime() - LONGEST_ACCESS_TOKEN_TTL_MS),
-    unverifiedBefore: ttlMs === undefined ? undefined : new Date(now.getTime() - ttlMs),
+    longestWindowMs: limits.longestWindowMs,
+    endedBefore: before(limits.accessTokenTtlMs),
+    unverifiedBefore: limits.unverifiedAccountTtlMs === undefined ? undefined : before(limits.unverifiedAccountTtlMs),
   })
 }
 
@@ -47,15 +55,9 @@ export async function purgeExpired (db: SecureLoginDatabase, options: PurgeOptio
  * that live less than an hour (serverless, autoscaling) still clean up.
  * @returns a function that stops it
  */
-export function schedulePurge (store: Store, args: { intervalMs: number, longestWindowMs: number, accessTokenTtlMs: number, unverifiedAccountTtlMs: number | undefined, log: FastifyBaseLogger }): () => void {
+export function schedulePurge (store: Store, args: PurgeLimits & { intervalMs: number, log: FastifyBaseLogger }): () => void {
   const run = () => {
-    const now = new Date()
-    store.purgeExpired({
-      now,
-      longestWindowMs: args.longestWindowMs,
-      endedBefore: new Date(now.getTime() - args.accessTokenTtlMs),
-      unverifiedBefore: args.unverifiedAccountTtlMs === undefined ? undefined : new Date(now.getTime() - args.unverifiedAccountTtlMs),
-    })
+    purgeAt(store, new Date(), args)
       .catch((error: unknown) => args.log.warn({ err: loggableError(error) }, 'fastify-securelogin: purge of expired rows failed'))
   }
   let interval: NodeJS.Timeout | undefined

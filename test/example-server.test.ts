@@ -1,19 +1,11 @@
 import { spawn } from 'node:child_process'
 import { once } from 'node:events'
 import { existsSync, readFileSync, statSync } from 'node:fs'
-import { createServer } from 'node:net'
 import { join } from 'node:path'
 import t from 'tap'
 import { jwtSecretFromEnv } from '../example-server/config.js'
 import { smsProviderFromEnv } from '../example-server/sms.js'
-
-async function freePort (): Promise<number> {
-  const server = createServer().listen(0, '127.0.0.1')
-  await once(server, 'listening')
-  const { port } = server.address() as { port: number }
-  server.close()
-  return port
-}
+import { freePort } from './helper.js'
 
 t.test('npm run example: the README curl session works end to end on SQLite with the console provider', async (t) => {
   const dir = t.testdir()

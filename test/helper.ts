@@ -1,4 +1,6 @@
 import { randomBytes } from 'node:crypto'
+import { once } from 'node:events'
+import { createServer } from 'node:net'
 import { join } from 'node:path'
 import Database from 'better-sqlite3'
 import { drizzle as drizzleSqlite } from 'drizzle-orm/better-sqlite3'
@@ -173,4 +175,13 @@ export async function caught (promise: Promise<unknown>): Promise<unknown> {
     return error
   }
   throw new Error('expected a rejection')
+}
+
+/** A TCP port free on 127.0.0.1 right now, for a server the test starts in another process. */
+export async function freePort (): Promise<number> {
+  const server = createServer().listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  const { port } = server.address() as { port: number }
+  server.close()
+  return port
 }

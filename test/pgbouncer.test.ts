@@ -1,7 +1,6 @@
 import { spawn } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { chmodSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
-import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { once } from 'node:events'
@@ -11,7 +10,7 @@ import pg from 'pg'
 import postgres from 'postgres'
 import t from 'tap'
 import { migrate } from '../lib/index.js'
-import { buildApp, dropDatabase, postgresUrl, signIn, testPhone } from './helper.js'
+import { buildApp, dropDatabase, freePort, postgresUrl, signIn, testPhone } from './helper.js'
 
 // A transaction-pooling proxy (PgBouncer, Supavisor, RDS Proxy) gives each transaction whichever
 // server connection is free: a session-level advisory lock taken by one statement and released by
@@ -20,14 +19,6 @@ import { buildApp, dropDatabase, postgresUrl, signIn, testPhone } from './helper
 const PGBOUNCER = '/usr/sbin/pgbouncer'
 const inCi = process.env.CI !== undefined && process.env.CI !== ''
 const skip = (postgresUrl === undefined || !existsSync(PGBOUNCER)) && !inCi ? 'needs SECURELOGIN_TEST_POSTGRES_URL and pgbouncer (CI has both)' : false
-
-async function freePort (): Promise<number> {
-  const server = createServer().listen(0, '127.0.0.1')
-  await once(server, 'listening')
-  const { port } = server.address() as { port: number }
-  server.close()
-  return port
-}
 
 /** A scratch database on the real server, and PgBouncer (transaction mode, 4 server connections) in front of it. */
 async function bouncedDatabase (t: { teardown: (fn: () => Promise<void>) => void }) {
