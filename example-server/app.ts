@@ -30,6 +30,7 @@ export async function buildExampleApp (options: ExampleAppOptions): Promise<Fast
       info: { title: pkg.name, version: pkg.version, description: pkg.description },
       tags: [
         { name: 'auth', description: 'Passwordless sign-in by SMS code, sessions and tokens (fastify-securelogin)' },
+        { name: 'account', description: 'The signed-in user\'s account, sessions and number (fastify-securelogin)' },
         { name: 'example', description: 'Routes of the example app, protected by `app.authenticate`' },
       ],
       components: { securitySchemes },

@@ -1,7 +1,8 @@
-import { createHmac, randomUUID } from 'node:crypto'
+import { randomUUID } from 'node:crypto'
 import type { FastifyBaseLogger, FastifyRequest } from 'fastify'
+import { findAccount, registerAccount } from './accounts.js'
 import {
-  OtpAttemptsExceededError, OtpExpiredError, OtpInvalidError, OtpResendTooSoonError, PhoneLockedError, SendRefusedError, SmsBudgetExhaustedError, SmsSendFailedError, SmsTimeoutError, withAttemptsLeft, withRetryAfter,
+  AccountInactiveError, OtpAttemptsExceededError, PhoneTakenError, OtpExpiredError, OtpInvalidError, OtpResendTooSoonError, PhoneLockedError, SendRefusedError, SmsBudgetExhaustedError, SmsSendFailedError, SmsTimeoutError, withAttemptsLeft, withRetryAfter,
 } from './errors.js'
 import { generateCode, hashCode, hashesMatch } from './otp.js'
 import type { ResolvedOptions } from './options.js'
@@ -72,21 +73,13 @@ export interface ChallengeContext {
   events: Events
 }
 
-/**
- * The public id of the account of a number: the one it got at registration, and the one login
- * answers for a number with no account yet. Being the same, the two cannot tell a caller whether
- * a number has an account. (A keyed hash, so ids reveal nothing of the number.)
- */
-export function accountIdFor (hashKey: Buffer, phone: string): string {
-  const hex = createHmac('sha256', hashKey).update(`account-id\n${phone}`).digest('hex')
-  const variant = ((parseInt(hex[16] as string, 16) & 0x3) | 0x8).toString(16)
-  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-4${hex.slice(13, 16)}-${variant}${hex.slice(17, 20)}-${hex.slice(20, 32)}`
-}
-
 function resendTooSoon (sentAt: Date, now: Date, intervalMs: number) {
   const seconds = Math.max(1, Math.ceil((sentAt.getTime() + intervalMs - now.getTime()) / 1000))
   return withRetryAfter(new OtpResendTooSoonError(seconds), seconds)
 }
+
+/** Who a code goes to: whether it is delivered, the account for events, and whom a change of number binds it to. */
+interface Recipient { deliver: boolean, userid: string | undefined, owner?: string }
 
 /**
  * Starts a sign-in: opens a new challenge for the number (replacing any earlier code) and delivers
@@ -94,6 +87,30 @@ function resendTooSoon (sentAt: Date, now: Date, intervalMs: number) {
  * same answer, limits and cooldown as a real one.
  */
 export async function sendLoginCode (ctx: ChallengeContext, args: { phone: string, locale?: string, request: FastifyRequest }): Promise<{ userid: string }> {
+  let userid = ''
+  await sendCode(ctx, args, async () => {
+    const found = await findAccount(ctx, args.phone)
+    userid = found.userid
+    // With signUp 'on-verify' a number without an account gets its code too (verify_sms makes the
+    // account). A disabled account gets its code: only who proves the number learns it is disabled.
+    return { deliver: found.user !== undefined || ctx.options.signUp === 'on-verify', userid: found.user?.id }
+  })
+  return { userid }
+}
+
+/**
+ * Starts a change of the account `userId` to the number `phone`: a code for that number, which
+ * only this account can use (its hash is bound to the account). A number that has an account is
+ * refused, and gets no message.
+ */
+export async function sendPhoneChangeCode (ctx: ChallengeContext, args: { phone: string, locale?: string, request: FastifyRequest, userId: string }): Promise<void> {
+  await sendCode(ctx, args, async () => {
+    if ((await findAccount(ctx, args.phone)).user !== undefined) throw new PhoneTakenError()
+    return { deliver: true, userid: args.userId, owner: args.userId }
+  })
+}
+
+async function sendCode (ctx: ChallengeContext, args: { phone: string, locale?: string, request: FastifyRequest }, recipientOf: () => Promise<Recipient>): Promise<void> {
   const { options, store, hashKey, log } = ctx
   const { phone } = args
   const now = new Date()
@@ -123,14 +140,13 @@ export async function sendLoginCode (ctx: ChallengeContext, args: { phone: strin
   await slidingWindow.refuseIfFull(store, lockKey(phone), options.rateLimit.failedVerifiesPerPhone, now, phoneLocked)
   for (const { key, rules, refusal } of sendLimits) await refuseIfFull(store, key, rules, now, refusal)
 
-  const user = await store.findUserByPhone(phone)
+  const recipient = await recipientOf()
   const fixedCode = options.phonePolicy.testNumbers.get(phone)
-  // With signUp 'on-verify' a number without an account gets its code too (verify_sms makes the account).
-  const deliver = (user === undefined ? options.signUp === 'on-verify' : user.status === 'active') && fixedCode === undefined
+  const deliver = recipient.deliver && fixedCode === undefined
   const challengeId = randomUUID()
   const code = fixedCode ?? generateCode(options.otpLength)
   // Verifying vendors keep the code themselves; a null hash sends checks to them.
-  const codeHash = options.smsVerifies && deliver ? null : hashCode(hashKey, phone, challengeId, code)
+  const codeHash = options.smsVerifies && deliver ? null : hashCode(hashKey, phone, challengeId, code, recipient.owner)
   const challenge = await store.openChallenge({
     phone, challengeId, codeHash, now, expiresAt: new Date(now.getTime() + options.otpTtlMs), resendIntervalMs: options.otpResendIntervalMs,
   })
@@ -154,14 +170,14 @@ export async function sendLoginCode (ctx: ChallengeContext, args: { phone: strin
         ? provider.start({ to: phone, locale: args.locale }, signal)
         : provider.send({ to: phone, body: options.otpMessage({ code, ttlMinutes: Math.ceil(options.otpTtlMs / 60_000) }), code, locale: args.locale }, signal),
     }).then(() => {
-      ctx.events.emit(args.request, { type: 'otp.sent', userid: user?.id, phone })
+      ctx.events.emit(args.request, { type: 'otp.sent', userid: recipient.userid, phone })
     }, async (error: unknown) => {
       // An undelivered code must not work. Awaited, the client is told and may ask again at once;
       // in the background, the challenge stays (cooldown, attempts) with a code nobody can enter,
       // exactly like the challenge of a number without an account.
       if (options.smsDelivery === 'await') await store.withdrawChallenge(phone, challengeId)
       else await store.killChallenge(phone, challengeId)
-      ctx.events.emit(args.request, { type: 'sms.failed', userid: user?.id, phone, reason: (error as { code?: string }).code })
+      ctx.events.emit(args.request, { type: 'sms.failed', userid: recipient.userid, phone, reason: (error as { code?: string }).code })
       throw error
     })
     if (options.smsDelivery === 'await') {
@@ -174,26 +190,68 @@ export async function sendLoginCode (ctx: ChallengeContext, args: { phone: strin
       }))
     }
   } else if (fixedCode === undefined) {
-    log.info({ phone: maskPhone(phone) }, 'fastify-securelogin: no SMS sent: the number has no active account (register it first)')
+    log.info({ phone: maskPhone(phone) }, 'fastify-securelogin: no SMS sent: the number has no account (register it first)')
   } else {
     log.info({ phone: maskPhone(phone) }, 'fastify-securelogin: no SMS sent: a test number, whose code is fixed')
   }
-  return { userid: user?.id ?? accountIdFor(hashKey, phone) }
 }
 
-/** A code found right: the account it proves and the challenge the session must use up. */
+/** A code found right: the account it proves, its number and the challenge the session must use up. */
 export interface ApprovedCode {
   user: User
+  phone: string
   challengeId: string
 }
 
 /**
- * Checks a code against the number's open challenge. Each call spends one of the challenge's
- * attempts before anything is compared, so concurrent guesses cannot exceed the attempt limit. The
- * code is used up by the session it opens (`store.consumeIntoSession`), which only one caller can
- * win: one code never signs in twice.
+ * Checks a sign-in code (see checkCode). The code is used up by the session it opens
+ * (`store.consumeIntoSession`), which only one caller can win: one code never signs in twice.
  */
 export async function verifyLoginCode (ctx: ChallengeContext, args: { phone: string, code: string, userid?: string, request: FastifyRequest }): Promise<ApprovedCode> {
+  const { options, store } = ctx
+  const { phone } = args
+  let found: Awaited<ReturnType<typeof findAccount>> | undefined
+  return checkCode(ctx, args, {
+    // A userid that is not the number's looks and costs exactly like a wrong code: otherwise anyone
+    // who knows a user's public id could test candidate numbers for it for free.
+    mismatch: async () => {
+      found = await findAccount(ctx, phone)
+      return args.userid !== undefined && args.userid !== found.userid
+    },
+    userid: () => found?.user?.id,
+    onMatch: async (challengeId, now) => {
+      // With signUp 'on-verify' the first proof of the number makes its account, under the id login
+      // answered. Otherwise only numbers with an account receive a code: a match without one is refused.
+      const account = found?.user ?? (options.signUp === 'on-verify' ? await registerAccount(ctx, phone, undefined, now) : undefined)
+      if (account === undefined) throw new OtpInvalidError()
+      if (account.status !== 'active') throw new AccountInactiveError()
+      // The right code proves the number, whichever request then wins the code.
+      if (account.phoneVerifiedAt === null) await store.markPhoneVerified(account.id, now)
+      return { user: account, phone, challengeId }
+    },
+  })
+}
+
+/**
+ * Checks a code sent by sendPhoneChangeCode for the account `userId`; answers the challenge the
+ * change must use up (store.changePhone).
+ */
+export async function verifyPhoneChangeCode (ctx: ChallengeContext, args: { phone: string, code: string, request: FastifyRequest, userId: string }): Promise<string> {
+  return checkCode(ctx, args, { owner: args.userId, userid: () => args.userId, onMatch: async (challengeId) => challengeId })
+}
+
+/**
+ * Checks a code against the number's open challenge, then runs `onMatch`. Each call spends one of
+ * the challenge's attempts before anything is compared, so concurrent guesses cannot exceed the
+ * attempt limit, and takes one of the number's wrong-code slots, given back unless it was a wrong
+ * guess (or a `mismatch`, which counts as one).
+ */
+async function checkCode<T> (ctx: ChallengeContext, args: { phone: string, code: string, request: FastifyRequest }, check: {
+  owner?: string
+  mismatch?: () => Promise<boolean>
+  userid: () => string | undefined
+  onMatch: (challengeId: string, now: Date) => Promise<T>
+}): Promise<T> {
   const { options, store, hashKey, log } = ctx
   const { phone, code } = args
   const now = new Date()
@@ -207,11 +265,7 @@ export async function verifyLoginCode (ctx: ChallengeContext, args: { phone: str
   const slots = await slidingWindow.take(store, lockKey(phone), failures, now, phoneLocked)
   let wrongGuess = false
   try {
-    const user = await store.findUserByPhone(phone)
-    // A userid that is not the number's looks and costs exactly like a wrong code: otherwise anyone
-    // who knows a user's public id could test candidate numbers for it for free.
-    const mismatch = args.userid !== undefined && args.userid !== (user?.id ?? accountIdFor(hashKey, phone))
-
+    const mismatch = check.mismatch !== undefined && await check.mismatch()
     const challenge = await store.recordAttempt(phone, now, options.otpMaxAttempts)
     if (challenge === undefined) {
       const current = await store.findChallenge(phone)
@@ -229,20 +283,14 @@ export async function verifyLoginCode (ctx: ChallengeContext, args: { phone: str
         to: phone, timeoutMs: options.smsTimeoutMs, log, provider: provider.name ?? 'custom', call: (signal) => provider.check({ to: phone, code }, signal),
       })
     } else {
-      approved = hashesMatch(challenge.codeHash, hashCode(hashKey, phone, challenge.challengeId, code))
+      approved = hashesMatch(challenge.codeHash, hashCode(hashKey, phone, challenge.challengeId, code, check.owner))
     }
     if (!approved) {
       wrongGuess = true
-      ctx.events.emit(args.request, { type: 'otp.failed', userid: user?.id, phone, reason: mismatch ? 'userid-mismatch' : 'wrong-code' })
+      ctx.events.emit(args.request, { type: 'otp.failed', userid: check.userid(), phone, reason: mismatch ? 'userid-mismatch' : 'wrong-code' })
       throw withAttemptsLeft(new OtpInvalidError(), options.otpMaxAttempts - challenge.attempts)
     }
-    // With signUp 'on-verify' the first proof of the number makes its account, under the id login
-    // answered. Otherwise only numbers with an account receive a code: a match without one is refused.
-    const account = user ?? (options.signUp === 'on-verify' ? await store.registerUser(accountIdFor(hashKey, phone), phone, undefined, now) : undefined)
-    if (account === undefined || account.status !== 'active') throw new OtpInvalidError()
-    // The right code proves the number, whichever request then wins the code.
-    if (account.phoneVerifiedAt === null) await store.markPhoneVerified(account.id, now)
-    return { user: account, challengeId: challenge.challengeId }
+    return await check.onMatch(challenge.challengeId, now)
   } finally {
     if (!wrongGuess) {
       await slidingWindow.free(store, slots).catch((error: unknown) => log.warn({ err: loggableError(error) }, 'fastify-securelogin: could not give back a wrong-code slot'))

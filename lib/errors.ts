@@ -28,7 +28,10 @@ export const FreshTokenRequiredError = createError('SECURELOGIN_FRESH_TOKEN_REQU
 export const SessionMismatchError = createError('SECURELOGIN_SESSION_MISMATCH', 'The refresh token does not belong to this session', 403)
 export const RefreshSupersededError = createError('SECURELOGIN_REFRESH_SUPERSEDED', 'This refresh token was just exchanged by another request; use the newer refresh token', 409)
 export const CookieOriginRefusedError = createError('SECURELOGIN_COOKIE_ORIGIN_REFUSED', 'This origin may not use the session cookies', 403)
-export const AccountInactiveError = createError('SECURELOGIN_ACCOUNT_INACTIVE', 'The account is not active', 403)
+export const AccountInactiveError = createError('SECURELOGIN_ACCOUNT_INACTIVE', 'The account is disabled', 403)
+export const PhoneTakenError = createError('SECURELOGIN_PHONE_TAKEN', 'This number belongs to another account', 409)
+export const PhoneUnchangedError = createError('SECURELOGIN_PHONE_UNCHANGED', 'This is already the account\'s number', 400)
+export const SessionNotFoundError = createError('SECURELOGIN_SESSION_NOT_FOUND', 'No such session of yours is live', 404)
 
 export const SmsSendFailedError = createError('SECURELOGIN_SMS_SEND_FAILED', 'The code could not be sent; try again later', 502)
 export const SmsTimeoutError = createError('SECURELOGIN_SMS_TIMEOUT', 'The code could not be sent in time; try again later', 504)
@@ -61,6 +64,9 @@ export const errors = {
   RefreshSupersededError,
   CookieOriginRefusedError,
   AccountInactiveError,
+  PhoneTakenError,
+  PhoneUnchangedError,
+  SessionNotFoundError,
   SmsSendFailedError,
   SmsTimeoutError,
   UnavailableError,

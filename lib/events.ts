@@ -7,6 +7,7 @@ export type SecureLoginEventType =
   | 'otp.sent' | 'otp.failed' | 'otp.locked' | 'sms.failed'
   | 'login' | 'refresh' | 'refresh.reuse' | 'logout'
   | 'limit' | 'budget.exhausted'
+  | 'account.deleted' | 'phone.changed'
 
 export interface SecureLoginEvent {
   type: SecureLoginEventType

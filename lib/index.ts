@@ -1,6 +1,7 @@
 import type { JWT } from '@fastify/jwt'
 import fp from 'fastify-plugin'
 import type { FastifyPluginAsync } from 'fastify'
+import { createAdminFunctions, type SecureLoginAccount } from './admin.js'
 import { createAuthHooks, type AuthHook, type SecureLoginUser } from './authenticate.js'
 import { createDeliveryTracker, createSmsBudget, lockKey } from './challenges.js'
 import { normalizePhone } from './phone.js'
@@ -39,6 +40,27 @@ declare module 'fastify' {
        * @example await app.secureLogin.unlockPhone('+14155550123')
        */
       unlockPhone: (phone: string) => Promise<void>
+      /**
+       * Ends every session of the account (e.g. after a support call about a lost phone): its
+       * tokens stop working here at once, on other instances within `revocationMaxDelay`.
+       * Answers how many sessions ended.
+       * @example await app.secureLogin.revokeSessions(userid)
+       */
+      revokeSessions: (userid: string) => Promise<number>
+      /**
+       * Disables or re-enables an account. Disabling ends every session at once and refuses sign-in
+       * (verify_sms answers 403 SECURELOGIN_ACCOUNT_INACTIVE to whoever proves the number). False
+       * when there is no such account.
+       * @example await app.secureLogin.setStatus(userid, 'disabled')
+       */
+      setStatus: (userid: string, status: 'active' | 'disabled') => Promise<boolean>
+      /**
+       * Deletes an account as DELETE /me does: number, name and email erased, sessions ended, the
+       * number free to register again (under a new id). False when there is no such account.
+       */
+      deleteUser: (userid: string) => Promise<boolean>
+      /** The account of a user id or a number (any form `/login` accepts); undefined when there is none. */
+      findUser: (query: { userid: string } | { phone: string }) => Promise<SecureLoginAccount | undefined>
     }
   }
 }
@@ -93,6 +115,7 @@ const secureLogin: FastifyPluginAsync<SecureLoginOptions> = async (fastify, rawO
   fastify.decorate('secureLogin', {
     jwt: accessJwt,
     unlockPhone: (phone: string) => slidingWindow.reset(store, lockKey(normalizePhone(phone, options.phonePolicy)), options.rateLimit.failedVerifiesPerPhone),
+    ...createAdminFunctions(ctx),
   })
 
   await fastify.register(secureLoginRoutes, { prefix: options.prefix, ctx })
@@ -114,4 +137,5 @@ export type { SecureLoginUser, SecureLoginRefreshUser, SecureLoginClaims, AuthHo
 export type { ClaimsFunction } from './claims.js'
 export type { SecureLoginEvent, SecureLoginEventHandler, SecureLoginEventType } from './events.js'
 export type { Duration } from './duration.js'
+export type { SecureLoginAccount } from './admin.js'
 export * from './errors.js'

@@ -7,10 +7,12 @@ export function generateCode (length: number): string {
 
 /**
  * The keyed hash stored in place of a code. Binding the phone and the challenge id means a hash
- * copied to another row or another challenge never matches.
+ * copied to another row or another challenge never matches; binding the `owner` (the account a
+ * change of number was asked for) means no other account, and no sign-in, can use that code.
  */
-export function hashCode (key: Buffer, phone: string, challengeId: string, code: string): string {
-  return createHmac('sha256', key).update(`${phone}\n${challengeId}\n${code}`).digest('base64url')
+export function hashCode (key: Buffer, phone: string, challengeId: string, code: string, owner?: string): string {
+  const bound = owner === undefined ? `${phone}\n${challengeId}\n${code}` : `${phone}\n${challengeId}\n${code}\nowner:${owner}`
+  return createHmac('sha256', key).update(bound).digest('base64url')
 }
 
 /** Constant-time comparison of two stored hashes. */

@@ -1,6 +1,10 @@
+import { randomUUID } from 'node:crypto'
 import type { FastifyRequest } from 'fastify'
+import { phoneKeyFor } from './accounts.js'
 import { extraClaimsFor } from './claims.js'
-import { OtpExpiredError, RefreshSupersededError, SessionExpiredError, SessionMismatchError, SessionRevokedError } from './errors.js'
+import { isUniqueViolation } from './db/faults.js'
+import { deviceOf } from './device.js'
+import { OtpExpiredError, PhoneTakenError, RefreshSupersededError, SessionExpiredError, SessionMismatchError, SessionRevokedError } from './errors.js'
 import type { Events } from './events.js'
 import type { ResolvedOptions } from './options.js'
 import type { RevocationList } from './revocation.js'
@@ -45,13 +49,13 @@ function signSessionTokens (tokens: TokenService, args: { userId: string, phone:
  * OTP_EXPIRED.
  */
 export async function issueSessionTokens (ctx: SessionContext, approved: ApprovedCode, request: FastifyRequest): Promise<IssuedSession> {
-  const { user, challengeId } = approved
+  const { user, phone, challengeId } = approved
   // Before the code is used: an app whose claims fail leaves the code and no session.
-  const extraClaims = await extraClaimsFor(ctx.options.jwtClaims, { userid: user.id, phone: user.phone }, request)
+  const extraClaims = await extraClaimsFor(ctx.options.jwtClaims, { userid: user.id, phone }, request)
   const now = Date.now()
-  const session = await ctx.store.consumeIntoSession({ phone: user.phone, challengeId, userId: user.id, now: new Date(now), expiresAt: new Date(now + ctx.options.refreshTokenTtlMs) })
+  const session = await ctx.store.consumeIntoSession({ phone, challengeId, userId: user.id, now: new Date(now), expiresAt: new Date(now + ctx.options.refreshTokenTtlMs), device: deviceOf(request) })
   if (session === undefined) throw new OtpExpiredError()
-  return signSessionTokens(ctx.tokens, { userId: user.id, phone: user.phone, session, fresh: true, now, extraClaims })
+  return signSessionTokens(ctx.tokens, { userId: user.id, phone, session, fresh: true, now, extraClaims })
 }
 
 /**
@@ -66,7 +70,7 @@ export async function rotateRefreshToken (ctx: SessionContext, claims: { sub: st
   const extraClaims = await extraClaimsFor(ctx.options.jwtClaims, { userid: claims.sub, phone: claims.phone }, request)
   const now = Date.now()
   const { reuseGraceMs, idleTimeoutMs } = ctx.options.sessions
-  const session = await store.rotateSession(claims.sid, claims.sub, claims.gen, new Date(now), new Date(now - idleTimeoutMs))
+  const session = await store.rotateSession(claims.sid, claims.sub, claims.gen, new Date(now), new Date(now - idleTimeoutMs), deviceOf(request))
   if (session === undefined) {
     // Why the rotation did not happen, for the answer only: the UPDATE alone decided.
     const current = await store.findSession(claims.sid)
@@ -110,4 +114,40 @@ export async function endOtherSessions (ctx: SessionContext, caller: { userid: s
   }
   const ended = await ctx.store.revokeOtherSessions(caller.userid, caller.sid, new Date())
   for (const sid of ended) ctx.revocations.add(sid)
+}
+
+/**
+ * Moves the caller's account to the number whose change code was just checked, and signs it in
+ * there: every earlier session ends (a number change is what someone who took over an account
+ * would do first, so no session of before survives it), and a new one opens with a fresh access
+ * token. The old number counts one more ended account, so whoever gets it next gets a new id.
+ */
+export async function changePhoneAndSignIn (ctx: SessionContext & { hashKey: Buffer }, args: { userId: string, newPhone: string, challengeId: string }, request: FastifyRequest): Promise<IssuedSession> {
+  const { userId, newPhone, challengeId } = args
+  const user = await ctx.store.findUserById(userId)
+  if (user === undefined) throw new SessionRevokedError()
+  const extraClaims = await extraClaimsFor(ctx.options.jwtClaims, { userid: userId, phone: newPhone }, request)
+  const now = Date.now()
+  let changed: Awaited<ReturnType<SessionContext['store']['changePhone']>>
+  try {
+    changed = await ctx.store.changePhone({
+      userId,
+      oldPhone: user.phone,
+      oldPhoneKey: user.phone === null ? undefined : phoneKeyFor(ctx.hashKey, user.phone),
+      newPhone,
+      challengeId,
+      session: { id: randomUUID(), expiresAt: new Date(now + ctx.options.refreshTokenTtlMs), ...deviceOf(request) },
+      now: new Date(now),
+    })
+  } catch (error) {
+    // The number got an account between the check and the move: its unique index refused.
+    if (isUniqueViolation(error)) throw new PhoneTakenError()
+    throw error
+  }
+  if (changed === 'code-used') throw new OtpExpiredError()
+  if (changed === 'taken') throw new PhoneTakenError()
+  // Changed or deleted meanwhile by another request: this one proved nothing about the new state.
+  if (changed === 'moved') throw new SessionRevokedError()
+  for (const sid of changed.ended) ctx.revocations.add(sid)
+  return signSessionTokens(ctx.tokens, { userId, phone: newPhone, session: changed.session, fresh: true, now, extraClaims })
 }

@@ -6,26 +6,29 @@ import { ErrorResponse, Jwt, Message, Phone, UserId } from './common.js'
 // them by `$ref`, so an OpenAPI document lists each once under its name. The ids are prefixed
 // because they share one namespace with the host app's own schemas.
 
-const USER_ID = 'e5b53d55-bb32-40fb-aaeb-8ad750158639'
-const ACCESS_TOKEN = 'eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJ0eXBlIjoiYWNjZXNzIn0.c2lnbmF0dXJl'
-const REFRESH_TOKEN = 'eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJ0eXBlIjoicmVmcmVzaCJ9.c2lnbmF0dXJl'
+export const USER_ID = 'e5b53d55-bb32-40fb-aaeb-8ad750158639'
+export const ACCESS_TOKEN = 'eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJ0eXBlIjoiYWNjZXNzIn0.c2lnbmF0dXJl'
+export const REFRESH_TOKEN = 'eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJ0eXBlIjoicmVmcmVzaCJ9.c2lnbmF0dXJl'
 
 /** Only phone accounts exist; the field is accepted for clients of the Flask library. */
 const AuthType = Type.Literal('PHONE', { description: 'Always "PHONE"; other sign-in types do not exist' })
 
-const TokenType = Type.Literal('Bearer', { description: 'How to send the access token: `Authorization: Bearer <access_token>`' })
-const ExpiresIn = Type.Integer({ description: 'Seconds until the access token expires', examples: [600] })
+/** A display name, as registration and PATCH /me take it. */
+export const Username = Type.String({
+  minLength: 1,
+  maxLength: USERNAME_MAX_LENGTH,
+  // Control characters (NUL included) here; the route refuses the rest (lib/username.ts).
+  pattern: '^[^\\u0000-\\u001F\\u007F-\\u009F]*$',
+  description: 'A display name, stored in Unicode NFC without surrounding white space. Control, invisible (zero-width, bidi), surrogate and private-use characters are refused, except a zero-width joiner or non-joiner inside a word or an emoji. An account created by another registration keeps it only while every registration before the first verify_sms gives the same name; after that, registering never renames it',
+  examples: ['Ada'],
+})
+
+export const TokenType = Type.Literal('Bearer', { description: 'How to send the access token: `Authorization: Bearer <access_token>`' })
+export const ExpiresIn = Type.Integer({ description: 'Seconds until the access token expires', examples: [600] })
 
 export const RegisterBody = Type.Object({
   phone: Phone,
-  username: Type.Optional(Type.String({
-    minLength: 1,
-    maxLength: USERNAME_MAX_LENGTH,
-    // Control characters (NUL included) here; the route refuses the rest (lib/username.ts).
-    pattern: '^[^\\u0000-\\u001F\\u007F-\\u009F]*$',
-    description: 'A display name, stored in Unicode NFC without surrounding white space. Control, invisible (zero-width, bidi), surrogate and private-use characters are refused, except a zero-width joiner or non-joiner inside a word or an emoji. An account created by another registration keeps it only while every registration before the first verify_sms gives the same name; after that, registering never renames it',
-    examples: ['Ada'],
-  })),
+  username: Type.Optional(Username),
   auth_type: Type.Optional(AuthType),
 }, {
   $id: 'SecureLoginRegisterBody',

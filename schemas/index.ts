@@ -1,5 +1,6 @@
 export * from './common.js'
 export * from './auth.js'
+export * from './account.js'
 export * from './jwks.js'
 export * from './openapi.js'
 export { SecureLoginOptionsSchema } from './options.js'

@@ -8,8 +8,11 @@ import { createOutbox, createTestDatabase, dialects, signIn, TEST_SECRET, testPh
 // keeps its own error handler, 404 handler, content parsers, body limit and hooks.
 
 const OUR_ROUTES = ['/register', '/login', '/login_sms', '/verify_sms', '/refresh', '/logout', '/logout_all_other_sessions', '/.well-known/jwks.json']
-/** The routes with their methods: every one is POST but the key set (GET, and Fastify's HEAD for it). */
-const OUR_METHODS = [...OUR_ROUTES.slice(0, -1).map((url) => `POST ${url}`), 'GET /.well-known/jwks.json', 'HEAD /.well-known/jwks.json']
+/** The routes with their methods: the sign-in routes are POST; GET routes come with Fastify's HEAD. */
+const OUR_METHODS = [
+  ...OUR_ROUTES.slice(0, -1).map((url) => `POST ${url}`), 'GET /.well-known/jwks.json', 'HEAD /.well-known/jwks.json',
+  'GET /me', 'HEAD /me', 'PATCH /me', 'DELETE /me', 'GET /sessions', 'HEAD /sessions', 'DELETE /sessions/:sid', 'POST /phone', 'POST /phone/verify',
+]
 
 function newApp (database: TestDatabase): FastifyInstance {
   const app = Fastify({ pluginTimeout: 60_000 })

@@ -1,8 +1,11 @@
 import { execFile } from 'node:child_process'
+import { randomUUID } from 'node:crypto'
 import { cpSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join, relative } from 'node:path'
 import { promisify } from 'node:util'
 import t from 'tap'
+import { migrate as drizzleSqliteMigrate } from 'drizzle-orm/better-sqlite3/migrator'
+import { migrate as drizzlePgMigrate } from 'drizzle-orm/node-postgres/migrator'
 import { migrate } from '../lib/index.js'
 import { buildApp, createTestDatabase, dialects, signIn, testPhone, type Dialect, type TestDatabase } from './helper.js'
 
@@ -11,7 +14,7 @@ const root = process.cwd()
 const drizzleKit = join(root, 'node_modules', '.bin', 'drizzle-kit')
 const kitDialect: Record<Dialect, string> = { sqlite: 'sqlite', postgres: 'postgresql' }
 const schemaFile: Record<Dialect, string> = { sqlite: 'lib/db/sqlite.ts', postgres: 'lib/db/postgres.ts' }
-const TABLES = ['securelogin_otp_challenges', 'securelogin_rate_limits', 'securelogin_sessions', 'securelogin_users']
+const TABLES = ['securelogin_otp_challenges', 'securelogin_phone_history', 'securelogin_rate_limits', 'securelogin_sessions', 'securelogin_users']
 
 /**
  * Runs `drizzle-kit generate` for the dialect into `out`. drizzle-kit prefixes `out` with './', so
@@ -78,7 +81,7 @@ const journalEntries = (dialect: Dialect): number =>
   JSON.parse(readFileSync(join(root, 'migrations', dialect, 'meta', '_journal.json'), 'utf8')).entries.length
 
 for (const dialect of dialects) {
-  t.test(`${dialect}: migrate(db) creates the four tables and the unique phone index, and can run again`, async (t) => {
+  t.test(`${dialect}: migrate(db) creates the five tables and the unique phone index, and can run again`, async (t) => {
     const database = await createTestDatabase(t, dialect)
     t.same(await tableNames(dialect, database), [], 'the database starts empty')
     await migrate(database.db)
@@ -153,5 +156,43 @@ t.test('sqlite through an asynchronous driver: migrate() creates the tables once
   await migrate(db)
   const tables = sqlite.prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'securelogin_%' ORDER BY name").all() as Array<{ name: string }>
   t.same(tables.map((table) => table.name), TABLES)
-  t.equal((sqlite.prepare('SELECT count(*) AS n FROM __securelogin_migrations').get() as { n: number }).n, 1, 'each migration is recorded once')
+  t.equal((sqlite.prepare('SELECT count(*) AS n FROM __securelogin_migrations').get() as { n: number }).n, journalEntries('sqlite'), 'each migration is recorded once')
 })
+
+for (const dialect of dialects) {
+  t.test(`${dialect}: upgrading a database in use keeps its accounts and sessions (the SQLite users table is rebuilt)`, async (t) => {
+    // The database as the first release left it: migration 0000 only, applied the way migrate() records it.
+    const first = join(t.testdir(), dialect)
+    const database = await createTestDatabase(t, dialect)
+    cpSync(join(root, 'migrations', dialect), first, { recursive: true })
+    const journalFile = join(first, 'meta', '_journal.json')
+    const journal = JSON.parse(readFileSync(journalFile, 'utf8'))
+    writeFileSync(journalFile, JSON.stringify({ ...journal, entries: journal.entries.slice(0, 1) }))
+    const config = { migrationsFolder: first, migrationsTable: '__securelogin_migrations', migrationsSchema: 'drizzle' }
+    if (dialect === 'sqlite') drizzleSqliteMigrate(database.db as never, config)
+    else await drizzlePgMigrate(database.db as never, config)
+    t.notOk((await tableNames(dialect, database)).includes('securelogin_phone_history'), 'the database is at the first migration')
+
+    const phone = testPhone()
+    const userid = randomUUID()
+    const now = dialect === 'sqlite' ? Date.now() : new Date()
+    const later = dialect === 'sqlite' ? Date.now() + 86_400_000 : new Date(Date.now() + 86_400_000)
+    const p = (n: number) => dialect === 'sqlite' ? '?' : `$${n}`
+    await database.query(`INSERT INTO securelogin_users (id, phone, phone_verified_at, created_at) VALUES (${p(1)}, ${p(2)}, ${p(3)}, ${p(4)})`, [userid, phone, now, now])
+    await database.query(`INSERT INTO securelogin_sessions (id, user_id, created_at, refreshed_at, expires_at) VALUES (${p(1)}, ${p(2)}, ${p(3)}, ${p(4)}, ${p(5)})`, [randomUUID(), userid, now, now, later])
+
+    await migrate(database.db)
+    t.same(await tableNames(dialect, database), TABLES)
+    const [user] = await database.query('SELECT id, phone, phone_verified_at FROM securelogin_users')
+    t.equal(user?.phone, phone, 'the account keeps its number')
+    t.equal(user?.id, userid, 'and its id')
+    t.ok(user?.phone_verified_at, 'and its verification')
+    const sessions = await database.query('SELECT id, user_id FROM securelogin_sessions')
+    t.equal(sessions.length, 1, 'the session survived the rebuild of the table it references')
+    t.equal(sessions[0]?.user_id, userid)
+    if (dialect === 'sqlite') {
+      t.same(await database.query('PRAGMA foreign_key_check'), [], 'every reference still holds')
+      t.equal((await database.query('PRAGMA foreign_keys'))[0]?.foreign_keys, 1, 'foreign keys are enforced again afterwards')
+    }
+  })
+}

@@ -58,3 +58,9 @@ export function isForeignKeyViolation (error: unknown): boolean {
   const code = errorCode(error)
   return code === '23503' || code === 'SQLITE_CONSTRAINT_FOREIGNKEY'
 }
+
+/** A row that a unique index already holds (an id or a number taken an instant ago). */
+export function isUniqueViolation (error: unknown): boolean {
+  const code = errorCode(error)
+  return code === '23505' || code === 'SQLITE_CONSTRAINT_PRIMARYKEY' || code === 'SQLITE_CONSTRAINT_UNIQUE'
+}

@@ -85,6 +85,11 @@ interface SqliteInternals {
  * busy timeout). drizzle's migrator reads the last applied migration before its own BEGIN, so
  * two processes could both find none applied; here that read happens under the lock, and the
  * migrator's own BEGIN and COMMIT are left out.
+ *
+ * A migration that rebuilds a table (SQLite cannot drop a NOT NULL otherwise) drops the old one,
+ * and with foreign keys on that drop would cascade into the sessions referencing it. As SQLite's
+ * own procedure for such changes says, foreign keys are turned off around the transaction (the
+ * PRAGMA does nothing inside one) and checked before it commits.
  */
 async function migrateSqlite (db: SqliteInternals, migrations: unknown, config: MigrationConfig): Promise<void> {
   const { session, dialect } = db
@@ -97,24 +102,46 @@ async function migrateSqlite (db: SqliteInternals, migrations: unknown, config: 
   }
   if (db.resultKind === 'sync') {
     // better-sqlite3: synchronous from BEGIN to COMMIT, so no other statement of this process can slip in.
-    session.run(sql.raw('BEGIN IMMEDIATE'))
+    const enforced = foreignKeysOn(session.values(sql.raw('PRAGMA foreign_keys')))
+    session.run(sql.raw('PRAGMA foreign_keys = OFF'))
     try {
-      dialect.migrate(migrations, inOurTransaction, config)
-      session.run(sql.raw('COMMIT'))
-    } catch (error) {
-      session.run(sql.raw('ROLLBACK'))
-      throw error
+      session.run(sql.raw('BEGIN IMMEDIATE'))
+      try {
+        dialect.migrate(migrations, inOurTransaction, config)
+        refuseBrokenReferences(session.values(sql.raw('PRAGMA foreign_key_check')))
+        session.run(sql.raw('COMMIT'))
+      } catch (error) {
+        session.run(sql.raw('ROLLBACK'))
+        throw error
+      }
+    } finally {
+      if (enforced) session.run(sql.raw('PRAGMA foreign_keys = ON'))
     }
     return
   }
-  await session.run(sql.raw('BEGIN IMMEDIATE'))
+  const enforced = foreignKeysOn(await session.values(sql.raw('PRAGMA foreign_keys')))
+  await session.run(sql.raw('PRAGMA foreign_keys = OFF'))
   try {
-    await dialect.migrate(migrations, inOurTransaction, config)
-    await session.run(sql.raw('COMMIT'))
-  } catch (error) {
-    await session.run(sql.raw('ROLLBACK'))
-    throw error
+    await session.run(sql.raw('BEGIN IMMEDIATE'))
+    try {
+      await dialect.migrate(migrations, inOurTransaction, config)
+      refuseBrokenReferences(await session.values(sql.raw('PRAGMA foreign_key_check')))
+      await session.run(sql.raw('COMMIT'))
+    } catch (error) {
+      await session.run(sql.raw('ROLLBACK'))
+      throw error
+    }
+  } finally {
+    if (enforced) await session.run(sql.raw('PRAGMA foreign_keys = ON'))
   }
+}
+
+function foreignKeysOn (rows: unknown): boolean {
+  return (rows as unknown[][])[0]?.[0] === 1
+}
+
+function refuseBrokenReferences (rows: unknown): void {
+  if ((rows as unknown[]).length > 0) throw new Error(`fastify-securelogin: a migration would leave ${(rows as unknown[]).length} rows referencing rows that do not exist`)
 }
 
 // Any 64-bit number unique to this library: instances starting together against one PostgreSQL

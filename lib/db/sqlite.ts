@@ -3,16 +3,25 @@ import { sqliteTable, text, integer, index, uniqueIndex } from 'drizzle-orm/sqli
 // Column keys and JS types match lib/db/postgres.ts exactly: the store is written once for both.
 // Table names carry a prefix so they can live inside an app's own schema next to its `users`.
 
-/** Accounts: the phone number (E.164) is the account. */
+/**
+ * Accounts. A phone account is its number (E.164); a password account (`password` option) is its
+ * email, and may add a number. A deleted account stays as a row without number or name until its
+ * ended sessions are purged, so that every instance learns its tokens ended.
+ */
 export const users = sqliteTable('securelogin_users', {
   id: text('id').primaryKey(),
-  phone: text('phone').notNull(),
+  phone: text('phone'),
+  email: text('email'),
+  passwordHash: text('password_hash'),
   username: text('username'),
   authType: text('auth_type').notNull().default('PHONE'),
   status: text('status').notNull().default('active'),
   phoneVerifiedAt: integer('phone_verified_at', { mode: 'timestamp_ms' }),
   createdAt: integer('created_at', { mode: 'timestamp_ms' }).notNull(),
-}, (t) => [uniqueIndex('securelogin_users_phone_key').on(t.phone)])
+}, (t) => [
+  uniqueIndex('securelogin_users_phone_key').on(t.phone),
+  uniqueIndex('securelogin_users_email_key').on(t.email),
+])
 
 /** The open one-time-code challenge of each phone number; a new code replaces the row's content. */
 export const otpChallenges = sqliteTable('securelogin_otp_challenges', {
@@ -35,6 +44,9 @@ export const sessions = sqliteTable('securelogin_sessions', {
   expiresAt: integer('expires_at', { mode: 'timestamp_ms' }).notNull(),
   revokedAt: integer('revoked_at', { mode: 'timestamp_ms' }),
   revokedReason: text('revoked_reason'),
+  // The device, for the user's list of sessions: as last seen, at sign-in and at each refresh.
+  userAgent: text('user_agent'),
+  ip: text('ip'),
 }, (t) => [
   index('securelogin_sessions_user_id_idx').on(t.userId),
   index('securelogin_sessions_revoked_at_idx').on(t.revokedAt),
@@ -48,4 +60,15 @@ export const rateLimits = sqliteTable('securelogin_rate_limits', {
   count: integer('count').notNull(),
 }, (t) => [index('securelogin_rate_limits_window_start_idx').on(t.windowStart)])
 
-export const tables = { users, otpChallenges, sessions, rateLimits }
+/**
+ * How many accounts each number has had that are gone from it (deleted, or moved to another
+ * number): a new account's id is derived from the number and this count, so that an id never
+ * passes to the next holder of a recycled number. Keyed by a keyed hash of the number: a deleted
+ * account's number is not kept.
+ */
+export const phoneHistory = sqliteTable('securelogin_phone_history', {
+  phoneKey: text('phone_key').primaryKey(),
+  endedAccounts: integer('ended_accounts').notNull(),
+})
+
+export const tables = { users, otpChallenges, sessions, rateLimits, phoneHistory }

@@ -9,11 +9,14 @@ import type { SecureLoginEventType } from '../events.js'
 import { captureClientAddresses } from '../client-ip.js'
 import { BadRequestError, InternalError } from '../errors.js'
 import { loggableError } from '../redact.js'
+import { accountRoutes } from './account.js'
 import { jwksRoute } from './jwks.js'
 import { loginRoute } from './login.js'
 import { logoutRoutes } from './logout.js'
+import { phoneRoutes } from './phone.js'
 import { refreshRoute } from './refresh.js'
 import { registerRoute } from './register.js'
+import { sessionRoutes } from './sessions.js'
 import { verifySmsRoute } from './verify-sms.js'
 
 /** Refusals the app's audit trail hears of (`onEvent`), by error code. */
@@ -110,5 +113,8 @@ export const secureLoginRoutes: FastifyPluginAsync<{ ctx: SecureLoginContext }> 
     await routes.register(refreshRoute, opts)
     await routes.register(logoutRoutes, opts)
     await routes.register(jwksRoute, opts)
+    await routes.register(accountRoutes, opts)
+    await routes.register(sessionRoutes, opts)
+    await routes.register(phoneRoutes, opts)
   })
 }

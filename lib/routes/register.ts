@@ -1,6 +1,6 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { RegisterBody, RegisterResponse } from '../../schemas/auth.js'
-import { accountIdFor } from '../challenges.js'
+import { registerAccount } from '../accounts.js'
 import type { SecureLoginContext } from '../context.js'
 import { clientAddress } from '../client-ip.js'
 import { normalizePhone } from '../phone.js'
@@ -38,7 +38,7 @@ export const registerRoute: FastifyPluginAsyncTypebox<{ ctx: SecureLoginContext 
     const username = request.body.username === undefined || ctx.options.signUp === 'on-verify' ? undefined : normalizeUsername(request.body.username)
     const now = new Date()
     await enforceClientLimit(ctx.store, 'register', address, ctx.options.rateLimit.registersPerIp, now)
-    const user = await ctx.store.registerUser(accountIdFor(ctx.hashKey, phone), phone, username, now)
+    const user = await registerAccount(ctx, phone, username, now)
     return reply.code(201).send({ message: 'registered successfully', userid: user.id })
   })
 }

@@ -11,7 +11,7 @@ export function refTo<T extends TSchema> (schema: T): T {
   return { $ref: `${schema.$id}#` } as unknown as T
 }
 
-type ErrorStatus = 400 | 401 | 403 | 409 | 413 | 415 | 429 | 500 | 502 | 503 | 504
+type ErrorStatus = 400 | 401 | 403 | 404 | 409 | 413 | 415 | 429 | 500 | 502 | 503 | 504
 type CommonStatus = 400 | 413 | 415 | 500 | 503
 
 /** The 503 of every route: the database is down, restarting, unreachable or slower than `dbTimeout`. */

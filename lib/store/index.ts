@@ -5,6 +5,7 @@ import * as postgresTables from '../db/postgres.js'
 import * as sqliteTables from '../db/sqlite.js'
 import type { SecureLoginDatabase } from '../options.js'
 import { isForeignKeyViolation } from '../db/faults.js'
+import { createAccountStore, DELETED } from './accounts.js'
 
 // Both dialects' tables have the same column keys and JS types, and Drizzle's query builders build
 // dialect-specific SQL at run time, so the store is written once against the PostgreSQL types.
@@ -29,7 +30,7 @@ const DEAD_CODE_HASH = '-'
 export function createStore (database: SecureLoginDatabase, dialect: 'sqlite' | 'postgres') {
   const db = database as unknown as Db
   const t = (dialect === 'sqlite' ? sqliteTables.tables : postgresTables.tables) as unknown as Tables
-  const { users, otpChallenges, sessions, rateLimits } = t
+  const { users, otpChallenges, sessions, rateLimits, phoneHistory } = t
 
   // The hot statements of sign-in, built and prepared once: building SQL with Drizzle and preparing
   // it (better-sqlite3) cost more CPU per call than running it. Placeholders go through the
@@ -47,6 +48,13 @@ export function createStore (database: SecureLoginDatabase, dialect: 'sqlite' | 
   }
   const prepared = {
     findUserByPhone: lazy(() => db.select().from(users).where(eq(users.phone, p('phone'))).limit(1).prepare(UNNAMED)),
+    // The account of a number and how many accounts the number has had before, in one statement:
+    // a number with an account and one without cost the same.
+    findAccountOf: lazy(() => db.select({ user: users, endedAccounts: phoneHistory.endedAccounts })
+      .from(sql`(select 1) as ${sql.identifier('one')}`)
+      .leftJoin(users, eq(users.phone, p('phone')))
+      .leftJoin(phoneHistory, eq(phoneHistory.phoneKey, p('phoneKey')))
+      .limit(1).prepare(UNNAMED)),
     findChallenge: lazy(() => db.select().from(otpChallenges).where(eq(otpChallenges.phone, p('phone'))).limit(1).prepare(UNNAMED)),
     openChallenge: lazy(() => db.insert(otpChallenges)
       .values({ phone: p('phone'), challengeId: p('challengeId'), codeHash: p('codeHash'), attempts: 0, sentAt: p('now'), expiresAt: p('expiresAt'), consumedAt: null })
@@ -109,6 +117,8 @@ export function createStore (database: SecureLoginDatabase, dialect: 'sqlite' | 
         expiresAt: sql`${sql.param(p('expiresAt'), sessions.expiresAt)}::timestamptz`.as('expires_at'),
         revokedAt: sql`null`.as('revoked_at'),
         revokedReason: sql`null`.as('revoked_reason'),
+        userAgent: sql`${p('userAgent')}::text`.as('user_agent'),
+        ip: sql`${p('ip')}::text`.as('ip'),
       }).from(consumed)).returning().prepare(UNNAMED)
     }),
     // SQLite has no UPDATE in a WITH: the same two writes, in one transaction.
@@ -117,10 +127,10 @@ export function createStore (database: SecureLoginDatabase, dialect: 'sqlite' | 
       .where(and(eq(otpChallenges.phone, p('phone')), eq(otpChallenges.challengeId, p('challengeId')), isNull(otpChallenges.consumedAt)))
       .returning({ phone: otpChallenges.phone }).prepare(UNNAMED)),
     createSession: lazy(() => db.insert(sessions)
-      .values({ id: p('id'), userId: p('userId'), generation: 0, createdAt: p('now'), refreshedAt: p('now'), expiresAt: p('expiresAt') })
+      .values({ id: p('id'), userId: p('userId'), generation: 0, createdAt: p('now'), refreshedAt: p('now'), expiresAt: p('expiresAt'), userAgent: p('userAgent'), ip: p('ip') })
       .returning().prepare(UNNAMED)),
     rotateSession: lazy(() => db.update(sessions)
-      .set({ generation: sql`${sessions.generation} + 1`, refreshedAt: sql`${sql.param(p('now'), sessions.refreshedAt)}` })
+      .set({ generation: sql`${sessions.generation} + 1`, refreshedAt: sql`${sql.param(p('now'), sessions.refreshedAt)}`, userAgent: sql`${p('userAgent')}`, ip: sql`${p('ip')}` })
       .where(and(
         eq(sessions.id, p('id')),
         eq(sessions.userId, p('userId')),
@@ -132,33 +142,40 @@ export function createStore (database: SecureLoginDatabase, dialect: 'sqlite' | 
       .returning().prepare(UNNAMED)),
   }
 
+  /** Active accounts created before `createdBefore` that never proved their number, unless a code is open for it. */
+  const unproven = (now: Date, createdBefore: Date) => and(
+    isNull(users.phoneVerifiedAt),
+    // A suspended account stays: deleting it would let its number register afresh, active.
+    eq(users.status, 'active'),
+    lt(users.createdAt, createdBefore),
+    // One being signed into right now stays (its code proves the number in a moment).
+    notExists(db.select({ phone: otpChallenges.phone }).from(otpChallenges).where(and(eq(otpChallenges.phone, users.phone), gt(otpChallenges.expiresAt, now)))),
+  )
+  /** Deleted accounts whose ended sessions are all purged: no instance needs to refuse their tokens any more. */
+  const deletedAndForgotten = () => and(
+    eq(users.status, DELETED),
+    notExists(db.select({ id: sessions.id }).from(sessions).where(eq(sessions.userId, users.id))),
+  )
+
   /**
-   * Deletes active accounts created before `createdBefore` that never proved their number, unless a
-   * code is open for it, 1,000 at a time in id order. An app's table that references an account
-   * without ON DELETE CASCADE makes its batch fail: that batch is then tried account by account,
-   * and the referenced ones stay (the app's data is never deleted for us, nor does it stop the purge).
+   * Deletes the accounts `selected` picks, 1,000 at a time in id order. An app's table that
+   * references an account without ON DELETE CASCADE makes its batch fail: that batch is then tried
+   * account by account, and the referenced ones stay (the app's data is never deleted for us, nor
+   * does it stop the purge).
    */
-  async function purgeUnverifiedAccounts (now: Date, createdBefore: Date): Promise<number> {
-    const unproven = and(
-      isNull(users.phoneVerifiedAt),
-      // A suspended account stays: deleting it would let its number register afresh, active.
-      eq(users.status, 'active'),
-      lt(users.createdAt, createdBefore),
-      // One being signed into right now stays (its code proves the number in a moment).
-      notExists(db.select({ phone: otpChallenges.phone }).from(otpChallenges).where(and(eq(otpChallenges.phone, users.phone), gt(otpChallenges.expiresAt, now)))),
-    )
+  async function purgeAccounts (selected: ReturnType<typeof and>): Promise<number> {
     let deleted = 0
     let after: string | undefined
     for (;;) {
-      const batch = (await db.select({ id: users.id }).from(users).where(after === undefined ? unproven : and(unproven, gt(users.id, after))).orderBy(users.id).limit(PURGE_BATCH)).map((row) => row.id)
+      const batch = (await db.select({ id: users.id }).from(users).where(after === undefined ? selected : and(selected, gt(users.id, after))).orderBy(users.id).limit(PURGE_BATCH)).map((row) => row.id)
       if (batch.length === 0) return deleted
       try {
-        deleted += (await db.delete(users).where(and(inArray(users.id, batch), unproven)).returning({ id: users.id })).length
+        deleted += (await db.delete(users).where(and(inArray(users.id, batch), selected)).returning({ id: users.id })).length
       } catch (error) {
         if (!isForeignKeyViolation(error)) throw error
         for (const id of batch) {
           try {
-            deleted += (await db.delete(users).where(and(eq(users.id, id), unproven)).returning({ id: users.id })).length
+            deleted += (await db.delete(users).where(and(eq(users.id, id), selected)).returning({ id: users.id })).length
           } catch (inner) {
             if (!isForeignKeyViolation(inner)) throw inner
           }
@@ -170,9 +187,17 @@ export function createStore (database: SecureLoginDatabase, dialect: 'sqlite' | 
   }
 
   return {
+    ...createAccountStore(db, t),
+
     async findUserByPhone (phone: string): Promise<User | undefined> {
       const rows = await prepared.findUserByPhone().execute({ phone })
       return rows[0]
+    },
+
+    /** The account of `phone` (if any) and how many accounts the number had before (`phoneKey`: see lib/accounts.ts). */
+    async findAccountOf (phone: string, phoneKey: string): Promise<{ user: User | undefined, endedAccounts: number }> {
+      const row = (await prepared.findAccountOf().execute({ phone, phoneKey }))[0]
+      return { user: row?.user ?? undefined, endedAccounts: row?.endedAccounts ?? 0 }
     },
 
     /**
@@ -181,7 +206,7 @@ export function createStore (database: SecureLoginDatabase, dialect: 'sqlite' | 
      * first one's username stays only while later ones (before the first verify) agree with it; one
      * that names another leaves the account without a name, and nothing renames it afterwards.
      */
-    async registerUser (id: string, phone: string, username: string | undefined, now: Date): Promise<User> {
+    async registerUser (id: string, phone: string, username: string | undefined, now: Date): Promise<{ user: User, created: boolean }> {
       const inserted = await prepared.insertUser().execute({ id, phone, username: username ?? null, now })
       const user = inserted[0] ?? await this.findUserByPhone(phone)
       if (user === undefined) throw new Error('registered user vanished')
@@ -191,7 +216,7 @@ export function createStore (database: SecureLoginDatabase, dialect: 'sqlite' | 
         await db.update(users).set({ username: null })
           .where(and(eq(users.id, user.id), isNull(users.phoneVerifiedAt), username === undefined ? sql`true` : ne(users.username, username)))
       }
-      return user
+      return { user, created: inserted[0] !== undefined }
     },
 
     async markPhoneVerified (userId: string, now: Date): Promise<void> {
@@ -241,8 +266,9 @@ export function createStore (database: SecureLoginDatabase, dialect: 'sqlite' | 
      * neither: no fault or killed process leaves a used code without its session. Only one caller
      * can win; the others get undefined (the code was used, or replaced by a newer one).
      */
-    async consumeIntoSession (args: { phone: string, challengeId: string, userId: string, now: Date, expiresAt: Date }): Promise<Session | undefined> {
-      const values = { ...args, id: randomUUID() }
+    async consumeIntoSession (args: { phone: string, challengeId: string, userId: string, now: Date, expiresAt: Date, device: Device }): Promise<Session | undefined> {
+      const { device, ...rest } = args
+      const values = { ...rest, ...device, id: randomUUID() }
       if (dialect === 'postgres') return (await prepared.consumeIntoSession().execute(values))[0]
       const sqlite = database as unknown as SqliteDatabase
       if (sqlite.resultKind === 'sync') {
@@ -267,8 +293,8 @@ export function createStore (database: SecureLoginDatabase, dialect: 'sqlite' | 
      * Moves a live session from `generation` to the next one; only one caller can win. A session
      * last refreshed (or opened) at `idleSince` or before has been idle too long and stays as it is.
      */
-    async rotateSession (id: string, userId: string, generation: number, now: Date, idleSince: Date): Promise<Session | undefined> {
-      const rows = await prepared.rotateSession().execute({ id, userId, generation, now, idleSince })
+    async rotateSession (id: string, userId: string, generation: number, now: Date, idleSince: Date, device: Device): Promise<Session | undefined> {
+      const rows = await prepared.rotateSession().execute({ id, userId, generation, now, idleSince, ...device })
       return rows[0]
     },
 
@@ -352,8 +378,8 @@ export function createStore (database: SecureLoginDatabase, dialect: 'sqlite' | 
     /**
      * Deletes rows no longer needed: expired challenges, sessions that expired or ended before
      * `endedBefore` (no access token of theirs is left to refuse), counters older than the longest
-     * window, and accounts created before `unverifiedBefore` that never proved their number (unless
-     * a code is open for it).
+     * window, accounts created before `unverifiedBefore` that never proved their number (unless a
+     * code is open for it), and what is left of deleted accounts once their sessions are gone.
      */
     async purgeExpired (args: { now: Date, longestWindowMs: number, endedBefore: Date, unverifiedBefore: Date | undefined }): Promise<{ challenges: number, sessions: number, counters: number, accounts: number }> {
       const { now, longestWindowMs, endedBefore, unverifiedBefore } = args
@@ -378,13 +404,16 @@ export function createStore (database: SecureLoginDatabase, dialect: 'sqlite' | 
         counters: await inBatches(() => db.delete(rateLimits)
           .where(inArray(rateLimits.key, db.select({ key: rateLimits.key }).from(rateLimits).where(lt(rateLimits.windowStart, staleBefore)).limit(PURGE_BATCH)))
           .returning({ key: rateLimits.key })),
-        accounts: unverifiedBefore === undefined ? 0 : await purgeUnverifiedAccounts(now, unverifiedBefore),
+        accounts: (unverifiedBefore === undefined ? 0 : await purgeAccounts(unproven(now, unverifiedBefore))) + await purgeAccounts(deletedAndForgotten()),
       }
     },
   }
 }
 
 export type Store = ReturnType<typeof createStore>
+
+/** The device a session was last used from, as its owner's list of sessions shows it. */
+export interface Device { userAgent: string | null, ip: string | null }
 
 interface SyncStatement { all: (values: Record<string, unknown>) => unknown[] }
 interface SqliteDatabase { resultKind: 'sync' | 'async', transaction: <T>(run: () => T) => T }

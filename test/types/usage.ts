@@ -231,7 +231,7 @@ const rows = await db.select({ id: users.id, phone: users.phone, verifiedAt: use
 const row = rows[0]
 if (row !== undefined) {
   expectType<Equal<typeof row.id, string>>()
-  expectType<Equal<typeof row.phone, string>>()
+  expectType<Equal<typeof row.phone, string | null>>() // null once deleted, or for a password account without a number
   expectType<Equal<typeof row.verifiedAt, Date | null>>()
 }
 const liveSessions = await db.select().from(sessions)
