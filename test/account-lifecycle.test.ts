@@ -205,3 +205,28 @@ for (const dialect of dialects) {
     }
   })
 }
+
+for (const dialect of dialects) {
+  t.test(`${dialect}: a code used after its account was disabled or deleted opens no session`, async (t) => {
+    const database = await createTestDatabase(t, dialect)
+    await migrate(database.db)
+    const store = createStore(database.db, dialect)
+    const hashKey = randomBytes(32)
+    const revocations = { add () {} } as unknown as AccountContext['revocations']
+    // verify_sms checked the account (active) and the code; then, before its session is written,
+    // the app disables the account, or the user deletes it from another device.
+    for (const change of ['disabled', 'deleted'] as const) {
+      const phone = testPhone()
+      const user = await registerAccount({ store, hashKey }, phone, undefined, new Date())
+      const now = new Date()
+      const challengeId = randomUUID()
+      await store.openChallenge({ phone, challengeId, codeHash: 'x', now, expiresAt: new Date(now.getTime() + 60_000), resendIntervalMs: 0 })
+      if (change === 'disabled') t.same(await store.setStatus(user.id, 'disabled', now), [])
+      else t.equal(await deleteAccount({ store, hashKey, revocations }, user.id), true)
+      const session = await store.consumeIntoSession({ phone, challengeId, userId: user.id, now, expiresAt: new Date(now.getTime() + 60_000), device: { userAgent: null, ip: null } })
+      t.equal(session, undefined, `${change}: no session`)
+      const rows = await database.query(dialect === 'sqlite' ? 'SELECT id FROM securelogin_sessions WHERE user_id = ?' : 'SELECT id FROM securelogin_sessions WHERE user_id = $1', [user.id])
+      t.same(rows, [], `${change}: none in the table either`)
+    }
+  })
+}

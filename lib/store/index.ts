@@ -46,6 +46,11 @@ export function createStore (database: SecureLoginDatabase, dialect: 'sqlite' | 
     count: sql`CASE WHEN ${expiredWindow} THEN 1 ELSE ${rateLimits.count} + 1 END`,
     windowStart: sql`CASE WHEN ${expiredWindow} THEN excluded.${sql.identifier('window_start')} ELSE ${rateLimits.windowStart} END`,
   }
+  // A session opens only for an account still active when the code is used: disabling or deleting
+  // it while a verify is on its way must not leave a live session behind. On PostgreSQL the account
+  // row is locked (FOR SHARE) until the session is in, so setStatus and deleteAccount, which update
+  // that row first, wait for it and then end the new session too, or make this find no active account.
+  const accountActive = sql`exists (select 1 from ${users} where ${users.id} = ${p('userId')} and ${users.status} = 'active'${dialect === 'postgres' ? sql` for share` : sql``})`
   const prepared = {
     findUserByPhone: lazy(() => db.select().from(users).where(eq(users.phone, p('phone'))).limit(1).prepare(UNNAMED)),
     // The account of a number and how many accounts the number has had before, in one statement:
@@ -105,7 +110,7 @@ export function createStore (database: SecureLoginDatabase, dialect: 'sqlite' | 
     consumeIntoSession: lazy(() => {
       const consumed = db.$with('consumed').as(db.update(otpChallenges)
         .set({ consumedAt: sql`${sql.param(p('now'), otpChallenges.consumedAt)}` })
-        .where(and(eq(otpChallenges.phone, p('phone')), eq(otpChallenges.challengeId, p('challengeId')), isNull(otpChallenges.consumedAt)))
+        .where(and(eq(otpChallenges.phone, p('phone')), eq(otpChallenges.challengeId, p('challengeId')), isNull(otpChallenges.consumedAt), accountActive))
         .returning({ phone: otpChallenges.phone }))
       const now = sql`${sql.param(p('now'), sessions.createdAt)}::timestamptz`
       return db.with(consumed).insert(sessions).select(db.select({
@@ -124,7 +129,7 @@ export function createStore (database: SecureLoginDatabase, dialect: 'sqlite' | 
     // SQLite has no UPDATE in a WITH: the same two writes, in one transaction.
     consumeChallenge: lazy(() => db.update(otpChallenges)
       .set({ consumedAt: sql`${sql.param(p('now'), otpChallenges.consumedAt)}` })
-      .where(and(eq(otpChallenges.phone, p('phone')), eq(otpChallenges.challengeId, p('challengeId')), isNull(otpChallenges.consumedAt)))
+      .where(and(eq(otpChallenges.phone, p('phone')), eq(otpChallenges.challengeId, p('challengeId')), isNull(otpChallenges.consumedAt), accountActive))
       .returning({ phone: otpChallenges.phone }).prepare(UNNAMED)),
     createSession: lazy(() => db.insert(sessions)
       .values({ id: p('id'), userId: p('userId'), generation: 0, createdAt: p('now'), refreshedAt: p('now'), expiresAt: p('expiresAt'), userAgent: p('userAgent'), ip: p('ip') })
