@@ -13,17 +13,19 @@ export type SecureLoginAccount = Account & { status: 'active' | 'disabled' | (st
  * tokens on every instance; none checks who calls it: that is the app's route's job.
  */
 export function createAdminFunctions (ctx: SecureLoginContext) {
+  // Ids are stored lower-case; PostgreSQL's uuid type would match an upper-case one, SQLite's text would not.
+  const revokeSessions = async (userid: string) => isUserId(userid) ? endAllSessions(ctx, userid.toLowerCase(), 'revoked_by_app') : 0
   return {
-    revokeSessions: async (userid: string) => isUserId(userid) ? endAllSessions(ctx, userid, 'revoked_by_app') : 0,
+    revokeSessions,
     setStatus: async (userid: string, status: 'active' | 'disabled') => {
       if (status !== 'active' && status !== 'disabled') throw new TypeError(`fastify-securelogin: setStatus: status must be 'active' or 'disabled', not ${JSON.stringify(status)}`)
-      return isUserId(userid) && setAccountStatus(ctx, userid, status)
+      return isUserId(userid) && setAccountStatus(ctx, userid.toLowerCase(), status)
     },
-    deleteUser: async (userid: string) => isUserId(userid) && deleteAccount(ctx, userid),
+    deleteUser: async (userid: string) => isUserId(userid) && deleteAccount(ctx, userid.toLowerCase()),
     findUser: async (query: { userid: string } | { phone: string }): Promise<SecureLoginAccount | undefined> => {
       if ('userid' in query && !isUserId(query.userid)) return undefined
       const user = 'userid' in query
-        ? await ctx.store.findUserById(query.userid)
+        ? await ctx.store.findUserById(query.userid.toLowerCase())
         : await ctx.store.findUserByPhone(normalizePhone(query.phone, ctx.options.phonePolicy))
       return user === undefined ? undefined : { ...accountView(user), status: user.status }
     },

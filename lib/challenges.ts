@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto'
 import type { FastifyBaseLogger, FastifyRequest } from 'fastify'
 import { findAccount, registerAccount } from './accounts.js'
 import {
-  AccountInactiveError, OtpAttemptsExceededError, PhoneTakenError, OtpExpiredError, OtpInvalidError, OtpResendTooSoonError, PhoneLockedError, SendRefusedError, SmsBudgetExhaustedError, SmsSendFailedError, SmsTimeoutError, withAttemptsLeft, withRetryAfter,
+  AccountInactiveError, OtpAttemptsExceededError, OtpExpiredError, OtpInvalidError, OtpResendTooSoonError, PhoneLockedError, SendRefusedError, SmsBudgetExhaustedError, SmsSendFailedError, SmsTimeoutError, withAttemptsLeft, withRetryAfter,
 } from './errors.js'
 import { generateCode, hashCode, hashesMatch } from './otp.js'
 import type { ResolvedOptions } from './options.js'
@@ -82,6 +82,16 @@ function resendTooSoon (sentAt: Date, now: Date, intervalMs: number) {
 interface Recipient { deliver: boolean, userid: string | undefined, owner?: string }
 
 /**
+ * What a challenge checked by a verifying vendor (Twilio Verify, which keeps the code and checks it
+ * by number only) stores in place of a hash: nothing for a sign-in, and for a change of number a
+ * keyed mark of the account that asked, so that no other account, and no sign-in, can use a code
+ * the vendor would accept. (A code's hash is base64url: it never contains ':'.)
+ */
+function vendorCheckMark (hashKey: Buffer, phone: string, challengeId: string, owner: string | undefined): string | null {
+  return owner === undefined ? null : `owner:${hashCode(hashKey, phone, challengeId, 'checked-by-vendor', owner)}`
+}
+
+/**
  * Starts a sign-in: opens a new challenge for the number (replacing any earlier code) and delivers
  * the code. A number without an account gets a challenge nobody can answer and no message, and the
  * same answer, limits and cooldown as a real one.
@@ -100,13 +110,16 @@ export async function sendLoginCode (ctx: ChallengeContext, args: { phone: strin
 
 /**
  * Starts a change of the account `userId` to the number `phone`: a code for that number, which
- * only this account can use (its hash is bound to the account). A number that has an account is
- * refused, and gets no message.
+ * only this account can use (its hash, or with a verifying vendor its mark, is bound to the
+ * account). A number that has an account gets no message and a challenge nobody can answer, with
+ * the same answer, limits and cooldown as a free one: the route must not tell a signed-in user
+ * whether a number has an account, which /login tells nobody. An account that never proved its
+ * number does not hold it (anyone can register any number): the change takes the number from it.
  */
 export async function sendPhoneChangeCode (ctx: ChallengeContext, args: { phone: string, locale?: string, request: FastifyRequest, userId: string }): Promise<void> {
   await sendCode(ctx, args, async () => {
-    if ((await findAccount(ctx, args.phone)).user !== undefined) throw new PhoneTakenError()
-    return { deliver: true, userid: args.userId, owner: args.userId }
+    const { user } = await findAccount(ctx, args.phone)
+    return { deliver: user === undefined || user.phoneVerifiedAt === null, userid: args.userId, owner: args.userId }
   })
 }
 
@@ -146,7 +159,7 @@ async function sendCode (ctx: ChallengeContext, args: { phone: string, locale?: 
   const challengeId = randomUUID()
   const code = fixedCode ?? generateCode(options.otpLength)
   // Verifying vendors keep the code themselves; a null hash sends checks to them.
-  const codeHash = options.smsVerifies && deliver ? null : hashCode(hashKey, phone, challengeId, code, recipient.owner)
+  const codeHash = options.smsVerifies && deliver ? vendorCheckMark(hashKey, phone, challengeId, recipient.owner) : hashCode(hashKey, phone, challengeId, code, recipient.owner)
   const challenge = await store.openChallenge({
     phone, challengeId, codeHash, now, expiresAt: new Date(now.getTime() + options.otpTtlMs), resendIntervalMs: options.otpResendIntervalMs,
   })
@@ -190,7 +203,9 @@ async function sendCode (ctx: ChallengeContext, args: { phone: string, locale?: 
       }))
     }
   } else if (fixedCode === undefined) {
-    log.info({ phone: maskPhone(phone) }, 'fastify-securelogin: no SMS sent: the number has no account (register it first)')
+    log.info({ phone: maskPhone(phone) }, recipient.owner === undefined
+      ? 'fastify-securelogin: no SMS sent: the number has no account (register it first)'
+      : 'fastify-securelogin: no SMS sent: a change of number to a number that has an account')
   } else {
     log.info({ phone: maskPhone(phone) }, 'fastify-securelogin: no SMS sent: a test number, whose code is fixed')
   }
@@ -276,10 +291,14 @@ async function checkCode<T> (ctx: ChallengeContext, args: { phone: string, code:
     let approved: boolean
     if (mismatch) {
       approved = false
-    } else if (challenge.codeHash === null) {
+    } else if (challenge.codeHash === null || challenge.codeHash.startsWith('owner:')) {
+      // The vendor checks the code by number only: the challenge must first be one of this
+      // purpose and owner (a sign-in's for a sign-in, this account's change for a change).
+      const mark = vendorCheckMark(hashKey, phone, challenge.challengeId, check.owner)
+      const ours = mark === null ? challenge.codeHash === null : challenge.codeHash !== null && hashesMatch(challenge.codeHash, mark)
       const provider = options.sms
       if (!isVerifyingProvider(provider)) throw new OtpExpiredError()
-      approved = await callSmsVendor({
+      approved = ours && await callSmsVendor({
         to: phone, timeoutMs: options.smsTimeoutMs, log, provider: provider.name ?? 'custom', call: (signal) => provider.check({ to: phone, code }, signal),
       })
     } else {

@@ -4,7 +4,7 @@ import { phoneKeyFor } from './accounts.js'
 import { extraClaimsFor } from './claims.js'
 import { isUniqueViolation } from './db/faults.js'
 import { deviceOf } from './device.js'
-import { OtpExpiredError, PhoneTakenError, RefreshSupersededError, SessionExpiredError, SessionMismatchError, SessionRevokedError } from './errors.js'
+import { AccountInactiveError, OtpExpiredError, PhoneTakenError, RefreshSupersededError, SessionExpiredError, SessionMismatchError, SessionRevokedError } from './errors.js'
 import type { Events } from './events.js'
 import type { ResolvedOptions } from './options.js'
 import type { RevocationList } from './revocation.js'
@@ -126,6 +126,7 @@ export async function changePhoneAndSignIn (ctx: SessionContext & { hashKey: Buf
   const { userId, newPhone, challengeId } = args
   const user = await ctx.store.findUserById(userId)
   if (user === undefined) throw new SessionRevokedError()
+  if (user.status !== 'active') throw new AccountInactiveError()
   const extraClaims = await extraClaimsFor(ctx.options.jwtClaims, { userid: userId, phone: newPhone }, request)
   const now = Date.now()
   let changed: Awaited<ReturnType<SessionContext['store']['changePhone']>>
@@ -135,6 +136,7 @@ export async function changePhoneAndSignIn (ctx: SessionContext & { hashKey: Buf
       oldPhone: user.phone,
       oldPhoneKey: user.phone === null ? undefined : phoneKeyFor(ctx.hashKey, user.phone),
       newPhone,
+      newPhoneKey: phoneKeyFor(ctx.hashKey, newPhone),
       challengeId,
       session: { id: randomUUID(), expiresAt: new Date(now + ctx.options.refreshTokenTtlMs), ...deviceOf(request) },
       now: new Date(now),

@@ -1,5 +1,5 @@
 import { Type, type Static } from '@sinclair/typebox'
-import { ACCESS_TOKEN, ExpiresIn, REFRESH_TOKEN, TokenType, USER_ID, Username } from './auth.js'
+import { ACCESS_TOKEN, ExpiresIn, JwtOrCookie, REFRESH_TOKEN, TokenType, USER_ID, Username } from './auth.js'
 import { Jwt, Phone, UserId } from './common.js'
 
 // What a signed-in user reads and changes of their own account and sessions (issue 10). Same
@@ -120,3 +120,18 @@ export const PhoneVerifyResponse = Type.Object({
   examples: [{ userid: USER_ID, phone: '+14155550199', access_token: ACCESS_TOKEN, refresh_token: REFRESH_TOKEN, token_type: 'Bearer', expires_in: 600 }],
 })
 export type PhoneVerifyResponse = Static<typeof PhoneVerifyResponse>
+
+export const PhoneVerifyCookieResponse = Type.Object({
+  userid: UserId,
+  phone: Type.String({ description: 'The account\'s new number, in E.164', examples: ['+14155550199'] }),
+  access_token: JwtOrCookie('The access token (a JWT).', ' (only with `cookies.accessToken: \'cookie\'`)'),
+  refresh_token: JwtOrCookie('The refresh token (a JWT).'),
+  token_type: TokenType,
+  expires_in: ExpiresIn,
+}, {
+  $id: 'SecureLoginPhoneVerifyCookieResponse',
+  title: 'SecureLoginPhoneVerifyCookieResponse',
+  description: 'The account now has the new number, on a server with cookies enabled: cookie clients get the new session\'s refresh token (and optionally its access token) as HttpOnly cookies instead of in the body',
+  examples: [{ userid: USER_ID, phone: '+14155550199', access_token: ACCESS_TOKEN, token_type: 'Bearer', expires_in: 600 }],
+})
+export type PhoneVerifyCookieResponse = Static<typeof PhoneVerifyCookieResponse>

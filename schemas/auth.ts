@@ -116,7 +116,7 @@ export const RefreshResponse = Type.Object({
 export type RefreshResponse = Static<typeof RefreshResponse>
 
 const IN_COOKIE = 'Absent when the request used the cookie transport (`X-SecureLogin-Transport: cookie`) and the token went into an HttpOnly cookie'
-const JwtOrCookie = (description: string, when = '') => Type.Optional(Type.String({ minLength: Jwt.minLength, maxLength: Jwt.maxLength, description: `${description} ${IN_COOKIE}${when}` }))
+export const JwtOrCookie = (description: string, when = '') => Type.Optional(Type.String({ minLength: Jwt.minLength, maxLength: Jwt.maxLength, description: `${description} ${IN_COOKIE}${when}` }))
 
 export const VerifySmsCookieResponse = Type.Object({
   userid: UserId,

@@ -3,7 +3,7 @@ import {
   LoginBody, LoginResponse, LogoutAllOtherSessionsResponse, LogoutBody, LogoutResponse, RefreshResponse, RegisterBody,
   RegisterResponse, VerifySmsBody, VerifySmsResponse, VerifySmsCookieResponse, RefreshCookieResponse,
 } from './auth.js'
-import { Account, AccountDeletedResponse, AccountPatchBody, PhoneChangeBody, PhoneChangeResponse, PhoneVerifyBody, PhoneVerifyResponse, SessionEndedResponse, SessionList } from './account.js'
+import { Account, AccountDeletedResponse, AccountPatchBody, PhoneChangeBody, PhoneChangeResponse, PhoneVerifyBody, PhoneVerifyCookieResponse, PhoneVerifyResponse, SessionEndedResponse, SessionList } from './account.js'
 import { ErrorResponse } from './common.js'
 import { JwksResponse } from './jwks.js'
 
@@ -13,7 +13,7 @@ export const sharedSchemas: readonly TSchema[] = [
   RefreshResponse, LogoutBody, LogoutResponse, LogoutAllOtherSessionsResponse, VerifySmsCookieResponse, RefreshCookieResponse,
   JwksResponse,
   Account, AccountPatchBody, AccountDeletedResponse, SessionList, SessionEndedResponse,
-  PhoneChangeBody, PhoneChangeResponse, PhoneVerifyBody, PhoneVerifyResponse,
+  PhoneChangeBody, PhoneChangeResponse, PhoneVerifyBody, PhoneVerifyResponse, PhoneVerifyCookieResponse,
 ]
 
 /**

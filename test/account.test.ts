@@ -145,3 +145,30 @@ for (const dialect of dialects) {
     t.equal((await call(test.app, 'GET', '/me', next.access_token)).json().username, null, 'nor its name')
   })
 }
+
+for (const dialect of dialects) {
+  t.test(`${dialect}: review findings: upper-case ids, disguised User-Agents, the cookie transport at phone/verify`, async (t) => {
+    const test = await buildApp(t, dialect, { otp: { resendInterval: 0.001 }, cookies: true })
+    const phone = testPhone()
+    const kept = await signInFrom(test, phone, 'Mozilla\u202Egnp.exe\u200B/5.0')
+    const other = await signInFrom(test, phone, 'B')
+    const sessions = (await call(test.app, 'GET', '/sessions', kept.access_token)).json().sessions as Array<{ sid: string, current: boolean, user_agent: string }>
+    t.equal(sessions.find((session) => session.current)?.user_agent, 'Mozillagnp.exe/5.0', 'bidi overrides and zero-width characters are dropped from the User-Agent')
+
+    // An id written in capitals names the same session, and its tokens stop at once.
+    const otherSid = sessions.find((session) => !session.current)?.sid as string
+    t.equal((await call(test.app, 'DELETE', `/sessions/${otherSid.toUpperCase()}`, kept.access_token)).statusCode, 200)
+    t.equal((await call(test.app, 'GET', '/me', other.access_token)).json().code, 'SECURELOGIN_SESSION_REVOKED', 'at once, on this instance')
+    t.equal((await test.app.secureLogin.findUser({ userid: kept.userid.toUpperCase() }))?.userid, kept.userid)
+
+    // A cookie client that changes its number gets the new session in cookies, not in the body.
+    const site = { host: 'app.example.com', origin: 'http://app.example.com', 'x-securelogin-transport': 'cookie' }
+    const newPhone = testPhone()
+    await call(test.app, 'POST', '/phone', kept.access_token, { phone: newPhone })
+    const moved = await test.app.inject({ method: 'POST', url: '/api/auth/phone/verify', payload: { phone: newPhone, token: test.outbox.lastCodeFor(newPhone) }, headers: { ...site, authorization: `Bearer ${kept.access_token}` } })
+    t.equal(moved.statusCode, 200, moved.body)
+    t.notOk('refresh_token' in moved.json(), 'the refresh token is not in the body')
+    t.ok(moved.cookies.some((cookie) => cookie.name === 'securelogin_refresh' && cookie.httpOnly === true), 'it is in an HttpOnly cookie')
+    t.equal(await test.app.secureLogin.revokeSessions(kept.userid.toUpperCase()), 1, 'the app\'s levers take capitals too')
+  })
+}

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs'
 import { randomBytes } from 'node:crypto'
 import { once } from 'node:events'
 import { createServer } from 'node:net'
@@ -34,7 +35,12 @@ export interface TestDatabase {
   beforeClose: Array<() => Promise<unknown>>
   /** Runs raw SQL, for tests that inspect or age rows directly. */
   query: (text: string, params?: unknown[]) => Promise<Array<Record<string, unknown>>>
+  /** The connection string of a real PostgreSQL test database (absent for SQLite and PGlite). */
+  url?: string
 }
+
+/** What a test may ask of its database's Drizzle instance: a logger sees every statement the plugin runs. */
+export interface TestDatabaseOptions { logger?: { logQuery: (query: string, params: unknown[]) => void } }
 
 /**
  * Drops a scratch database once its last connection is gone. pg's pool.end() resolves before its
@@ -53,7 +59,7 @@ export async function dropDatabase (admin: pg.Client, name: string): Promise<voi
 }
 
 /** A fresh, empty database of the dialect, removed when the test ends. */
-export async function createTestDatabase (t: Tap, dialect: Dialect, file?: string): Promise<TestDatabase> {
+export async function createTestDatabase (t: Tap, dialect: Dialect, file?: string, options: TestDatabaseOptions = {}): Promise<TestDatabase> {
   if (dialect === 'sqlite') {
     const sqlite = new Database(file ?? join(t.testdir(), 'test.db'))
     sqlite.pragma('journal_mode = WAL')
@@ -64,7 +70,7 @@ export async function createTestDatabase (t: Tap, dialect: Dialect, file?: strin
       sqlite.close()
     })
     return {
-      db: drizzleSqlite(sqlite),
+      db: drizzleSqlite(sqlite, options),
       beforeClose,
       query: async (text, params = []) => {
         const statement = sqlite.prepare(text.replace(/\$\d+/g, '?'))
@@ -87,7 +93,7 @@ export async function createTestDatabase (t: Tap, dialect: Dialect, file?: strin
       await dropDatabase(admin, name)
       await admin.end()
     })
-    return { db: drizzlePg(pool), beforeClose, query: async (text, params) => (await pool.query(text, params)).rows }
+    return { db: drizzlePg(pool, options), beforeClose, query: async (text, params) => (await pool.query(text, params)).rows, url: url.toString() }
   }
   const client = new PGlite()
   const beforeClose: TestDatabase['beforeClose'] = []
@@ -95,7 +101,7 @@ export async function createTestDatabase (t: Tap, dialect: Dialect, file?: strin
     for (const close of beforeClose) await close()
     await client.close()
   })
-  return { db: drizzlePglite(client), beforeClose, query: async (text, params) => (await client.query<Record<string, unknown>>(text, params)).rows }
+  return { db: drizzlePglite(client, options), beforeClose, query: async (text, params) => (await client.query<Record<string, unknown>>(text, params)).rows }
 }
 
 /** An SMS provider that keeps what it was asked to send, for tests to read the code. */
@@ -184,4 +190,12 @@ export async function freePort (): Promise<number> {
   const { port } = server.address() as { port: number }
   server.close()
   return port
+}
+
+/** The plugin's tables, as migrate() creates them, in name order. */
+export const PLUGIN_TABLES = ['securelogin_otp_challenges', 'securelogin_phone_history', 'securelogin_rate_limits', 'securelogin_sessions', 'securelogin_users']
+
+/** How many migrations the package ships for the dialect (each recorded once when applied). */
+export function shippedMigrations (dialect: Dialect): number {
+  return JSON.parse(readFileSync(new URL(`../migrations/${dialect}/meta/_journal.json`, import.meta.url), 'utf8')).entries.length
 }

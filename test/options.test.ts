@@ -6,7 +6,7 @@ import Fastify from 'fastify'
 import t from 'tap'
 import secureLogin, { migrate, type SecureLoginOptions } from '../lib/index.js'
 import { resolveOptions } from '../lib/options.js'
-import { buildApp, createOutbox, createTestDatabase, dialects, post, signIn, TEST_SECRET, testPhone, type Dialect, type TestDatabase } from './helper.js'
+import { buildApp, createOutbox, createTestDatabase, dialects, PLUGIN_TABLES, post, signIn, TEST_SECRET, testPhone, type Dialect, type TestDatabase } from './helper.js'
 
 const TABLES_SQL: Record<Dialect, string> = {
   sqlite: "SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'securelogin%'",
@@ -249,7 +249,7 @@ for (const dialect of dialects) {
 
     await migrate(database.db)
     t.same((await database.query(TABLES_SQL[dialect])).map((row) => row.name).sort(),
-      ['securelogin_otp_challenges', 'securelogin_rate_limits', 'securelogin_sessions', 'securelogin_users'])
+      PLUGIN_TABLES)
     const test = await buildApp(t, dialect, { migrate: false }, database)
     const tokens = await signIn(test, testPhone())
     t.equal(tokens.expires_in, 600, 'the plugin works on the migrated database')

@@ -13,7 +13,7 @@ import postgres from 'postgres'
 import t from 'tap'
 import { describeDatabase, startupError } from '../lib/db/migrate.js'
 import secureLogin, { migrate, type SecureLoginDatabase } from '../lib/index.js'
-import { buildApp, createOutbox, dropDatabase, postgresUrl, signIn, TEST_SECRET, testPhone, type TestDatabase } from './helper.js'
+import { buildApp, createOutbox, dropDatabase, PLUGIN_TABLES, postgresUrl, shippedMigrations, signIn, TEST_SECRET, testPhone, type TestDatabase } from './helper.js'
 
 // Issue 7: a database that does not work at startup must say which database it is, how it was
 // reached and what to do, never a password, and keep the driver's error as `cause`.
@@ -206,8 +206,8 @@ t.test('node-postgres and postgres-js instances migrating one empty database at 
 
   const [client] = clients as [postgres.Sql]
   const tables = await client`SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' ORDER BY table_name`
-  t.same(tables.map((row) => row.table_name), ['securelogin_otp_challenges', 'securelogin_rate_limits', 'securelogin_sessions', 'securelogin_users'])
-  t.equal((await client`SELECT hash FROM drizzle.__securelogin_migrations`).length, 1, 'each migration is recorded once')
+  t.same(tables.map((row) => row.table_name), PLUGIN_TABLES)
+  t.equal((await client`SELECT hash FROM drizzle.__securelogin_migrations`).length, shippedMigrations('postgres'), 'each migration is recorded once')
   // This database's only: test files running at the same time migrate databases of their own.
   const locks = await client`SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory' AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`
   t.equal(locks[0]?.n, 0, 'no advisory lock is left behind')

@@ -1,3 +1,4 @@
+import { sql } from 'drizzle-orm'
 import { sqliteTable, text, integer, index, uniqueIndex } from 'drizzle-orm/sqlite-core'
 
 // Column keys and JS types match lib/db/postgres.ts exactly: the store is written once for both.
@@ -21,6 +22,9 @@ export const users = sqliteTable('securelogin_users', {
 }, (t) => [
   uniqueIndex('securelogin_users_phone_key').on(t.phone),
   uniqueIndex('securelogin_users_email_key').on(t.email),
+  // The purge's two walks through accounts, each over the few rows it is about, not the whole table.
+  index('securelogin_users_unverified_idx').on(t.id).where(sql`${t.phoneVerifiedAt} is null`),
+  index('securelogin_users_deleted_idx').on(t.id).where(sql`${t.status} = 'deleted'`),
 ])
 
 /** The open one-time-code challenge of each phone number; a new code replaces the row's content. */

@@ -52,7 +52,8 @@ export const sessionRoutes: FastifyPluginAsyncTypebox<{ ctx: SecureLoginContext 
     },
   }, async (request, reply) => {
     const inCookies = usesCookies(request, cookies)
-    const { sid } = request.params
+    // Session ids are stored lower-case, and the revocation list compares them as strings.
+    const sid = request.params.sid.toLowerCase()
     // Another user's session answers as an unknown one: ids are not probed for.
     if (!await ctx.store.revokeSession(sid, request.user.userid, 'ended_by_user', new Date())) throw new SessionNotFoundError()
     ctx.revocations.add(sid)

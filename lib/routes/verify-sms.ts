@@ -21,7 +21,7 @@ export const verifySmsRoute: FastifyPluginAsyncTypebox<{ ctx: SecureLoginContext
       response: {
         200: { ...refTo(cookies === undefined ? VerifySmsResponse : VerifySmsCookieResponse as unknown as typeof VerifySmsResponse), description: 'Signed in' },
         ...errorResponses({
-          403: cookieOriginRefusal(cookies),
+          403: `The code is right, but the app has disabled the account (SECURELOGIN_ACCOUNT_INACTIVE)${cookies === undefined ? '' : `; or ${cookieOriginRefusal(cookies)}`}`,
           400: 'The body does not match the schema (SECURELOGIN_BAD_REQUEST, FST_ERR_CTP_INVALID_JSON_BODY), the phone number is not a valid number (SECURELOGIN_PHONE_INVALID), or not one the server serves (SECURELOGIN_PHONE_COUNTRY_NOT_ALLOWED, SECURELOGIN_PHONE_TYPE_NOT_ALLOWED), or the client address is not an IP address (SECURELOGIN_CLIENT_ADDRESS_INVALID)',
           401: 'The code is wrong, or `userid` is not the number\'s (SECURELOGIN_OTP_INVALID, with `attempts_left`), or there is no valid code for the number: expired, used, or never sent (SECURELOGIN_OTP_EXPIRED)',
           429: 'Too many wrong codes: request a new one (SECURELOGIN_OTP_ATTEMPTS_EXCEEDED), too many checks from the client address (SECURELOGIN_RATE_LIMITED), or too many wrong codes for the number across codes (SECURELOGIN_PHONE_LOCKED, even for the right code); `Retry-After` with the last two',

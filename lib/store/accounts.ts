@@ -1,6 +1,7 @@
-import { and, desc, eq, gt, isNull, ne, sql } from 'drizzle-orm'
+import { and, desc, eq, gt, isNull, ne, notExists, sql } from 'drizzle-orm'
 import type { PgDatabase } from 'drizzle-orm/pg-core'
 import type * as postgresTables from '../db/postgres.js'
+import { AccountInactiveError } from '../errors.js'
 import { atomically } from './atomic.js'
 
 type Tables = typeof postgresTables.tables
@@ -109,23 +110,32 @@ export function createAccountStore (database: unknown, t: Tables) {
     /**
      * Moves the account from `oldPhone` to `newPhone`, proven by the code of challenge
      * `challengeId` of the new number, which this uses up; the old number counts one more ended
-     * account, every session of the account ends and a new one opens (`session`). All or nothing.
-     * 'code-used' when the code was used or replaced meanwhile, 'taken' when the new number has an
-     * account, 'moved' when the account's number is no longer `oldPhone` (or it was deleted).
+     * account, every session of the account ends and a new one opens (`session`). An account that
+     * never proved the new number (and so has no session) does not hold it: it is deleted, and the
+     * number counts it as ended. All or nothing. 'code-used' when the code was used or replaced
+     * meanwhile, 'taken' when the new number has a proven account, 'moved' when the account's
+     * number is no longer `oldPhone` (or it was deleted); AccountInactiveError when it is disabled.
      */
-    async changePhone (args: { userId: string, oldPhone: string | null, oldPhoneKey: string | undefined, newPhone: string, challengeId: string, session: NewSession, now: Date }): Promise<{ session: Session, ended: string[] } | 'code-used' | 'taken' | 'moved'> {
-      const { userId, oldPhone, oldPhoneKey, newPhone, challengeId, session, now } = args
+    async changePhone (args: { userId: string, oldPhone: string | null, oldPhoneKey: string | undefined, newPhone: string, newPhoneKey: string, challengeId: string, session: NewSession, now: Date }): Promise<{ session: Session, ended: string[] } | 'code-used' | 'taken' | 'moved'> {
+      const { userId, oldPhone, oldPhoneKey, newPhone, newPhoneKey, challengeId, session, now } = args
       return atomically(db, function * (tx) {
         const consumed: unknown[] = yield tx.update(otpChallenges).set({ consumedAt: now })
           .where(and(eq(otpChallenges.phone, newPhone), eq(otpChallenges.challengeId, challengeId), isNull(otpChallenges.consumedAt)))
           .returning({ phone: otpChallenges.phone })
         if (consumed.length === 0) return 'code-used'
+        const squatter: unknown[] = yield tx.delete(users)
+          .where(and(eq(users.phone, newPhone), isNull(users.phoneVerifiedAt), notExists(tx.select({ id: sessions.id }).from(sessions).where(eq(sessions.userId, users.id)))))
+          .returning({ id: users.id })
+        if (squatter.length > 0) yield countEndedAccount(tx, newPhoneKey)
         const holder: unknown[] = yield tx.select({ id: users.id }).from(users).where(eq(users.phone, newPhone)).limit(1)
         if (holder.length > 0) return 'taken'
-        const moved: unknown[] = yield tx.update(users).set({ phone: newPhone, phoneVerifiedAt: now })
+        const moved: Array<{ status: string }> = yield tx.update(users).set({ phone: newPhone, phoneVerifiedAt: now })
           .where(and(eq(users.id, userId), ne(users.status, DELETED), oldPhone === null ? isNull(users.phone) : eq(users.phone, oldPhone)))
-          .returning({ id: users.id })
+          .returning({ status: users.status })
         if (moved.length === 0) return 'moved'
+        // Disabled meanwhile (this account's row is locked now, so no later disable can slip in
+        // before the sessions below are ended or opened): throwing undoes the move and the code.
+        if (moved[0]?.status !== 'active') throw new AccountInactiveError()
         if (oldPhoneKey !== undefined) yield countEndedAccount(tx, oldPhoneKey)
         const ended = ids(yield endSessionsOf(tx, userId, 'phone_changed', now))
         const opened: Session[] = yield tx.insert(sessions).values({

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto'
-import { and, eq, gt, inArray, isNull, lt, lte, ne, notExists, or, sql } from 'drizzle-orm'
+import { and, eq, gt, inArray, isNotNull, isNull, lt, lte, ne, notExists, or, sql } from 'drizzle-orm'
 import type { PgDatabase } from 'drizzle-orm/pg-core'
 import * as postgresTables from '../db/postgres.js'
 import * as sqliteTables from '../db/sqlite.js'
@@ -51,6 +51,9 @@ export function createStore (database: SecureLoginDatabase, dialect: 'sqlite' | 
   // row is locked (FOR SHARE) until the session is in, so setStatus and deleteAccount, which update
   // that row first, wait for it and then end the new session too, or make this find no active account.
   const accountActive = sql`exists (select 1 from ${users} where ${users.id} = ${p('userId')} and ${users.status} = 'active'${dialect === 'postgres' ? sql` for share` : sql``})`
+  // A refresh only checks: disabling and deleting end the account's sessions in the same
+  // transaction, so this only guards against a session that got past them some other way.
+  const accountStillActive = sql`exists (select 1 from ${users} where ${users.id} = ${p('userId')} and ${users.status} = 'active')`
   const prepared = {
     findUserByPhone: lazy(() => db.select().from(users).where(eq(users.phone, p('phone'))).limit(1).prepare(UNNAMED)),
     // The account of a number and how many accounts the number has had before, in one statement:
@@ -143,13 +146,18 @@ export function createStore (database: SecureLoginDatabase, dialect: 'sqlite' | 
         isNull(sessions.revokedAt),
         gt(sessions.expiresAt, sql.param(p('now'), sessions.expiresAt)),
         gt(sessions.refreshedAt, sql.param(p('idleSince'), sessions.refreshedAt)),
+        accountStillActive,
       ))
       .returning().prepare(UNNAMED)),
   }
 
   /** Active accounts created before `createdBefore` that never proved their number, unless a code is open for it. */
+  // Written as literals, not parameters: a partial index serves a query only when the planner can
+  // see that the query's condition implies the index's.
   const unproven = (now: Date, createdBefore: Date) => and(
-    isNull(users.phoneVerifiedAt),
+    sql`${users.phoneVerifiedAt} is null`,
+    // A password account without a number has nothing to prove.
+    isNotNull(users.phone),
     // A suspended account stays: deleting it would let its number register afresh, active.
     eq(users.status, 'active'),
     lt(users.createdAt, createdBefore),
@@ -158,7 +166,7 @@ export function createStore (database: SecureLoginDatabase, dialect: 'sqlite' | 
   )
   /** Deleted accounts whose ended sessions are all purged: no instance needs to refuse their tokens any more. */
   const deletedAndForgotten = () => and(
-    eq(users.status, DELETED),
+    sql`${users.status} = ${sql.raw(`'${DELETED}'`)}`,
     notExists(db.select({ id: sessions.id }).from(sessions).where(eq(sessions.userId, users.id))),
   )
 

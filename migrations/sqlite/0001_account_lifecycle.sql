@@ -22,5 +22,7 @@ ALTER TABLE `__new_securelogin_users` RENAME TO `securelogin_users`;--> statemen
 PRAGMA foreign_keys=ON;--> statement-breakpoint
 CREATE UNIQUE INDEX `securelogin_users_phone_key` ON `securelogin_users` (`phone`);--> statement-breakpoint
 CREATE UNIQUE INDEX `securelogin_users_email_key` ON `securelogin_users` (`email`);--> statement-breakpoint
+CREATE INDEX `securelogin_users_unverified_idx` ON `securelogin_users` (`id`) WHERE "securelogin_users"."phone_verified_at" is null;--> statement-breakpoint
+CREATE INDEX `securelogin_users_deleted_idx` ON `securelogin_users` (`id`) WHERE "securelogin_users"."status" = 'deleted';--> statement-breakpoint
 ALTER TABLE `securelogin_sessions` ADD `user_agent` text;--> statement-breakpoint
 ALTER TABLE `securelogin_sessions` ADD `ip` text;
