@@ -28,14 +28,22 @@ type Document = {
 // routes' error handler. Every route parses a JSON body (400, 413, 415) and reads the database
 // (500, and 503 when it cannot serve: lib/store/deadline.ts).
 const COMMON = ['400', '413', '415', '500', '503']
-const EXPECTED: Record<string, { security?: string, success: string, errors: string[] }> = {
+type Method = 'get' | 'post' | 'patch' | 'delete'
+const EXPECTED: Record<string, { method?: Method, security?: string, success: string, errors: string[], body?: false }> = {
   '/register': { success: '201', errors: [...COMMON, '429'] },
   '/login': { success: '200', errors: [...COMMON, '429'] },
   '/login_sms': { success: '200', errors: [...COMMON, '429'] },
-  '/verify_sms': { success: '200', errors: [...COMMON, '401', '429', '502', '504'] },
-  '/refresh': { security: 'refreshToken', success: '200', errors: [...COMMON, '401', '409'] },
+  '/verify_sms': { success: '200', errors: [...COMMON, '401', '403', '429', '502', '504'] },
+  '/refresh': { security: 'refreshToken', success: '200', errors: [...COMMON, '401', '409'], body: false },
   '/logout': { security: 'accessToken', success: '200', errors: [...COMMON, '401', '403'] },
   '/logout_all_other_sessions': { security: 'accessToken', success: '200', errors: [...COMMON, '401', '403'] },
+  'GET /me': { method: 'get', security: 'accessToken', success: '200', errors: [...COMMON, '401'], body: false },
+  'PATCH /me': { method: 'patch', security: 'accessToken', success: '200', errors: [...COMMON, '401'] },
+  'DELETE /me': { method: 'delete', security: 'accessToken', success: '200', errors: [...COMMON, '401'], body: false },
+  'GET /sessions': { method: 'get', security: 'accessToken', success: '200', errors: [...COMMON, '401'], body: false },
+  'DELETE /sessions/{sid}': { method: 'delete', security: 'accessToken', success: '200', errors: [...COMMON, '401', '404'], body: false },
+  '/phone': { security: 'accessToken', success: '200', errors: [...COMMON, '401', '429'] },
+  '/phone/verify': { security: 'accessToken', success: '200', errors: [...COMMON, '401', '403', '409', '429', '502', '504'] },
 }
 const COMPONENTS = sharedSchemas.map((schema) => schema.$id as string)
 
@@ -66,16 +74,18 @@ function schemaRefs (document: Document): string {
 
 /** Checks the plugin's routes under `prefix` are all documented, with their errors and security. */
 /** With `cookies` enabled, the routes that read or write the session cookies also answer 403 (a refused origin). */
-const WITH_COOKIES: Record<string, string[]> = { '/verify_sms': ['403'], '/refresh': ['403'] }
+const WITH_COOKIES: Record<string, string[]> = { '/refresh': ['403'] }
 
 function checkRoutes (t: Tap, document: Document, prefix: string, named: boolean, cookies = false): void {
   const refs = schemaRefs(document)
   const errorRef = named ? `${refs}SecureLoginError` : undefined
-  for (const [path, base] of Object.entries(EXPECTED)) {
+  for (const [route, base] of Object.entries(EXPECTED)) {
+    const path = route.replace(/^[A-Z]+ /, '')
     const expected = cookies && WITH_COOKIES[path] !== undefined ? { ...base, errors: [...base.errors, ...WITH_COOKIES[path]] } : base
-    const operation = document.paths[`${prefix}${path}`]?.post
+    const method = expected.method ?? 'post'
+    const operation = document.paths[`${prefix}${path}`]?.[method]
     if (operation === undefined) {
-      t.fail(`POST ${prefix}${path} is documented`)
+      t.fail(`${method.toUpperCase()} ${prefix}${path} is documented`)
       continue
     }
     t.ok(operation.operationId, `${path} has an operationId`)
@@ -89,7 +99,7 @@ function checkRoutes (t: Tap, document: Document, prefix: string, named: boolean
       if (status === '429') t.ok(response.headers?.['retry-after'], `${path} 429 documents Retry-After`)
     }
     t.same(operation.security, expected.security === undefined ? undefined : [{ [expected.security]: [] }], `${path}: security ${expected.security ?? 'none'}`)
-    if (document.openapi !== undefined && path !== '/refresh') {
+    if (document.openapi !== undefined && expected.body !== false) {
       const body = operation.requestBody?.content['application/json']?.schema.$ref
       t.match(body, new RegExp(`^${refs}${named ? 'SecureLogin' : ''}`), `${path}: the body is a component`)
     }

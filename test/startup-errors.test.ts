@@ -255,7 +255,7 @@ t.test('a number with no account: no SMS, and an info log line with the number m
   t.equal(login.statusCode, 200, login.body)
   t.same(outbox.messages, [], 'no SMS')
   const entries = lines.map((line) => JSON.parse(line) as { level: number, msg: string, phone?: string })
-  const noSms = entries.filter((entry) => entry.msg === 'fastify-securelogin: no SMS sent: the number has no active account (register it first)')
+  const noSms = entries.filter((entry) => entry.msg === 'fastify-securelogin: no SMS sent: the number has no account (register it first)')
   t.equal(noSms.length, 1, 'one line says why no SMS was sent')
   t.equal(noSms[0]?.level, 30, 'at info level')
   t.equal(noSms[0]?.phone, '+14*******77', 'with the number masked')
