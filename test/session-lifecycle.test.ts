@@ -110,9 +110,17 @@ t.test('a refused rotation: the answer for each state of the session', async (t)
   }
   t.equal(await refused(4, undefined), 'SECURELOGIN_SESSION_REVOKED', 'no session')
   t.equal(calls.at(-1)?.[0], 'findSession', 'the session is read to tell why')
-  t.equal(await refused(4, sessionRow(now), OTHER_USER), 'SECURELOGIN_SESSION_REVOKED', 'the session of another user')
-  t.equal(await refused(4, sessionRow(now, { revokedAt: new Date(now - SECOND) })), 'SECURELOGIN_SESSION_REVOKED', 'an ended session')
-  t.equal(await refused(4, sessionRow(now, { expiresAt: new Date(now) })), 'SECURELOGIN_SESSION_REVOKED', 'a session that ends this millisecond')
+  // A session that is not live is only refused, whatever the token's generation: an older one must
+  // not read as a client racing itself, nor end (as a reuse) a session of someone else.
+  for (const [state, session, sub] of [
+    ['the session of another user', sessionRow(now), OTHER_USER],
+    ['an ended session', sessionRow(now, { revokedAt: new Date(now - SECOND) }), USER],
+    ['a session that ends this millisecond', sessionRow(now, { expiresAt: new Date(now) }), USER],
+  ] as const) {
+    for (const gen of [4, 3, 2]) t.equal(await refused(gen, { ...session, refreshedAt: new Date(now) }, sub), 'SECURELOGIN_SESSION_REVOKED', `${state}, a token of generation ${gen}`)
+    t.same([revoked, events], [[], []], `${state}: nothing ended, nothing reported`)
+  }
+  t.equal(calls.filter(([name]) => name === 'revokeSession').length, 0, 'no revocation asked')
   t.equal(await refused(4, sessionRow(now, { expiresAt: new Date(now + 1) })), 'SECURELOGIN_SESSION_REVOKED', 'a live session at the same generation, not idle: still revoked (the UPDATE refused it)')
   t.same(revoked, [], 'and nothing ended')
 
