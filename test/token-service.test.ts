@@ -35,9 +35,9 @@ function thrownBy (run: () => unknown): unknown {
 }
 
 /** A refresh token signed with the plugin's refresh key (as only the plugin could), with the claims given. */
-function forgedRefresh (claims: Record<string, unknown>, header: { typ?: string } = { typ: 'rt+jwt' }): string {
+function forgedRefresh (claims: Record<string, unknown>, header: { typ?: string } = { typ: 'rt+jwt' }, algorithm: 'HS256' | 'HS512' = 'HS256'): string {
   // fast-jwt's signer takes `typ`, though its type definitions omit it.
-  const signing = { key: deriveKey(Buffer.from(TEST_SECRET), 'refresh-token'), algorithm: 'HS256' as const, ...header }
+  const signing = { key: deriveKey(Buffer.from(TEST_SECRET), 'refresh-token'), algorithm, ...header }
   return createSigner(signing)(claims)
 }
 
@@ -129,5 +129,7 @@ t.test('verifyRefresh accepts its own tokens and refuses every other', async (t)
     t.type(thrownBy(() => tokens.verifyRefresh(forgedRefresh({ ...claims, gen }))), TokenInvalidError, `gen ${JSON.stringify(gen)}: TOKEN_INVALID`)
   }
   t.type(thrownBy(() => tokens.verifyRefresh(forgedRefresh({ ...claims, gen: 0 }, {}))), TokenInvalidError, 'without typ rt+jwt: TOKEN_INVALID')
+  // The algorithm is pinned (RFC 8725 §3.1), not taken from the token's header.
+  t.type(thrownBy(() => tokens.verifyRefresh(forgedRefresh({ ...claims, gen: 0 }, { typ: 'rt+jwt' }, 'HS512'))), TokenInvalidError, 'signed with the refresh key under another algorithm: TOKEN_INVALID')
   t.type(thrownBy(() => tokens.verifyRefresh(forgedRefresh({ ...claims, gen: 0, type: 'access' }))), TokenInvalidError, 'of another type: TOKEN_INVALID')
 })
