@@ -1,0 +1,184 @@
+import t, { type Test } from 'tap'
+import { migrate } from '../lib/index.js'
+import { parseClientAddress } from '../lib/client-ip.js'
+import { clientLimitKeys, enforceClientLimit, enforceRateLimit, refuseIfFull, slidingWindow, takeSlots } from '../lib/rate-limit.js'
+import { createStore, type Store } from '../lib/store/index.js'
+import { createTestDatabase, dialects, type Dialect } from './helper.js'
+
+// The counting functions of lib/rate-limit.ts on a real store of each dialect, with the time passed
+// in: the counters' keys, each limit's exact boundary, the seconds a refusal tells, and what a
+// refused request leaves counted. The route tests see these only through a few status codes.
+
+const SECOND = 1000
+const MINUTE = 60 * SECOND
+const HOUR = 60 * MINUTE
+const T0 = new Date('2030-01-01T00:00:00Z').getTime()
+
+const at = (ms: number) => new Date(T0 + ms)
+
+/**
+ * One migrated database of the dialect for the whole file (creating one per test would cost more
+ * than the tests): each test counts under its own `prefix`, and reads back only its counters.
+ */
+async function storeFor (t: Test, dialect: Dialect) {
+  const database = await createTestDatabase(t, dialect)
+  await migrate(database.db)
+  const store = createStore(database.db, dialect)
+  let tests = 0
+  return {
+    store,
+    /** A key prefix of its own (or the one given), and its counters by key without the prefix. */
+    scope (given?: string) {
+      const prefix = given ?? `t${++tests}:`
+      const counters = async (): Promise<Record<string, number>> => {
+        const rows = await database.query('SELECT key, count FROM securelogin_rate_limits WHERE key LIKE $1 ORDER BY key', [`${prefix}%`])
+        return Object.fromEntries(rows.map((row) => [String(row.key).slice(prefix.length), Number(row.count)]))
+      }
+      return { prefix, counters }
+    },
+  }
+}
+
+/** The error `run` throws, or undefined. */
+async function refusalOf (run: Promise<unknown>): Promise<{ code?: string, retryAfter?: number, seconds?: number } | undefined> {
+  return run.then(() => undefined, (error: unknown) => error as { code?: string, retryAfter?: number })
+}
+
+/** A refusal that records the seconds it was given. */
+const refusedAfter = (seconds: number) => Object.assign(new Error('refused'), { seconds })
+
+for (const dialect of dialects) {
+  const shared = storeFor(t, dialect)
+
+  t.test(`${dialect}: enforceRateLimit`, async (t) => {
+    const { store, scope } = await shared
+    const { prefix: p, counters } = scope()
+    const hourly = [{ max: 2, windowMs: HOUR }]
+    await enforceRateLimit(store, `${p}k`, hourly, at(0))
+    await enforceRateLimit(store, `${p}k`, hourly, at(0))
+    t.same(await counters(), { k: 2 }, 'one rule: counted under the key itself')
+    const refused = await refusalOf(enforceRateLimit(store, `${p}k`, hourly, at(30 * MINUTE + 500)))
+    t.match(refused, { code: 'SECURELOGIN_RATE_LIMITED', retryAfter: 1800 }, 'the hit past max is refused (429) with the seconds left in the window, rounded up')
+    t.same(await counters(), { k: 3 }, 'the refused hit counted too')
+
+    const refusedLate = await refusalOf(enforceRateLimit(store, `${p}k`, hourly, at(HOUR - 1), refusedAfter))
+    t.equal(refusedLate?.seconds, 1, 'the last millisecond of a window still tells 1 second, never 0')
+
+    const two = [{ max: 1, windowMs: MINUTE }, { max: 5, windowMs: HOUR }]
+    await enforceRateLimit(store, `${p}multi`, two, at(0))
+    t.match(await counters(), { 'multi/60s': 1, 'multi/3600s': 1 }, 'several rules: one counter per window, named by its seconds')
+    t.equal((await refusalOf(enforceRateLimit(store, `${p}multi`, two, at(SECOND), refusedAfter)))?.seconds, 59, 'the full rule refuses, with its own window\'s seconds and the given refusal')
+  })
+
+  t.test(`${dialect}: refuseIfFull counts nothing and refuses at max`, async (t) => {
+    const { store, scope } = await shared
+    const { prefix: p, counters } = scope()
+    const rules = [{ max: 2, windowMs: MINUTE }]
+    await refuseIfFull(store, `${p}k`, rules, at(0))
+    t.same(await counters(), {}, 'no counter, no refusal, nothing counted')
+    await enforceRateLimit(store, `${p}k`, rules, at(0))
+    await refuseIfFull(store, `${p}k`, rules, at(0))
+    t.same(await counters(), { k: 1 }, 'below max: not refused, not counted')
+    await enforceRateLimit(store, `${p}k`, rules, at(0))
+    t.match(await refusalOf(refuseIfFull(store, `${p}k`, rules, at(20 * SECOND))), { code: 'SECURELOGIN_RATE_LIMITED', retryAfter: 40 }, 'at max: refused with the seconds left')
+    t.equal((await refusalOf(refuseIfFull(store, `${p}k`, rules, at(20 * SECOND), refusedAfter)))?.seconds, 40, 'or with the given refusal')
+    await refuseIfFull(store, `${p}k`, rules, at(MINUTE))
+    t.pass('a window that has ended refuses nothing')
+  })
+
+  t.test(`${dialect}: takeSlots takes a slot of every rule of every limit, or none`, async (t) => {
+    const { store, scope } = await shared
+    const { prefix: p, counters } = scope()
+    const limits = [
+      { key: `${p}a`, rules: [{ max: 3, windowMs: MINUTE }] },
+      { key: `${p}b`, rules: [{ max: 1, windowMs: MINUTE }, { max: 10, windowMs: HOUR }], refusal: refusedAfter },
+    ]
+    await takeSlots(store, limits, at(0))
+    t.same(await counters(), { a: 1, 'b/3600s': 1, 'b/60s': 1 })
+    const refused = await refusalOf(takeSlots(store, limits, at(15 * SECOND)))
+    t.equal(refused?.seconds, 45, 'the full rule\'s own refusal, with the seconds left in its window')
+    t.same(await counters(), { a: 1, 'b/3600s': 1, 'b/60s': 1 }, 'and the slots already taken given back')
+
+    const first = [{ key: `${p}c`, rules: [{ max: 1, windowMs: MINUTE }] }, { key: `${p}d`, rules: [{ max: 5, windowMs: MINUTE }] }]
+    await takeSlots(store, first, at(0))
+    t.match(await refusalOf(takeSlots(store, first, at(SECOND))), { code: 'SECURELOGIN_RATE_LIMITED', retryAfter: 59 }, 'without a refusal of its own, 429')
+
+    // The counter was full, then purged before it could be read for its window's end.
+    const purgedMeanwhile: Store = { ...store, takeRateLimit: async () => false, readRateLimit: async () => undefined }
+    const gone = [{ key: `${p}e`, rules: [{ max: 1, windowMs: 90 * SECOND }], refusal: refusedAfter }]
+    t.equal((await refusalOf(takeSlots(purgedMeanwhile, gone, at(0))))?.seconds, 90, 'a full counter gone before it was read: the whole window')
+  })
+
+  t.test(`${dialect}: a sliding window allows max hits in any span of one window`, async (t) => {
+    const { store, scope } = await shared
+    const { prefix: p } = scope()
+    const rules = [{ max: 2, windowMs: MINUTE }]
+    t.same(slidingWindow.slotKeys(`${p}k`, rules[0]!, rules), [`${p}k#0`, `${p}k#1`], 'one slot per allowed hit')
+    t.same(await slidingWindow.take(store, `${p}k`, rules, at(0)), [`${p}k#0`], 'the first free slot')
+    t.same(await slidingWindow.take(store, `${p}k`, rules, at(40 * SECOND)), [`${p}k#1`], 'then the next')
+    const full = await refusalOf(slidingWindow.take(store, `${p}k`, rules, at(50 * SECOND)))
+    t.match(full, { code: 'SECURELOGIN_RATE_LIMITED', retryAfter: 10 }, 'both taken: refused until the first frees, a window after it was taken')
+    t.equal((await refusalOf(slidingWindow.refuseIfFull(store, `${p}k`, rules, at(50 * SECOND), refusedAfter)))?.seconds, 10, 'refuseIfFull tells the same')
+    t.match(await refusalOf(slidingWindow.refuseIfFull(store, `${p}k`, rules, at(50 * SECOND))), { code: 'SECURELOGIN_RATE_LIMITED', retryAfter: 10 }, 'with 429 by default')
+    t.same(await slidingWindow.take(store, `${p}k`, rules, at(MINUTE)), [`${p}k#0`], 'exactly a window after it was taken, a slot is free again')
+    t.match(await refusalOf(slidingWindow.take(store, `${p}k`, rules, at(MINUTE + 39 * SECOND + 500))), { retryAfter: 1 }, 'half a second before the next frees: 1 second')
+
+    await slidingWindow.free(store, [`${p}k#0`, `${p}k#1`])
+    await slidingWindow.refuseIfFull(store, `${p}k`, rules, at(MINUTE + 40 * SECOND))
+    t.same(await slidingWindow.take(store, `${p}k`, rules, at(MINUTE + 40 * SECOND)), [`${p}k#0`], 'free gives slots back at once')
+  })
+
+  t.test(`${dialect}: a sliding window of several rules takes one slot under each, or none`, async (t) => {
+    const { store, scope } = await shared
+    const { prefix: p, counters } = scope()
+    const rules = [{ max: 1, windowMs: MINUTE }, { max: 1, windowMs: HOUR }]
+    t.same(await slidingWindow.take(store, `${p}k`, rules, at(0)), [`${p}k/60s#0`, `${p}k/3600s#0`])
+    // The hour's slot is taken, the minute's is free again: the minute's must not stay taken.
+    const refused = await refusalOf(slidingWindow.take(store, `${p}k`, rules, at(2 * MINUTE), refusedAfter))
+    t.equal(refused?.seconds, 58 * 60, 'refused by the hourly rule, for the rest of its hour')
+    const minuteSlot = (await slidingWindow.inUse(store, `${p}k`, rules[0]!, rules, at(2 * MINUTE))).free
+    t.same(minuteSlot, [`${p}k/60s#0`], 'the minute\'s slot taken by the refused hit was freed')
+    t.same(await slidingWindow.inUse(store, `${p}k`, rules[1]!, rules, at(2 * MINUTE)), { free: [], secondsUntilFree: 58 * 60 })
+    t.same(await slidingWindow.inUse(store, `${p}never`, rules[1]!, rules, at(0)), { free: [`${p}never/3600s#0`], secondsUntilFree: 1 }, 'nothing in use: every slot free')
+
+    await slidingWindow.reset(store, `${p}k`, rules)
+    t.same(await counters(), {}, 'reset deletes every slot of every rule')
+  })
+
+  t.test(`${dialect}: enforceClientLimit counts IPv6 clients per /64, /56 and /48, narrowest first`, async (t) => {
+    const { store, scope } = await shared
+    const { counters } = scope('verify:ip:')
+    const rules = [{ max: 1, windowMs: MINUTE }]
+    await enforceClientLimit(store, 'verify', parseClientAddress('2001:db8:1:2a3:4:5:6:7')!, rules, at(0))
+    t.same(await counters(), {
+      '2001:0db8:0001:0200::/56': 1,
+      '2001:0db8:0001:02a3::/64': 1,
+      '2001:0db8:0001::/48': 1,
+    })
+    const refused = await refusalOf(enforceClientLimit(store, 'verify', parseClientAddress('2001:db8:1:2a3::9')!, rules, at(0)))
+    t.match(refused, { code: 'SECURELOGIN_RATE_LIMITED' }, 'a second hit from the same /64 is refused')
+    t.same(await counters(), {
+      '2001:0db8:0001:0200::/56': 1,
+      '2001:0db8:0001:02a3::/64': 2,
+      '2001:0db8:0001::/48': 1,
+    }, 'refused at its /64, it spends nothing of the wider networks')
+    // Three more /64s of the same /56: its budget is 4 times the rule's max.
+    for (const net64 of ['2001:db8:1:2a4::1', '2001:db8:1:2a5::1', '2001:db8:1:2a6::1']) await enforceClientLimit(store, 'verify', parseClientAddress(net64)!, rules, at(0))
+    t.match(await refusalOf(enforceClientLimit(store, 'verify', parseClientAddress('2001:db8:1:2a7::1')!, rules, at(0))), { code: 'SECURELOGIN_RATE_LIMITED' }, 'a fifth /64 of the /56 is refused')
+
+    await enforceClientLimit(store, 'send', parseClientAddress('198.51.100.7')!, rules, at(0))
+    t.same(await scope('send:ip:').counters(), { '198.51.100.7': 1 }, 'an IPv4 address is counted on its own, under its action')
+  })
+}
+
+t.test('clientLimitKeys: the network of each scope, host bits zeroed', async (t) => {
+  t.same(clientLimitKeys(parseClientAddress('203.0.113.9')!), [{ key: '203.0.113.9', budget: 1 }])
+  t.same(clientLimitKeys(parseClientAddress('2001:db8:abcd:ffff:1:2:3:4')!), [
+    { key: '2001:0db8:abcd:ffff::/64', budget: 1 },
+    { key: '2001:0db8:abcd:ff00::/56', budget: 4 },
+    { key: '2001:0db8:abcd::/48', budget: 16 },
+  ])
+  t.same(clientLimitKeys(parseClientAddress('ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff')!).map(({ key }) => key), [
+    'ffff:ffff:ffff:ffff::/64', 'ffff:ffff:ffff:ff00::/56', 'ffff:ffff:ffff::/48',
+  ], 'all bits set: only the prefix kept')
+})
