@@ -6,9 +6,8 @@ import type { SecureLoginContext } from '../context.js'
 import { clearTokenCookies, usesCookies } from '../cookies.js'
 import { SessionRevokedError } from '../errors.js'
 import { normalizeUsername } from '../username.js'
-import { errorResponses, operationIdFor, refTo, swaggerConfig } from './responses.js'
+import { ACCESS_TOKEN_REFUSED, errorResponses, operationIdFor, refTo, swaggerConfig } from './responses.js'
 
-const UNAUTHORIZED = 'The Bearer token is missing (SECURELOGIN_TOKEN_MISSING), invalid (SECURELOGIN_TOKEN_INVALID) or expired (SECURELOGIN_TOKEN_EXPIRED), or its session or account has ended (SECURELOGIN_SESSION_REVOKED)'
 
 /** The caller's own account: read it, rename it, delete it. */
 export const accountRoutes: FastifyPluginAsyncTypebox<{ ctx: SecureLoginContext }> = async (fastify, { ctx }) => {
@@ -22,7 +21,7 @@ export const accountRoutes: FastifyPluginAsyncTypebox<{ ctx: SecureLoginContext 
       ...common,
       operationId: operationIdFor(fastify.prefix, 'me get'),
       summary: 'The caller\'s account',
-      response: { 200: { ...refTo(Account), description: 'The account' }, ...errorResponses({ 401: UNAUTHORIZED }) },
+      response: { 200: { ...refTo(Account), description: 'The account' }, ...errorResponses({ 401: ACCESS_TOKEN_REFUSED }) },
     },
   }, async (request) => {
     const user = await ctx.store.findUserById(request.user.userid)
@@ -43,7 +42,7 @@ export const accountRoutes: FastifyPluginAsyncTypebox<{ ctx: SecureLoginContext 
         200: { ...refTo(Account), description: 'The account as changed' },
         ...errorResponses({
           400: 'The body does not match the schema, or the username is blank or holds control, invisible or direction-changing characters (SECURELOGIN_BAD_REQUEST, FST_ERR_CTP_INVALID_JSON_BODY)',
-          401: UNAUTHORIZED,
+          401: ACCESS_TOKEN_REFUSED,
         }),
       },
     },
@@ -64,7 +63,7 @@ export const accountRoutes: FastifyPluginAsyncTypebox<{ ctx: SecureLoginContext 
       description: 'Deletes the account at once: its number, name and email are erased, every session ends (its tokens stop working on every instance within the revocation delay) and its open code is withdrawn. The number can register again, and then gets a new user id. The access token must come from verify_sms, not from refresh.',
       response: {
         200: { ...refTo(AccountDeletedResponse), description: 'The account is deleted' },
-        ...errorResponses({ 401: `${UNAUTHORIZED}; or the access token came from refresh (SECURELOGIN_FRESH_TOKEN_REQUIRED)` }),
+        ...errorResponses({ 401: `${ACCESS_TOKEN_REFUSED}; or the access token came from refresh (SECURELOGIN_FRESH_TOKEN_REQUIRED)` }),
       },
     },
   }, async (request, reply) => {

@@ -3,9 +3,8 @@ import { LogoutAllOtherSessionsResponse, LogoutBody, LogoutResponse } from '../.
 import type { SecureLoginContext } from '../context.js'
 import { clearTokenCookies, usesCookies } from '../cookies.js'
 import { endOtherSessions, endSession } from '../sessions.js'
-import { errorResponses, operationIdFor, refTo, swaggerConfig } from './responses.js'
+import { ACCESS_TOKEN_REFUSED, errorResponses, operationIdFor, refTo, swaggerConfig } from './responses.js'
 
-const UNAUTHORIZED = 'The Bearer token is missing (SECURELOGIN_TOKEN_MISSING), invalid (SECURELOGIN_TOKEN_INVALID) or expired (SECURELOGIN_TOKEN_EXPIRED), or its session has ended (SECURELOGIN_SESSION_REVOKED); the same for `refresh_token`'
 export const logoutRoutes: FastifyPluginAsyncTypebox<{ ctx: SecureLoginContext }> = async (fastify, { ctx }) => {
   const { cookies, prefix } = ctx.options
   fastify.post('/logout', {
@@ -21,7 +20,7 @@ export const logoutRoutes: FastifyPluginAsyncTypebox<{ ctx: SecureLoginContext }
       response: {
         200: { ...refTo(LogoutResponse), description: 'The session has ended' },
         ...errorResponses({
-          401: UNAUTHORIZED,
+          401: `${ACCESS_TOKEN_REFUSED}; the same for \`refresh_token\``,
           403: `\`refresh_token\` belongs to another user (SECURELOGIN_SESSION_MISMATCH)${cookies === undefined ? '' : ', or the request asked for the cookie transport from an origin that may not use it (SECURELOGIN_COOKIE_ORIGIN_REFUSED)'}`,
         }),
       },
@@ -47,7 +46,7 @@ export const logoutRoutes: FastifyPluginAsyncTypebox<{ ctx: SecureLoginContext }
       response: {
         200: { ...refTo(LogoutAllOtherSessionsResponse), description: 'The other sessions have ended' },
         ...errorResponses({
-          401: `${UNAUTHORIZED}; or the access token came from refresh (SECURELOGIN_FRESH_TOKEN_REQUIRED)`,
+          401: `${ACCESS_TOKEN_REFUSED}; the same for \`refresh_token\`; or the access token came from refresh (SECURELOGIN_FRESH_TOKEN_REQUIRED)`,
           403: '`refresh_token` is not the current session\'s (SECURELOGIN_SESSION_MISMATCH)',
         }),
       },

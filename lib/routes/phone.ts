@@ -6,9 +6,8 @@ import { sendTokensAsCookies, usesCookies } from '../cookies.js'
 import { PhoneUnchangedError } from '../errors.js'
 import { normalizePhone } from '../phone.js'
 import { changePhoneAndSignIn } from '../sessions.js'
-import { cookieOriginRefusal, errorResponses, operationIdFor, refTo, swaggerConfig, UNAVAILABLE } from './responses.js'
+import { ACCESS_TOKEN_REFUSED, cookieOriginRefusal, errorResponses, operationIdFor, refTo, swaggerConfig, UNAVAILABLE } from './responses.js'
 
-const UNAUTHORIZED = 'The Bearer token is missing (SECURELOGIN_TOKEN_MISSING), invalid (SECURELOGIN_TOKEN_INVALID) or expired (SECURELOGIN_TOKEN_EXPIRED), or its session has ended (SECURELOGIN_SESSION_REVOKED)'
 const PHONE_REFUSED = 'the phone number is not a valid number (SECURELOGIN_PHONE_INVALID), or not one the server serves (SECURELOGIN_PHONE_COUNTRY_NOT_ALLOWED, SECURELOGIN_PHONE_TYPE_NOT_ALLOWED), or the client address is not an IP address (SECURELOGIN_CLIENT_ADDRESS_INVALID)'
 
 /** Moving the caller's account to another number: a code to the new number, then the code back. */
@@ -29,7 +28,7 @@ export const phoneRoutes: FastifyPluginAsyncTypebox<{ ctx: SecureLoginContext }>
         200: { ...refTo(PhoneChangeResponse), description: 'The code is on its way' },
         ...errorResponses({
           400: `The body does not match the schema (SECURELOGIN_BAD_REQUEST, FST_ERR_CTP_INVALID_JSON_BODY), the number is already the account's (SECURELOGIN_PHONE_UNCHANGED), or ${PHONE_REFUSED}`,
-          401: `${UNAUTHORIZED}; or the access token came from refresh (SECURELOGIN_FRESH_TOKEN_REQUIRED)`,
+          401: `${ACCESS_TOKEN_REFUSED}; or the access token came from refresh (SECURELOGIN_FRESH_TOKEN_REQUIRED)`,
           403: ctx.options.beforeSend === undefined ? undefined : 'The app\'s beforeSend check refused to send a code (SECURELOGIN_SEND_REFUSED)',
           429: 'A code was sent to the number moments ago (SECURELOGIN_OTP_RESEND_TOO_SOON), too many codes were requested for it or from the client address (SECURELOGIN_RATE_LIMITED), or it is locked after too many wrong codes (SECURELOGIN_PHONE_LOCKED); `Retry-After` says when to try again',
           503: `The app's SMS budget is spent (SECURELOGIN_SMS_BUDGET_EXHAUSTED), or ${UNAVAILABLE[0]!.toLowerCase()}${UNAVAILABLE.slice(1)}`,
@@ -58,7 +57,7 @@ export const phoneRoutes: FastifyPluginAsyncTypebox<{ ctx: SecureLoginContext }>
         200: { ...refTo(cookies === undefined ? PhoneVerifyResponse : PhoneVerifyCookieResponse as unknown as typeof PhoneVerifyResponse), description: 'The account has the new number' },
         ...errorResponses({
           400: `The body does not match the schema (SECURELOGIN_BAD_REQUEST, FST_ERR_CTP_INVALID_JSON_BODY), or ${PHONE_REFUSED}`,
-          401: `${UNAUTHORIZED}; the code is wrong (SECURELOGIN_OTP_INVALID, with \`attempts_left\`) or there is no valid code of this account for the number (SECURELOGIN_OTP_EXPIRED)`,
+          401: `${ACCESS_TOKEN_REFUSED}; the code is wrong (SECURELOGIN_OTP_INVALID, with \`attempts_left\`) or there is no valid code of this account for the number (SECURELOGIN_OTP_EXPIRED)`,
           403: `The account is disabled (SECURELOGIN_ACCOUNT_INACTIVE)${cookies === undefined ? '' : `, or ${cookieOriginRefusal(cookies)?.[0]?.toLowerCase()}${cookieOriginRefusal(cookies)?.slice(1)}`}`,
           409: 'The number got a proven account meanwhile (SECURELOGIN_PHONE_TAKEN)',
           429: 'Too many wrong codes (SECURELOGIN_OTP_ATTEMPTS_EXCEEDED, SECURELOGIN_PHONE_LOCKED) or checks from the client address (SECURELOGIN_RATE_LIMITED)',

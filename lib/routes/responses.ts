@@ -17,6 +17,9 @@ type CommonStatus = 400 | 413 | 415 | 500 | 503
 /** The 503 of every route: the database is down, restarting, unreachable or slower than `dbTimeout`. */
 export const UNAVAILABLE = 'The database cannot serve now (SECURELOGIN_UNAVAILABLE): down, restarting, unreachable, or slower than `dbTimeout`, or the list of ended sessions is older than `revocationMaxDelay` and cannot be read; `Retry-After` says when to try again'
 
+/** The 401 of the routes behind an access token. */
+export const ACCESS_TOKEN_REFUSED = 'The Bearer token is missing (SECURELOGIN_TOKEN_MISSING), invalid (SECURELOGIN_TOKEN_INVALID) or expired (SECURELOGIN_TOKEN_EXPIRED), or its session has ended (SECURELOGIN_SESSION_REVOKED)'
+
 /** What every route can answer: each parses a JSON body and reads the database. */
 const COMMON: Record<CommonStatus, string> = {
   400: 'The body is not valid JSON (FST_ERR_CTP_INVALID_JSON_BODY) or does not match the schema (SECURELOGIN_BAD_REQUEST)',

@@ -4,12 +4,11 @@ import { sessionView } from '../account-view.js'
 import type { SecureLoginContext } from '../context.js'
 import { clearTokenCookies, usesCookies } from '../cookies.js'
 import { SessionNotFoundError } from '../errors.js'
-import { errorResponses, operationIdFor, refTo, swaggerConfig } from './responses.js'
+import { ACCESS_TOKEN_REFUSED, errorResponses, operationIdFor, refTo, swaggerConfig } from './responses.js'
 
 /** The most sessions the list answers: a user has a handful; more is a script, and the newest are what matter. */
 export const SESSION_LIST_LIMIT = 100
 
-const UNAUTHORIZED = 'The Bearer token is missing (SECURELOGIN_TOKEN_MISSING), invalid (SECURELOGIN_TOKEN_INVALID) or expired (SECURELOGIN_TOKEN_EXPIRED), or its session has ended (SECURELOGIN_SESSION_REVOKED)'
 
 /** The caller's sessions (signed-in devices): see them, end one. */
 export const sessionRoutes: FastifyPluginAsyncTypebox<{ ctx: SecureLoginContext }> = async (fastify, { ctx }) => {
@@ -24,7 +23,7 @@ export const sessionRoutes: FastifyPluginAsyncTypebox<{ ctx: SecureLoginContext 
       operationId: operationIdFor(fastify.prefix, 'sessions list'),
       summary: 'The caller\'s live sessions, newest first',
       description: `Every session of the caller that has not ended, expired or gone unused for \`sessions.idleTimeout\`, with the device of its last sign-in or refresh; \`current\` marks the one of this request. At most ${SESSION_LIST_LIMIT}.`,
-      response: { 200: { ...refTo(SessionList), description: 'The sessions' }, ...errorResponses({ 401: UNAUTHORIZED }) },
+      response: { 200: { ...refTo(SessionList), description: 'The sessions' }, ...errorResponses({ 401: ACCESS_TOKEN_REFUSED }) },
     },
   }, async (request) => {
     const now = Date.now()
@@ -45,7 +44,7 @@ export const sessionRoutes: FastifyPluginAsyncTypebox<{ ctx: SecureLoginContext 
         200: { ...refTo(SessionEndedResponse), description: 'The session has ended' },
         ...errorResponses({
           400: 'The session id is not a UUID (SECURELOGIN_BAD_REQUEST)',
-          401: UNAUTHORIZED,
+          401: ACCESS_TOKEN_REFUSED,
           404: 'The caller has no live session of this id: ended already, or another user\'s (SECURELOGIN_SESSION_NOT_FOUND)',
         }),
       },
