@@ -14,7 +14,7 @@ import pg from 'pg'
 import secureLogin, {
   consoleSms, migrate, routeSms, twilioMessaging, twilioVerify,
   SmsDeliveryError, OtpInvalidError, RateLimitedError, SessionRevokedError, errors,
-  type AuthHook, type ClaimsFunction, type Duration, type SecureLoginOptions, type SecureLoginRefreshUser, type SecureLoginUser,
+  type AuthHook, type ClaimsFunction, type Duration, type SecureLoginAccount, type SecureLoginOptions, type SecureLoginRefreshUser, type SecureLoginUser,
   type SmsMessage, type SmsProvider, type TextingSmsProvider, type VerifyingSmsProvider,
 } from '../../lib/index.js'
 import { users, sessions } from '../../lib/db/sqlite.js'
@@ -154,6 +154,22 @@ const appToken: string = app.jwt.sign({ sub: 'someone', scope: 'download' }, { e
 const decoded = app.jwt.verify<{ sub: string }>(appToken)
 expectType<Equal<typeof decoded.sub, string>>()
 expectType<Equal<typeof app.secureLogin.jwt, JWT>>()
+
+// The app's levers over accounts.
+const found = await app.secureLogin.findUser({ phone: '+14155550123' })
+if (found !== undefined) {
+  expectType<Equal<typeof found, SecureLoginAccount>>()
+  expectType<Equal<typeof found.phone, string | null>>()
+  expectType<Equal<typeof found.auth_types, Array<'PHONE' | 'PASSWORD'>>>()
+  const ended: number = await app.secureLogin.revokeSessions(found.userid)
+  const disabled: boolean = await app.secureLogin.setStatus(found.userid, 'disabled')
+  const deleted: boolean = await app.secureLogin.deleteUser(found.userid)
+  console.log(ended, disabled, deleted, found.status === 'disabled')
+}
+// @ts-expect-error only 'active' and 'disabled' can be set
+await app.secureLogin.setStatus('id', 'deleted')
+// @ts-expect-error findUser takes a userid or a phone
+await app.secureLogin.findUser({ email: 'ada@example.com' })
 app.get('/verified', async (request) => {
   await request.jwtVerify()
   return request.user.userid
