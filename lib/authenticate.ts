@@ -20,8 +20,8 @@ export interface SecureLoginClaims {}
 export interface SecureLoginUser extends SecureLoginClaims {
   /** The public user id (UUID), the JWT `sub`. */
   userid: string
-  /** The account's phone number in E.164. */
-  phone: string
+  /** The account's phone number in E.164; null for an email-and-password account that has not added one. */
+  phone: string | null
   /** The session id, shared by the session's access and refresh tokens. */
   sid: string
   /** True when the access token came from verify_sms, not from refresh. */

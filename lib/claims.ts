@@ -6,7 +6,8 @@ export interface AccessClaims {
   type: 'access'
   sub: string
   sid: string
-  phone: string
+  /** The account's number; null for an email-and-password account without one. */
+  phone: string | null
   fresh: boolean
   iat: number
   exp: number
@@ -18,7 +19,8 @@ export interface RefreshClaims {
   type: 'refresh'
   sub: string
   sid: string
-  phone: string
+  /** The account's number; null for an email-and-password account without one. */
+  phone: string | null
   gen: number
   iat: number
   exp: number
@@ -32,7 +34,7 @@ export function isClaimsOf<T extends AccessClaims | RefreshClaims> (payload: unk
 }
 
 /** Computes the app's extra claims for a user at sign-in and refresh (`jwt.claims`). */
-export type ClaimsFunction = (user: { userid: string, phone: string }, request: FastifyRequest) => SecureLoginClaims | Promise<SecureLoginClaims>
+export type ClaimsFunction = (user: { userid: string, phone: string | null }, request: FastifyRequest) => SecureLoginClaims | Promise<SecureLoginClaims>
 
 /**
  * Ours, the registered JWT names, the fields of `request.user`, and names that would reach an
@@ -41,7 +43,7 @@ export type ClaimsFunction = (user: { userid: string, phone: string }, request: 
 const RESERVED = new Set(['type', 'sub', 'sid', 'phone', 'fresh', 'gen', 'iat', 'exp', 'nbf', 'jti', 'iss', 'aud', 'userid', 'generation', '__proto__', 'constructor', 'prototype'])
 
 /** Calls `jwt.claims` and refuses anything that would override a claim the plugin relies on. */
-export async function extraClaimsFor (claims: ClaimsFunction | undefined, user: { userid: string, phone: string }, request: FastifyRequest): Promise<Record<string, unknown>> {
+export async function extraClaimsFor (claims: ClaimsFunction | undefined, user: { userid: string, phone: string | null }, request: FastifyRequest): Promise<Record<string, unknown>> {
   if (claims === undefined) return {}
   const extra: unknown = await claims(user, request)
   if (typeof extra !== 'object' || extra === null || Array.isArray(extra)) {

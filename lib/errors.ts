@@ -9,7 +9,13 @@ export const PhoneCountryNotAllowedError = createError('SECURELOGIN_PHONE_COUNTR
 export const PhoneTypeNotAllowedError = createError('SECURELOGIN_PHONE_TYPE_NOT_ALLOWED', 'This kind of number (e.g. premium-rate, toll-free or landline) is not accepted here', 400)
 export const ClientAddressInvalidError = createError('SECURELOGIN_CLIENT_ADDRESS_INVALID', 'The client address is not an IP address', 400)
 export const UserMismatchError = createError('SECURELOGIN_USER_MISMATCH', 'The userid does not belong to this phone number', 400)
+export const PasswordDisabledError = createError('SECURELOGIN_PASSWORD_DISABLED', 'Password sign-in is not enabled on this server', 400)
+export const EmailInvalidError = createError('SECURELOGIN_EMAIL_INVALID', 'The email address is not valid: %s', 400)
+export const PasswordPolicyError = createError('SECURELOGIN_PASSWORD_POLICY', 'The new password is not acceptable: %s', 400)
+export const PasswordBreachedError = createError('SECURELOGIN_PASSWORD_BREACHED', 'This password appears in known data breaches; choose another', 400)
 
+export const CredentialsInvalidError = createError('SECURELOGIN_CREDENTIALS_INVALID', 'The email or password is incorrect', 401)
+export const LoginLockedError = createError('SECURELOGIN_LOGIN_LOCKED', 'Too many failed sign-ins for this email; retry in %d seconds', 429)
 export const OtpInvalidError = createError('SECURELOGIN_OTP_INVALID', 'The code is incorrect', 401)
 export const OtpExpiredError = createError('SECURELOGIN_OTP_EXPIRED', 'There is no valid code for this phone number; request a new one', 401)
 export const OtpAttemptsExceededError = createError('SECURELOGIN_OTP_ATTEMPTS_EXCEEDED', 'Too many incorrect codes; request a new one', 429)
@@ -32,6 +38,8 @@ export const AccountInactiveError = createError('SECURELOGIN_ACCOUNT_INACTIVE', 
 export const PhoneTakenError = createError('SECURELOGIN_PHONE_TAKEN', 'This number belongs to another account', 409)
 export const PhoneUnchangedError = createError('SECURELOGIN_PHONE_UNCHANGED', 'This is already the account\'s number', 400)
 export const SessionNotFoundError = createError('SECURELOGIN_SESSION_NOT_FOUND', 'No such session of yours is live', 404)
+export const EmailTakenError = createError('SECURELOGIN_EMAIL_TAKEN', 'An account with this email exists already', 409)
+export const PasswordIncorrectError = createError('SECURELOGIN_PASSWORD_INCORRECT', 'The current password is incorrect', 403)
 
 export const SmsSendFailedError = createError('SECURELOGIN_SMS_SEND_FAILED', 'The code could not be sent; try again later', 502)
 export const SmsTimeoutError = createError('SECURELOGIN_SMS_TIMEOUT', 'The code could not be sent in time; try again later', 504)
@@ -46,6 +54,12 @@ export const errors = {
   PhoneTypeNotAllowedError,
   ClientAddressInvalidError,
   UserMismatchError,
+  PasswordDisabledError,
+  EmailInvalidError,
+  PasswordPolicyError,
+  PasswordBreachedError,
+  CredentialsInvalidError,
+  LoginLockedError,
   OtpInvalidError,
   OtpExpiredError,
   OtpAttemptsExceededError,
@@ -67,6 +81,8 @@ export const errors = {
   PhoneTakenError,
   PhoneUnchangedError,
   SessionNotFoundError,
+  EmailTakenError,
+  PasswordIncorrectError,
   SmsSendFailedError,
   SmsTimeoutError,
   UnavailableError,

@@ -7,7 +7,8 @@ export type SecureLoginEventType =
   | 'otp.sent' | 'otp.failed' | 'otp.locked' | 'sms.failed'
   | 'login' | 'refresh' | 'refresh.reuse' | 'logout'
   | 'limit' | 'budget.exhausted'
-  | 'account.deleted' | 'phone.changed'
+  | 'login.failed' | 'login.locked'
+  | 'account.deleted' | 'phone.changed' | 'password.changed'
 
 export interface SecureLoginEvent {
   type: SecureLoginEventType
@@ -28,7 +29,8 @@ export interface SecureLoginEvent {
 /** The app's audit hook (`onEvent`). */
 export type SecureLoginEventHandler = (event: SecureLoginEvent) => void | Promise<void>
 
-export type EventFields = Omit<SecureLoginEvent, 'at' | 'ip' | 'phone'> & { phone?: string }
+/** What a caller gives: `phone` in full (masked here), or null for an account without a number. */
+export type EventFields = Omit<SecureLoginEvent, 'at' | 'ip' | 'phone'> & { phone?: string | null }
 
 /**
  * Hands events to the app's `onEvent` after the current request's work: a throwing or slow
@@ -38,11 +40,12 @@ export function createEvents (handler: SecureLoginEventHandler | undefined, log:
   return {
     emit (request: FastifyRequest | undefined, fields: EventFields): void {
       if (handler === undefined) return
+      const { phone, ...rest } = fields
       const event: SecureLoginEvent = {
-        ...fields,
+        ...rest,
         at: new Date(),
         ip: request?.ip,
-        ...(fields.phone === undefined ? {} : { phone: maskPhone(fields.phone) }),
+        ...(phone === undefined || phone === null ? {} : { phone: maskPhone(phone) }),
       }
       setImmediate(() => {
         Promise.resolve().then(() => handler(event)).catch((error: unknown) => {

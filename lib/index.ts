@@ -124,6 +124,8 @@ const secureLogin: FastifyPluginAsync<SecureLoginOptions> = async (fastify, rawO
 export default fp(secureLogin, { fastify: '5.x', name: 'fastify-securelogin' })
 export { secureLogin }
 export { migrate } from './db/migrate.js'
+/** An email address as password accounts store and look it up: for import scripts (docs/migrating-from-flask.md). */
+export { normalizeEmail } from './email.js'
 export { purgeExpired, type PurgeOptions } from './purge.js'
 export { consoleSms, type ConsoleSmsOptions } from './sms/console.js'
 export { twilioMessaging, type TwilioMessagingOptions, type SmsTemplateInput } from './sms/twilio-messaging.js'

@@ -3,7 +3,7 @@ import { Errors, ValueErrorType } from '@sinclair/typebox/errors'
 import { is } from 'drizzle-orm'
 import { BaseSQLiteDatabase } from 'drizzle-orm/sqlite-core'
 import {
-  describeKind, describeValue, refusalOf, RateLimitRuleSchema, SecureLoginOptionsSchema, type SecureLoginDatabase,
+  describeKind, describeValue, refusalOf, RateLimitRuleSchema, SecureLoginOptionsSchema, type IsBreachedFunction, type SecureLoginDatabase,
 } from '../schemas/options.js'
 import type { ClaimsFunction } from './claims.js'
 import { formatDuration, parseDuration, type Duration } from './duration.js'
@@ -69,6 +69,7 @@ export interface ResolvedOptions {
   cookies: ResolvedCookieOptions | undefined
   revocationMaxDelayMs: number
   sessions: { reuseGraceMs: number, idleTimeoutMs: number }
+  password: { enabled: boolean, isBreached: IsBreachedFunction | undefined }
   smsTimeoutMs: number
 }
 
@@ -198,6 +199,7 @@ const OTP = TOP.otp.properties
 const LIMITS = TOP.rateLimit.anyOf[1].properties
 const COOKIES = TOP.cookies.anyOf[1].properties
 const SESSIONS = TOP.sessions.properties
+const PASSWORD = TOP.password.properties
 
 function orDefault<T> (value: T | undefined, schema: TSchema): T {
   return value ?? schema.default as T
@@ -267,7 +269,9 @@ export function resolveOptions (options: SecureLoginOptions): ResolvedOptions {
   }
   const rateLimit = resolveRateLimits(options.rateLimit)
   // A sliding window keeps a row per allowed wrong code: a budget, not a throughput limit.
-  if (rateLimit.failedVerifiesPerPhone.some((rule) => rule.max > 100)) fail('rateLimit.failedVerifiesPerPhone.max must be at most 100 (NIST SP 800-63B allows up to 100 failures per account)')
+  for (const name of ['failedVerifiesPerPhone', 'failedLoginsPerAccount'] as const) {
+    if (rateLimit[name].some((rule) => rule.max > 100)) fail(`rateLimit.${name}.max must be at most 100 (NIST SP 800-63B allows up to 100 failures per account)`)
+  }
   // A class is a function too, but calling it without `new` fails every sign-in.
   if (jwt.claims !== undefined && /^class[\s{]/.test(Function.prototype.toString.call(jwt.claims))) fail('jwt.claims must be a function (user, request) => claims, not a class')
 
@@ -306,6 +310,10 @@ export function resolveOptions (options: SecureLoginOptions): ResolvedOptions {
     sessions: {
       reuseGraceMs: durationMs(options.sessions?.reuseGrace, SESSIONS.reuseGrace),
       idleTimeoutMs: durationMs(options.sessions?.idleTimeout, SESSIONS.idleTimeout),
+    },
+    password: {
+      enabled: orDefault(options.password?.enabled, PASSWORD.enabled),
+      isBreached: options.password?.isBreached,
     },
     smsTimeoutMs: durationMs(options.smsTimeout, TOP.smsTimeout),
   }

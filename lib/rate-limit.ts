@@ -142,7 +142,7 @@ const CLIENT_SCOPES: ReadonlyArray<{ family: 4 | 6, prefixLength: number, budget
 ]
 
 /** What a per-client rule counts; part of the key, so each action has its own counters. */
-export type ClientAction = 'send' | 'verify' | 'register'
+export type ClientAction = 'send' | 'verify' | 'register' | 'login'
 
 /** The keys `address` is counted under, narrowest first, each with its multiple of a rule's `max`. */
 export function clientLimitKeys (address: ClientAddress): Array<{ key: string, budget: number }> {

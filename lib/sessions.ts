@@ -35,7 +35,7 @@ export interface IssuedSession {
 }
 
 /** The token pair of a session at its current generation; an access token never outlives its session. */
-function signSessionTokens (tokens: TokenService, args: { userId: string, phone: string, session: Session, fresh: boolean, now: number, extraClaims: Record<string, unknown> }): IssuedSession {
+export function signSessionTokens (tokens: TokenService, args: { userId: string, phone: string | null, session: Session, fresh: boolean, now: number, extraClaims: Record<string, unknown> }): IssuedSession {
   const { userId, phone, session, fresh, now, extraClaims } = args
   const sessionExpiresAt = session.expiresAt.getTime()
   const access = tokens.signAccess({ userId, sessionId: session.id, phone, fresh, now, sessionExpiresAt, extraClaims })
@@ -64,7 +64,7 @@ export async function issueSessionTokens (ctx: SessionContext, approved: Approve
  * it is told to use the newer token. Any other older token means it was copied: the session is
  * ended, so neither copy works any more. A session unused for `sessions.idleTimeout` has expired.
  */
-export async function rotateRefreshToken (ctx: SessionContext, claims: { sub: string, sid: string, phone: string, gen: number }, request: FastifyRequest): Promise<IssuedSession> {
+export async function rotateRefreshToken (ctx: SessionContext, claims: { sub: string, sid: string, phone: string | null, gen: number }, request: FastifyRequest): Promise<IssuedSession> {
   const { store, tokens, revocations } = ctx
   // Before the rotation: claims that fail leave the refresh token usable.
   const extraClaims = await extraClaimsFor(ctx.options.jwtClaims, { userid: claims.sub, phone: claims.phone }, request)

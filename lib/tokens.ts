@@ -34,7 +34,7 @@ export function createTokenService (options: ResolvedOptions, accessJwt: JWT) {
   const verifyRefreshToken = createVerifier({ key: refreshKey, algorithms: [HMAC_ALGORITHM], checkTyp: REFRESH_TOKEN_TYPE, allowedIss: issuer, allowedAud: audience, requiredClaims: ['exp', 'sub', 'sid', 'type'] })
 
   return {
-    signAccess (args: { userId: string, sessionId: string, phone: string, fresh: boolean, now: number, sessionExpiresAt: number, extraClaims: Record<string, unknown> }): { token: string, expiresIn: number } {
+    signAccess (args: { userId: string, sessionId: string, phone: string | null, fresh: boolean, now: number, sessionExpiresAt: number, extraClaims: Record<string, unknown> }): { token: string, expiresIn: number } {
       const iat = Math.floor(args.now / 1000)
       // An access token never outlives its session.
       const exp = Math.min(iat + Math.floor(options.accessTokenTtlMs / 1000), Math.floor(args.sessionExpiresAt / 1000))
@@ -43,7 +43,7 @@ export function createTokenService (options: ResolvedOptions, accessJwt: JWT) {
       return { token, expiresIn: exp - iat }
     },
 
-    signRefresh (args: { userId: string, sessionId: string, phone: string, generation: number, now: number, sessionExpiresAt: number }): string {
+    signRefresh (args: { userId: string, sessionId: string, phone: string | null, generation: number, now: number, sessionExpiresAt: number }): string {
       const iat = Math.floor(args.now / 1000)
       const exp = Math.floor(args.sessionExpiresAt / 1000)
       return signRefreshToken({ type: 'refresh', sub: args.userId, sid: args.sessionId, phone: args.phone, gen: args.generation, iat, exp, jti: randomUUID() })

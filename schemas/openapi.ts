@@ -2,6 +2,7 @@ import type { TSchema } from '@sinclair/typebox'
 import {
   LoginBody, LoginResponse, LogoutAllOtherSessionsResponse, LogoutBody, LogoutResponse, RefreshResponse, RegisterBody,
   RegisterResponse, VerifySmsBody, VerifySmsResponse, VerifySmsCookieResponse, RefreshCookieResponse,
+  PasswordRegisterResponse, PasswordRegisterCookieResponse, PasswordChangeBody, PasswordChangeResponse,
 } from './auth.js'
 import { Account, AccountDeletedResponse, AccountPatchBody, PhoneChangeBody, PhoneChangeResponse, PhoneVerifyBody, PhoneVerifyCookieResponse, PhoneVerifyResponse, SessionEndedResponse, SessionList } from './account.js'
 import { ErrorResponse } from './common.js'
@@ -11,6 +12,7 @@ import { JwksResponse } from './jwks.js'
 export const sharedSchemas: readonly TSchema[] = [
   ErrorResponse, RegisterBody, RegisterResponse, LoginBody, LoginResponse, VerifySmsBody, VerifySmsResponse,
   RefreshResponse, LogoutBody, LogoutResponse, LogoutAllOtherSessionsResponse, VerifySmsCookieResponse, RefreshCookieResponse,
+  PasswordRegisterResponse, PasswordRegisterCookieResponse, PasswordChangeBody, PasswordChangeResponse,
   JwksResponse,
   Account, AccountPatchBody, AccountDeletedResponse, SessionList, SessionEndedResponse,
   PhoneChangeBody, PhoneChangeResponse, PhoneVerifyBody, PhoneVerifyResponse, PhoneVerifyCookieResponse,

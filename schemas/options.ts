@@ -308,6 +308,38 @@ const RateLimitOptions = Type.Object({
    * @default { max: 20, window: '1h' }
    */
   registersPerIp: RateLimitRule({ max: 20, window: '1h' }),
+  /**
+   * Wrong passwords for one email (with `password.enabled`), at /login and at /password, counted
+   * in a sliding window whether or not the email has an account. Once spent, sign-in with that
+   * email answers 429 `SECURELOGIN_LOGIN_LOCKED`, even with the right password, until the oldest
+   * failure is a window old. At most 100 (NIST SP 800-63B).
+   * @default { max: 10, window: '1h' }
+   */
+  failedLoginsPerAccount: RateLimitRule({ max: 10, window: '1h' }),
+  /**
+   * Password sign-ins tried from one client IP, right or wrong (IPv6 per /64, /56 and /48 as `sendsPerIp`).
+   * @default { max: 100, window: '1h' }
+   */
+  loginsPerIp: RateLimitRule({ max: 100, window: '1h' }),
+}, { additionalProperties: false })
+
+/** Whether a password is known from breaches; see `password.isBreached`. */
+export type IsBreachedFunction = (password: string) => boolean | Promise<boolean>
+
+const PasswordOptions = Type.Object({
+  /**
+   * Email-and-password accounts (the Flask library's `auth_type: "PASSWORD"`) at /register,
+   * /login and /password. Off: those requests answer 400 `SECURELOGIN_PASSWORD_DISABLED`.
+   * @default false
+   */
+  enabled: Type.Optional(Type.Boolean({ default: false })),
+  /**
+   * Called with every new password (after NFKC) at /register and /password; `true` refuses it
+   * with 400 `SECURELOGIN_PASSWORD_BREACHED`. A thrown error is the app's error (the request
+   * fails, nothing is stored). docs/security.md shows a k-anonymity check against Have I Been Pwned.
+   * @default undefined
+   */
+  isBreached: Type.Optional(FunctionOf<IsBreachedFunction>('must be a function (password) => boolean (or a promise of one)')),
 }, { additionalProperties: false })
 
 const CookieOptions = Type.Object({
@@ -466,6 +498,8 @@ export const SecureLoginOptionsSchema = Type.Object({
   cookies: Type.Optional(Type.Union([Type.Boolean(), CookieOptions], { default: false })),
   /** Refresh reuse and idle sessions. */
   sessions: Type.Optional(SessionOptions),
+  /** Email-and-password accounts, off by default. */
+  password: Type.Optional(PasswordOptions),
   /**
    * Revoked sessions are refused by `authenticate` on every instance within this bound, 100 ms to 1 minute.
    * @default '5s'

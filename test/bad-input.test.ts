@@ -112,7 +112,7 @@ function phoneCases (): Case[] {
     cases.push({ name: `${url}: body is JSON null`, request: () => body(url, null), status: 400 })
     cases.push({ name: `${url}: body is a JSON string`, request: (f) => body(url, f.pendingPhone), status: 400 })
     if (url !== '/verify_sms') {
-      cases.push({ name: `${url}: auth_type PASSWORD`, request: (f) => body(url, { phone: f.pendingPhone, auth_type: 'PASSWORD' }), status: 400, code: 'SECURELOGIN_BAD_REQUEST' })
+      cases.push({ name: `${url}: auth_type PASSWORD`, request: (f) => body(url, { phone: f.pendingPhone, auth_type: 'PASSWORD' }), status: 400, code: 'SECURELOGIN_PASSWORD_DISABLED' })
       cases.push({ name: `${url}: auth_type is a number`, request: (f) => body(url, { phone: f.pendingPhone, auth_type: 1 }), status: 400, code: 'SECURELOGIN_BAD_REQUEST' })
     }
   }

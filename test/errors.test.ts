@@ -14,6 +14,12 @@ const expected: Record<keyof typeof errors, [code: string, status: number]> = {
   PhoneTypeNotAllowedError: ['SECURELOGIN_PHONE_TYPE_NOT_ALLOWED', 400],
   ClientAddressInvalidError: ['SECURELOGIN_CLIENT_ADDRESS_INVALID', 400],
   UserMismatchError: ['SECURELOGIN_USER_MISMATCH', 400],
+  PasswordDisabledError: ['SECURELOGIN_PASSWORD_DISABLED', 400],
+  EmailInvalidError: ['SECURELOGIN_EMAIL_INVALID', 400],
+  PasswordPolicyError: ['SECURELOGIN_PASSWORD_POLICY', 400],
+  PasswordBreachedError: ['SECURELOGIN_PASSWORD_BREACHED', 400],
+  CredentialsInvalidError: ['SECURELOGIN_CREDENTIALS_INVALID', 401],
+  LoginLockedError: ['SECURELOGIN_LOGIN_LOCKED', 429],
   OtpInvalidError: ['SECURELOGIN_OTP_INVALID', 401],
   OtpExpiredError: ['SECURELOGIN_OTP_EXPIRED', 401],
   OtpAttemptsExceededError: ['SECURELOGIN_OTP_ATTEMPTS_EXCEEDED', 429],
@@ -35,6 +41,8 @@ const expected: Record<keyof typeof errors, [code: string, status: number]> = {
   PhoneTakenError: ['SECURELOGIN_PHONE_TAKEN', 409],
   PhoneUnchangedError: ['SECURELOGIN_PHONE_UNCHANGED', 400],
   SessionNotFoundError: ['SECURELOGIN_SESSION_NOT_FOUND', 404],
+  EmailTakenError: ['SECURELOGIN_EMAIL_TAKEN', 409],
+  PasswordIncorrectError: ['SECURELOGIN_PASSWORD_INCORRECT', 403],
   SmsSendFailedError: ['SECURELOGIN_SMS_SEND_FAILED', 502],
   SmsTimeoutError: ['SECURELOGIN_SMS_TIMEOUT', 504],
   UnavailableError: ['SECURELOGIN_UNAVAILABLE', 503],
@@ -131,7 +139,7 @@ for (const dialect of dialects) {
     }
     const empty = await app.inject({ method: 'POST', url: '/api/auth/register', payload: '', headers: json })
     t.equal(empty.json().code, 'SECURELOGIN_BAD_REQUEST', 'an empty JSON body is read as {} and fails the schema, not FST_ERR_CTP_EMPTY_JSON_BODY')
-    const validation = await post(app, '/register', { phone: 5 as unknown as string, auth_type: 'PASSWORD' })
+    const validation = await post(app, '/register', { phone: 5 as unknown as string, auth_type: 'PHONE' })
     t.equal(validation.json().code, 'SECURELOGIN_BAD_REQUEST', 'schema errors are SECURELOGIN_BAD_REQUEST, not FST_ERR_VALIDATION')
   })
 

@@ -1,5 +1,4 @@
 import { STATUS_CODES } from 'node:http'
-import { TypeBoxValidatorCompiler } from '@fastify/type-provider-typebox'
 import type { TSchema } from '@sinclair/typebox'
 import type { FastifyError, FastifyPluginAsync } from 'fastify'
 import { registerFormats } from '../../schemas/formats.js'
@@ -13,10 +12,12 @@ import { accountRoutes } from './account.js'
 import { jwksRoute } from './jwks.js'
 import { loginRoute } from './login.js'
 import { logoutRoutes } from './logout.js'
+import { passwordRoute } from './password.js'
 import { phoneRoutes } from './phone.js'
 import { refreshRoute } from './refresh.js'
 import { registerRoute } from './register.js'
 import { sessionRoutes } from './sessions.js'
+import { validatorCompiler } from './validator.js'
 import { verifySmsRoute } from './verify-sms.js'
 
 /** Refusals the app's audit trail hears of (`onEvent`), by error code. */
@@ -27,6 +28,8 @@ const REFUSAL_EVENTS: Partial<Record<string, SecureLoginEventType>> = {
   SECURELOGIN_CLIENT_ADDRESS_INVALID: 'limit',
   SECURELOGIN_PHONE_LOCKED: 'otp.locked',
   SECURELOGIN_SMS_BUDGET_EXHAUSTED: 'budget.exhausted',
+  SECURELOGIN_CREDENTIALS_INVALID: 'login.failed',
+  SECURELOGIN_LOGIN_LOCKED: 'login.locked',
 }
 
 /** Request bodies here are a phone number or a token: anything larger is not ours. */
@@ -63,7 +66,7 @@ export const secureLoginRoutes: FastifyPluginAsync<{ ctx: SecureLoginContext }> 
   // Strict validation: Fastify's default Ajv coerces types, so ["+1415…"] or 123456 would pass as a
   // string. TypeBox's compiler checks the schemas exactly as written.
   registerFormats()
-  fastify.setValidatorCompiler((route) => TypeBoxValidatorCompiler({ ...route, schema: dereference(route.schema) }))
+  fastify.setValidatorCompiler((route) => validatorCompiler({ ...route, schema: dereference(route.schema) }))
   addSharedSchemas(fastify)
 
   // Flask clients POST `-d '{}'` or an empty body with a JSON content type to /refresh.
@@ -116,5 +119,6 @@ export const secureLoginRoutes: FastifyPluginAsync<{ ctx: SecureLoginContext }> 
     await routes.register(accountRoutes, opts)
     await routes.register(sessionRoutes, opts)
     await routes.register(phoneRoutes, opts)
+    await routes.register(passwordRoute, opts)
   })
 }

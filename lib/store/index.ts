@@ -6,6 +6,7 @@ import * as sqliteTables from '../db/sqlite.js'
 import type { SecureLoginDatabase } from '../options.js'
 import { isForeignKeyViolation } from '../db/faults.js'
 import { createAccountStore, DELETED } from './accounts.js'
+import { createPasswordStore } from './passwords.js'
 
 // Both dialects' tables have the same column keys and JS types, and Drizzle's query builders build
 // dialect-specific SQL at run time, so the store is written once against the PostgreSQL types.
@@ -201,6 +202,7 @@ export function createStore (database: SecureLoginDatabase, dialect: 'sqlite' | 
 
   return {
     ...createAccountStore(db, t),
+    ...createPasswordStore(db, t, dialect),
 
     async findUserByPhone (phone: string): Promise<User | undefined> {
       const rows = await prepared.findUserByPhone().execute({ phone })

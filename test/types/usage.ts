@@ -123,7 +123,8 @@ app.get('/me', { preHandler: app.authenticate }, async (request) => {
   expectType<Equal<typeof request.user, SecureLoginUser>>()
   const { userid, phone, sid, fresh } = request.user
   expectType<Equal<typeof userid, string>>()
-  expectType<Equal<typeof phone, string>>()
+  // null for an email-and-password account without a number
+  expectType<Equal<typeof phone, string | null>>()
   expectType<Equal<typeof sid, string>>()
   expectType<Equal<typeof fresh, boolean>>()
   // @ts-expect-error there is no password (nor any other field) on request.user
@@ -177,7 +178,7 @@ app.get('/verified', async (request) => {
 // jwt.claims gets the user and the request, and returns the app's claims (none declared here).
 const claims: ClaimsFunction = async (user, request) => ({ at: `${user.userid} ${request.ip}` })
 void claims
-await app.register(secureLogin, { db, sms, jwt: { secret: 's', claims: (user) => ({ phoneCountry: user.phone.slice(0, 2) }) } })
+await app.register(secureLogin, { db, sms, jwt: { secret: 's', claims: (user) => ({ phoneCountry: user.phone?.slice(0, 2) ?? null }) } })
 // @ts-expect-error jwt.claims is a function, not an object
 await app.register(secureLogin, { db, sms, jwt: { secret: 's', claims: { roles: [] } } })
 // cookies: true, or its options

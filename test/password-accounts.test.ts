@@ -1,0 +1,368 @@
+import { pbkdf2Sync, scryptSync } from 'node:crypto'
+import type { FastifyInstance } from 'fastify'
+import t from 'tap'
+import { buildApp, dialects, post, signIn, testPhone, type TestApp } from './helper.js'
+
+// Email-and-password accounts (`password.enabled`): /register, /login and /password with
+// `auth_type: "PASSWORD"`, on both databases. Each rule is tried the way someone would break it.
+
+const PASSWORD = 'correct horse battery staple'
+let emailCounter = 0
+/** A distinct address per call, with upper case on both sides of the @. */
+function testEmail (): string {
+  emailCounter += 1
+  return `Ada.${process.pid}.${emailCounter}@Example.COM`
+}
+
+const enabled = { password: { enabled: true } }
+
+function register (app: FastifyInstance, body: object, headers: Record<string, string> = {}) {
+  return app.inject({ method: 'POST', url: '/api/auth/register', payload: { auth_type: 'PASSWORD', ...body }, headers })
+}
+
+function login (app: FastifyInstance, email: string, password: string, headers: Record<string, string> = {}) {
+  return app.inject({ method: 'POST', url: '/api/auth/login', payload: { auth_type: 'PASSWORD', email, password }, headers })
+}
+
+function changePassword (app: FastifyInstance, token: string, body: object) {
+  return app.inject({ method: 'POST', url: '/api/auth/password', payload: body, headers: { authorization: `Bearer ${token}` } })
+}
+
+function me (app: FastifyInstance, token: string) {
+  return app.inject({ method: 'GET', url: '/api/auth/me', headers: { authorization: `Bearer ${token}` } })
+}
+
+async function count (test: TestApp, table: string): Promise<number> {
+  return Number((await test.database.query(`SELECT count(*) AS n FROM ${table}`))[0]!.n)
+}
+
+async function storedHash (test: TestApp, userid: string): Promise<string | null> {
+  return (await test.database.query('SELECT password_hash FROM securelogin_users WHERE id = $1', [userid]))[0]!.password_hash as string | null
+}
+
+/** A Werkzeug hash as flask-securelogin stored it (a low PBKDF2 count keeps the test quick). */
+function werkzeugPbkdf2 (password: string, salt = 'fLaSkSaLt1234567', iterations = 1000): string {
+  return `pbkdf2:sha256:${iterations}$${salt}$${pbkdf2Sync(password, salt, iterations, 32, 'sha256').toString('hex')}`
+}
+
+function werkzeugScrypt (password: string, salt = 'sCrYpTsAlT123456'): string {
+  return `scrypt:16384:8:1$${salt}$${scryptSync(password, salt, 64, { N: 16384, r: 8, p: 1, maxmem: 132 * 16384 * 8 }).toString('hex')}`
+}
+
+/** A user row as the Flask import in docs/migrating-from-flask.md writes it. */
+async function importFlaskUser (test: TestApp, dialect: string, args: { id: string, email: string, passwordHash: string, phone?: string }) {
+  await test.database.query(
+    "INSERT INTO securelogin_users (id, phone, email, password_hash, username, auth_type, status, phone_verified_at, created_at) VALUES ($1, $2, $3, $4, NULL, 'PASSWORD', 'active', NULL, $5)",
+    [args.id, args.phone ?? null, args.email, args.passwordHash, dialect === 'sqlite' ? Date.now() : new Date()],
+  )
+}
+
+for (const dialect of dialects) {
+  t.test(`${dialect}: while password accounts are off, auth_type PASSWORD answers its own 400 and changes nothing`, async (t) => {
+    const test = await buildApp(t, dialect)
+    const users = await count(test, 'securelogin_users')
+    for (const url of ['/register', '/login', '/login_sms']) {
+      // Even a body that would not pass the schema: the server's choice is what the client must learn.
+      for (const body of [{ auth_type: 'PASSWORD', email: testEmail(), password: PASSWORD }, { auth_type: 'PASSWORD' }]) {
+        const refused = await post(test.app, url, body)
+        t.equal(refused.statusCode, 400, `${url} ${JSON.stringify(body)}`)
+        t.equal(refused.json().code, 'SECURELOGIN_PASSWORD_DISABLED')
+      }
+    }
+    const unknownType = await post(test.app, '/register', { auth_type: 'EMAIL', email: testEmail(), password: PASSWORD })
+    t.equal(unknownType.statusCode, 400)
+    t.equal(unknownType.json().code, 'SECURELOGIN_BAD_REQUEST')
+    t.match(unknownType.json().message, /auth_type/, 'the message names the field')
+    t.equal(await count(test, 'securelogin_users'), users, 'no account was created')
+
+    const phone = testPhone()
+    const explicit = await post(test.app, '/register', { auth_type: 'PHONE', phone })
+    t.equal(explicit.statusCode, 201, 'auth_type "PHONE" is a phone registration')
+    const { access_token: token } = await signIn(test, phone)
+    const change = await changePassword(test.app, token, { newpassword: PASSWORD, email: testEmail() })
+    t.equal(change.statusCode, 400)
+    t.equal(change.json().code, 'SECURELOGIN_PASSWORD_DISABLED')
+    t.equal((await me(test.app, token)).json().auth_types.join(), 'PHONE', 'no password was added')
+  })
+
+  t.test(`${dialect}: register creates an email-and-password account and signs it in`, async (t) => {
+    const test = await buildApp(t, dialect, enabled)
+    const email = testEmail()
+    const created = await register(test.app, { email: `  ${email} `, password: PASSWORD, username: 'Ada' })
+    t.equal(created.statusCode, 201)
+    const body = created.json()
+    t.same(Object.keys(body).sort(), ['access_token', 'expires_in', 'message', 'refresh_token', 'token_type', 'userid'])
+    t.equal(body.message, 'registered successfully')
+
+    const fresh = await test.app.inject({ method: 'GET', url: '/fresh', headers: { authorization: `Bearer ${body.access_token}` } })
+    t.equal(fresh.statusCode, 200, 'the access token is fresh')
+    t.same(fresh.json(), { userid: body.userid, phone: null, sid: fresh.json().sid, fresh: true }, 'request.user has no number')
+    const account = (await me(test.app, body.access_token)).json()
+    t.match(account, { userid: body.userid, phone: null, username: 'Ada', email: email.replace('Example.COM', 'example.com'), auth_types: ['PASSWORD'], phone_verified_at: null })
+
+    const hash = await storedHash(test, body.userid)
+    t.match(hash, /^\$argon2id\$v=19\$m=19456,t=2,p=1\$/, 'stored as Argon2id with the documented parameters')
+    t.notOk(hash!.includes(PASSWORD))
+
+    const refreshed = await test.app.inject({ method: 'POST', url: '/api/auth/refresh', headers: { authorization: `Bearer ${body.refresh_token}` } })
+    t.equal(refreshed.statusCode, 200, 'the refresh token works')
+
+    const again = await register(test.app, { email: email.replace('Ada', 'ada'), password: 'another password here' })
+    t.equal(again.statusCode, 201, 'the part before the @ keeps its case: another address')
+    const taken = await register(test.app, { email: email.replace('Example.COM', 'EXAMPLE.com'), password: 'another password here' })
+    t.equal(taken.statusCode, 409, 'the same address with another case of domain is taken')
+    t.equal(taken.json().code, 'SECURELOGIN_EMAIL_TAKEN')
+    t.equal(await storedHash(test, body.userid), hash, 'the refused registration changed nothing')
+  })
+
+  t.test(`${dialect}: a new password must be 8 to 128 characters after NFKC, and not breached`, async (t) => {
+    const breached = new Set(['password1234'])
+    const seen: string[] = []
+    const test = await buildApp(t, dialect, { password: { enabled: true, isBreached: async (password) => { seen.push(password); return breached.has(password) } } })
+    const users = await count(test, 'securelogin_users')
+    for (const [password, why] of [['seven77', 'too short'], ['x'.repeat(129), 'too long'], ['\uD800abcdefgh', 'a lone surrogate']] as const) {
+      const refused = await register(test.app, { email: testEmail(), password })
+      t.equal(refused.statusCode, 400, why)
+      t.equal(refused.json().code, 'SECURELOGIN_PASSWORD_POLICY', why)
+    }
+    const refused = await register(test.app, { email: testEmail(), password: 'password1234' })
+    t.equal(refused.statusCode, 400)
+    t.equal(refused.json().code, 'SECURELOGIN_PASSWORD_BREACHED')
+    t.equal(await count(test, 'securelogin_users'), users, 'no refused password made an account')
+    const badEmail = await register(test.app, { email: 'not an email', password: PASSWORD })
+    t.equal(badEmail.json().code, 'SECURELOGIN_EMAIL_INVALID')
+
+    // Eight characters once normalised: four full-width letters and four emoji count as eight.
+    const email = testEmail()
+    const wide = 'ｐａｓｓ😀😀😀😀'
+    t.equal((await register(test.app, { email, password: wide })).statusCode, 201, 'code points are counted, not UTF-16 units')
+    t.ok(seen.includes('pass😀😀😀😀'), 'the breach check sees the password as it is hashed (NFKC)')
+    t.equal((await login(test.app, email, 'pass😀😀😀😀')).statusCode, 200, 'the same password typed on another keyboard signs in')
+    t.equal((await login(test.app, email, wide)).statusCode, 200)
+  })
+
+  t.test(`${dialect}: login answers a wrong password, an unknown email and an account without a password alike`, async (t) => {
+    const test = await buildApp(t, dialect, enabled)
+    const email = testEmail()
+    const { userid } = (await register(test.app, { email, password: PASSWORD })).json()
+
+    const signedIn = await login(test.app, email.replace('Example.COM', 'EXAMPLE.com'), PASSWORD)
+    t.equal(signedIn.statusCode, 200, 'the domain is compared without case')
+    t.same(Object.keys(signedIn.json()).sort(), ['access_token', 'expires_in', 'refresh_token', 'token_type', 'userid'])
+    t.equal(signedIn.json().userid, userid)
+    const fresh = await test.app.inject({ method: 'GET', url: '/fresh', headers: { authorization: `Bearer ${signedIn.json().access_token}` } })
+    t.equal(fresh.statusCode, 200, 'a password sign-in is fresh')
+    t.equal((await login(test.app, email, PASSWORD, {})).statusCode, 200, 'again: a right password spends no budget')
+
+    // A phone account that has an email but no password (an import, or a row written by hand).
+    const phone = testPhone()
+    const phoneAccount = await signIn(test, phone)
+    const phoneEmail = testEmail()
+    await test.database.query('UPDATE securelogin_users SET email = $1 WHERE id = $2', [phoneEmail.replace('Example.COM', 'example.com'), phoneAccount.userid])
+
+    const answers = [
+      await login(test.app, email, `${PASSWORD}!`),
+      await login(test.app, testEmail(), PASSWORD),
+      await login(test.app, phoneEmail, PASSWORD),
+      await login(test.app, phoneEmail, ''.padEnd(8, 'x')),
+    ]
+    for (const answer of answers) {
+      t.equal(answer.statusCode, 401)
+      t.same(answer.json(), answers[0]!.json(), 'the same code and message')
+    }
+    t.equal(answers[0]!.json().code, 'SECURELOGIN_CREDENTIALS_INVALID')
+    t.same(Object.keys(answers[0]!.headers).filter((name) => name === 'retry-after'), [], 'no hint either')
+
+    const shortImported = await login(test.app, email, 'short')
+    t.equal(shortImported.statusCode, 401, 'no length rule at login: a short password is just wrong')
+  })
+
+  t.test(`${dialect}: wrong passwords lock the email, counted before comparing, and concurrent guesses cannot exceed the budget`, async (t) => {
+    const test = await buildApp(t, dialect, { password: { enabled: true }, rateLimit: { failedLoginsPerAccount: { max: 3, window: '1h' }, loginsPerIp: { max: 1000, window: '1h' } } })
+    const email = testEmail()
+    await register(test.app, { email, password: PASSWORD })
+    for (let i = 0; i < 5; i++) t.equal((await login(test.app, email, PASSWORD)).statusCode, 200, 'right passwords do not count')
+
+    const guesses = await Promise.all(Array.from({ length: 10 }, (_, i) => login(test.app, email, `wrong guess ${i}`)))
+    const statuses = guesses.map((answer) => answer.statusCode).sort()
+    t.same(statuses, [401, 401, 401, 429, 429, 429, 429, 429, 429, 429], 'exactly the budget was compared')
+    const locked = await login(test.app, email, PASSWORD)
+    t.equal(locked.statusCode, 429, 'locked even for the right password')
+    t.equal(locked.json().code, 'SECURELOGIN_LOGIN_LOCKED')
+    t.ok(Number(locked.headers['retry-after']) > 3500, 'until the oldest failure is a window old')
+
+    const other = testEmail()
+    await register(test.app, { email: other, password: PASSWORD })
+    t.equal((await login(test.app, other, PASSWORD)).statusCode, 200, 'another email is not locked')
+
+    const unknown = testEmail()
+    for (let i = 0; i < 3; i++) t.equal((await login(test.app, unknown, PASSWORD)).statusCode, 401)
+    t.equal((await login(test.app, unknown, PASSWORD)).json().code, 'SECURELOGIN_LOGIN_LOCKED', 'an email without an account locks the same way')
+    const keys = (await test.database.query("SELECT key FROM securelogin_rate_limits WHERE key LIKE 'login:fail:%'")).map((row) => row.key as string)
+    t.ok(keys.length >= 6 && keys.every((key) => !key.toLowerCase().includes('example')), 'the counters hold no email address')
+  })
+
+  t.test(`${dialect}: loginsPerIp limits password sign-ins from one client`, async (t) => {
+    const test = await buildApp(t, dialect, { password: { enabled: true }, rateLimit: { loginsPerIp: { max: 2, window: '1h' } } })
+    const email = testEmail()
+    await register(test.app, { email, password: PASSWORD })
+    t.equal((await login(test.app, email, PASSWORD)).statusCode, 200)
+    t.equal((await login(test.app, testEmail(), PASSWORD)).statusCode, 401)
+    const limited = await login(test.app, email, PASSWORD)
+    t.equal(limited.statusCode, 429)
+    t.equal(limited.json().code, 'SECURELOGIN_RATE_LIMITED')
+    t.equal((await login(test.app, email, PASSWORD, { 'x-forwarded-for': '198.51.100.7' })).statusCode, 429, 'Fastify does not trust the header here: the same client')
+  })
+
+  t.test(`${dialect}: a disabled account is refused only after its password proved right; a deleted one frees its email`, async (t) => {
+    const test = await buildApp(t, dialect, enabled)
+    const email = testEmail()
+    const { userid, access_token: token } = (await register(test.app, { email, password: PASSWORD })).json()
+    await test.app.secureLogin.setStatus(userid, 'disabled')
+    t.equal((await login(test.app, email, 'wrong password')).json().code, 'SECURELOGIN_CREDENTIALS_INVALID')
+    const disabled = await login(test.app, email, PASSWORD)
+    t.equal(disabled.statusCode, 403)
+    t.equal(disabled.json().code, 'SECURELOGIN_ACCOUNT_INACTIVE')
+    await test.app.secureLogin.setStatus(userid, 'active')
+    const { access_token: fresh } = (await login(test.app, email, PASSWORD)).json()
+    t.equal((await test.app.inject({ method: 'DELETE', url: '/api/auth/me', headers: { authorization: `Bearer ${fresh}` } })).statusCode, 200)
+    t.equal((await me(test.app, token)).statusCode, 401, 'its tokens stop working')
+    t.equal((await login(test.app, email, PASSWORD)).json().code, 'SECURELOGIN_CREDENTIALS_INVALID', 'a deleted account cannot sign in')
+    const again = await register(test.app, { email, password: PASSWORD })
+    t.equal(again.statusCode, 201, 'the email can register again')
+    t.not(again.json().userid, userid, 'as a new account')
+  })
+
+  t.test(`${dialect}: accounts imported from flask-securelogin sign in with their Werkzeug hashes, re-hashed to Argon2id`, async (t) => {
+    const test = await buildApp(t, dialect, enabled)
+    for (const [kind, make] of [['pbkdf2', werkzeugPbkdf2], ['scrypt', werkzeugScrypt]] as const) {
+      const id = crypto.randomUUID()
+      const email = testEmail().replace('Example.COM', 'example.com')
+      // Flask had no length rule and hashed the password as typed.
+      const typed = kind === 'pbkdf2' ? 'short' : 'ｆｕｌｌ wïdth'
+      const werkzeug = make(typed)
+      await importFlaskUser(test, dialect, { id, email, passwordHash: werkzeug })
+      t.equal((await login(test.app, email, 'wrong')).statusCode, 401, `${kind}: a wrong password is refused`)
+      t.equal(await storedHash(test, id), werkzeug, `${kind}: and changes nothing`)
+      if (kind === 'scrypt') t.equal((await login(test.app, email, 'full wïdth')).statusCode, 401, 'compared as typed, as Flask did (no NFKC)')
+      const signedIn = await login(test.app, email, typed)
+      t.equal(signedIn.statusCode, 200, `${kind}: the right password signs in`)
+      t.equal(signedIn.json().userid, id, 'with the imported id')
+      const rehashed = await storedHash(test, id)
+      t.match(rehashed, /^\$argon2id\$v=19\$m=19456,t=2,p=1\$/, `${kind}: re-hashed with Argon2id`)
+      t.equal((await login(test.app, email, typed)).statusCode, 200, `${kind}: and still signs in`)
+      t.equal(await storedHash(test, id), rehashed, 'an up-to-date hash is not re-hashed again')
+    }
+  })
+
+  t.test(`${dialect}: /password changes the password with the current one and ends every other session`, async (t) => {
+    const test = await buildApp(t, dialect, { password: { enabled: true }, rateLimit: { failedLoginsPerAccount: { max: 3, window: '1h' } } })
+    const email = testEmail()
+    const first = (await register(test.app, { email, password: PASSWORD })).json()
+    const second = (await login(test.app, email, PASSWORD)).json()
+
+    const refreshed = (await test.app.inject({ method: 'POST', url: '/api/auth/refresh', headers: { authorization: `Bearer ${first.refresh_token}` } })).json()
+    const stale = await changePassword(test.app, refreshed.access_token, { oldpassword: PASSWORD, newpassword: 'a brand new passphrase' })
+    t.equal(stale.statusCode, 401)
+    t.equal(stale.json().code, 'SECURELOGIN_FRESH_TOKEN_REQUIRED')
+
+    const missing = await changePassword(test.app, second.access_token, { newpassword: 'a brand new passphrase' })
+    t.equal(missing.statusCode, 400, 'the current password is required')
+    const wrong = await changePassword(test.app, second.access_token, { oldpassword: 'not it at all', newpassword: 'a brand new passphrase' })
+    t.equal(wrong.statusCode, 403)
+    t.equal(wrong.json().code, 'SECURELOGIN_PASSWORD_INCORRECT')
+    const tooShort = await changePassword(test.app, second.access_token, { oldpassword: PASSWORD, newpassword: 'short' })
+    t.equal(tooShort.json().code, 'SECURELOGIN_PASSWORD_POLICY')
+
+    const changed = await changePassword(test.app, second.access_token, { oldpassword: PASSWORD, newpassword: 'a brand new passphrase' })
+    t.equal(changed.statusCode, 200)
+    t.same(changed.json(), { message: 'changed password successfully' })
+    t.equal((await me(test.app, second.access_token)).statusCode, 200, 'the caller\'s session goes on')
+    t.equal((await me(test.app, refreshed.access_token)).json().code, 'SECURELOGIN_SESSION_REVOKED', 'another session\'s access token stops working')
+    t.equal((await test.app.inject({ method: 'POST', url: '/api/auth/refresh', headers: { authorization: `Bearer ${refreshed.refresh_token}` } })).json().code, 'SECURELOGIN_SESSION_REVOKED', 'and its refresh token')
+    t.equal((await login(test.app, email, PASSWORD)).json().code, 'SECURELOGIN_CREDENTIALS_INVALID', 'the old password no longer signs in')
+    t.equal((await login(test.app, email, 'a brand new passphrase')).statusCode, 200, 'the new one does')
+
+    // The wrong current password, the old password at login and this one spend the budget of 3.
+    t.equal((await changePassword(test.app, second.access_token, { oldpassword: PASSWORD, newpassword: 'yet another passphrase' })).statusCode, 403)
+    const locked = await changePassword(test.app, second.access_token, { oldpassword: 'a brand new passphrase', newpassword: 'yet another passphrase' })
+    t.equal(locked.statusCode, 429, 'a stolen fresh token cannot guess the password either')
+    t.equal(locked.json().code, 'SECURELOGIN_LOGIN_LOCKED')
+  })
+
+  t.test(`${dialect}: a phone account adds a password and an email; a password account adds a number`, async (t) => {
+    const test = await buildApp(t, dialect, { password: { enabled: true }, otp: { resendInterval: 0.001 } })
+    const phone = testPhone()
+    const viaPhone = await signIn(test, phone)
+    const other = testEmail()
+    await register(test.app, { email: other, password: PASSWORD })
+
+    t.equal((await changePassword(test.app, viaPhone.access_token, { newpassword: PASSWORD })).statusCode, 400, 'an email is needed to sign in with it')
+    t.equal((await changePassword(test.app, viaPhone.access_token, { oldpassword: 'anything', newpassword: PASSWORD, email: testEmail() })).statusCode, 400, 'there is no current password to give')
+    const taken = await changePassword(test.app, viaPhone.access_token, { newpassword: PASSWORD, email: other })
+    t.equal(taken.statusCode, 409)
+    t.equal(taken.json().code, 'SECURELOGIN_EMAIL_TAKEN')
+    t.equal(await storedHash(test, viaPhone.userid), null, 'the refused change stored nothing')
+
+    const email = testEmail()
+    t.equal((await changePassword(test.app, viaPhone.access_token, { newpassword: PASSWORD, email })).statusCode, 200)
+    t.match((await me(test.app, viaPhone.access_token)).json(), { phone, auth_types: ['PHONE', 'PASSWORD'] })
+    const byPassword = await login(test.app, email, PASSWORD)
+    t.equal(byPassword.statusCode, 200)
+    t.equal(byPassword.json().userid, viaPhone.userid, 'the same account')
+    const user = (await test.app.inject({ method: 'GET', url: '/me', headers: { authorization: `Bearer ${byPassword.json().access_token}` } })).json()
+    t.equal(user.phone, phone, 'its tokens carry its number')
+
+    const passwordOnly = (await register(test.app, { email: testEmail(), password: PASSWORD })).json()
+    const newPhone = testPhone()
+    t.equal((await post(test.app, '/phone', { phone: newPhone }, passwordOnly.access_token)).statusCode, 200)
+    const verified = await post(test.app, '/phone/verify', { phone: newPhone, token: test.outbox.lastCodeFor(newPhone) }, passwordOnly.access_token)
+    t.equal(verified.statusCode, 200)
+    t.match((await me(test.app, verified.json().access_token)).json(), { phone: newPhone, auth_types: ['PHONE', 'PASSWORD'] })
+    // The number now signs in by SMS too, into the same account.
+    t.equal((await signIn(test, newPhone)).userid, passwordOnly.userid)
+  })
+
+  t.test(`${dialect}: a password change racing a sign-in with the old password leaves no session of the old password`, async (t) => {
+    const test = await buildApp(t, dialect, { password: { enabled: true }, rateLimit: { failedLoginsPerAccount: { max: 100, window: '1h' } } })
+    // The change checks the old password and hashes the new one (two Argon2 runs) before it writes;
+    // a sign-in that starts in between reads the old hash, checks it, and opens its session after
+    // the write. Staggered starts put sign-ins on each side of the write and inside that window.
+    for (let round = 0; round < 8; round++) {
+      const email = testEmail()
+      const oldPassword = `old password ${round}`
+      const owner = (await register(test.app, { email, password: oldPassword })).json()
+      const [changed, signedIn] = await Promise.all([
+        changePassword(test.app, owner.access_token, { oldpassword: oldPassword, newpassword: `new password ${round}` }),
+        new Promise((resolve) => setTimeout(resolve, round * 12)).then(() => login(test.app, email, oldPassword)),
+      ])
+      t.equal(changed.statusCode, 200, `round ${round}: the change went through`)
+      if (signedIn.statusCode === 200) {
+        const refresh = await test.app.inject({ method: 'POST', url: '/api/auth/refresh', headers: { authorization: `Bearer ${signedIn.json().refresh_token}` } })
+        t.equal(refresh.statusCode, 401, `round ${round}: the session the old password opened has ended`)
+      } else {
+        t.equal(signedIn.json().code, 'SECURELOGIN_CREDENTIALS_INVALID', `round ${round}: or the sign-in was refused`)
+      }
+      const live = await test.database.query('SELECT count(*) AS n FROM securelogin_sessions WHERE user_id = $1 AND revoked_at IS NULL', [owner.userid])
+      t.equal(Number(live[0]!.n), 1, `round ${round}: only the changer's session is live`)
+    }
+  })
+
+  t.test(`${dialect}: the cookie transport works for password sign-in and registration`, async (t) => {
+    const test = await buildApp(t, dialect, { password: { enabled: true }, cookies: { secure: false, allowedOrigins: ['http://app.example.com'] } })
+    const headers = { host: 'app.example.com', origin: 'http://app.example.com', 'x-securelogin-transport': 'cookie' }
+    const email = testEmail()
+    const created = await register(test.app, { email, password: PASSWORD }, headers)
+    t.equal(created.statusCode, 201)
+    t.notOk('refresh_token' in created.json(), 'the refresh token is not in the body')
+    t.ok(created.cookies.some((cookie) => cookie.name.includes('refresh') && cookie.httpOnly === true), 'it is in an HttpOnly cookie')
+    const signedIn = await login(test.app, email, PASSWORD, headers)
+    t.equal(signedIn.statusCode, 200)
+    t.notOk('refresh_token' in signedIn.json())
+    const bearer = await login(test.app, email, PASSWORD)
+    t.ok(typeof bearer.json().refresh_token === 'string', 'a Bearer client gets both tokens in the body')
+    const refused = await login(test.app, email, PASSWORD, { ...headers, origin: 'https://evil.example' })
+    t.equal(refused.statusCode, 403, 'another origin may not use the cookies')
+    t.equal(refused.json().code, 'SECURELOGIN_COOKIE_ORIGIN_REFUSED')
+  })
+}
