@@ -210,7 +210,7 @@ t.test('two instances in sibling contexts under different prefixes: both documen
   checkRoutes(t, document, '/b/auth', true)
   const operationIds = Object.values(document.paths).flatMap((item) => Object.values(item)).map((operation) => operation.operationId)
   t.equal(operationIds.length, 32, '16 operations of each instance')
-  t.equal(new Set(operationIds).size, 30, 'operationIds are unique across the two instances')
+  t.equal(new Set(operationIds).size, 32, 'operationIds are unique across the two instances')
   t.same(Object.keys(document.components?.schemas ?? {}).sort(), [...COMPONENTS].sort())
   const phone = testPhone()
   t.equal((await app.inject({ method: 'POST', url: '/b/auth/register', payload: { phone } })).statusCode, 201)
