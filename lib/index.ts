@@ -5,6 +5,8 @@ import { createAdminFunctions, type SecureLoginAccount } from './admin.js'
 import { createAuthHooks, type AuthHook, type SecureLoginUser } from './authenticate.js'
 import { createDeliveryTracker, createSmsBudget, lockKey } from './challenges.js'
 import { normalizePhone } from './phone.js'
+import { normalizeEmail } from './email.js'
+import { loginLockKey } from './passwords/accounts.js'
 import { slidingWindow } from './rate-limit.js'
 import type { SecureLoginContext } from './context.js'
 import { migrate, startupError } from './db/migrate.js'
@@ -21,6 +23,9 @@ import { schedulePurge } from './purge.js'
 import { withDeadline } from './store/deadline.js'
 import { createStore } from './store/index.js'
 import { createTokenService } from './tokens.js'
+
+/** The limits of password sign-in (`password.enabled`). */
+const PASSWORD_LIMITS = new Set(['failedLoginsPerAccount', 'loginsPerIp'])
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -40,6 +45,12 @@ declare module 'fastify' {
        * @example await app.secureLogin.unlockPhone('+14155550123')
        */
       unlockPhone: (phone: string) => Promise<void>
+      /**
+       * Lets an email locked by too many wrong passwords (`rateLimit.failedLoginsPerAccount`) sign
+       * in again at once. Throws a RangeError for a string that is not an email address.
+       * @example await app.secureLogin.unlockEmail('ada@example.com')
+       */
+      unlockEmail: (email: string) => Promise<void>
       /**
        * Ends every session of the account (e.g. after a support call about a lost phone): its
        * tokens stop working here at once, on other instances within `revocationMaxDelay`.
@@ -100,9 +111,13 @@ const secureLogin: FastifyPluginAsync<SecureLoginOptions> = async (fastify, rawO
     hashKey: options.otpHashKey ?? deriveKey(options.jwtSecret, 'otp-hash'),
   }
 
+  // Counters older than the longest window of a limit in use count for nothing: the password
+  // limits are not in use while passwords are off.
+  const limitsInUse = Object.entries(options.rateLimit).filter(([name]) => options.password.enabled || !PASSWORD_LIMITS.has(name))
+  const longestWindowMs = Math.max(0, ...limitsInUse.flatMap(([, rules]) => rules.map((rule) => rule.windowMs)))
   const stopPurge = options.purgeIntervalMs === undefined
     ? () => {}
-    : schedulePurge(store, { intervalMs: options.purgeIntervalMs, longestWindowMs: Math.max(0, ...Object.values(options.rateLimit).flat().map((rule) => rule.windowMs)), accessTokenTtlMs: options.accessTokenTtlMs, unverifiedAccountTtlMs: options.unverifiedAccountTtlMs, log: fastify.log })
+    : schedulePurge(store, { intervalMs: options.purgeIntervalMs, longestWindowMs, accessTokenTtlMs: options.accessTokenTtlMs, unverifiedAccountTtlMs: options.unverifiedAccountTtlMs, log: fastify.log })
   fastify.addHook('onClose', async () => {
     stopPurge()
     await deliveries.settled()
@@ -115,6 +130,7 @@ const secureLogin: FastifyPluginAsync<SecureLoginOptions> = async (fastify, rawO
   fastify.decorate('secureLogin', {
     jwt: accessJwt,
     unlockPhone: (phone: string) => slidingWindow.reset(store, lockKey(normalizePhone(phone, options.phonePolicy)), options.rateLimit.failedVerifiesPerPhone),
+    unlockEmail: (email: string) => slidingWindow.reset(store, loginLockKey(ctx.hashKey, normalizeEmail(email)), options.rateLimit.failedLoginsPerAccount),
     ...createAdminFunctions(ctx),
   })
 

@@ -11,7 +11,7 @@ const OUR_ROUTES = ['/register', '/login', '/login_sms', '/verify_sms', '/refres
 /** The routes with their methods: the sign-in routes are POST; GET routes come with Fastify's HEAD. */
 const OUR_METHODS = [
   ...OUR_ROUTES.slice(0, -1).map((url) => `POST ${url}`), 'GET /.well-known/jwks.json', 'HEAD /.well-known/jwks.json',
-  'GET /me', 'HEAD /me', 'PATCH /me', 'DELETE /me', 'GET /sessions', 'HEAD /sessions', 'DELETE /sessions/:sid', 'POST /phone', 'POST /phone/verify',
+  'GET /me', 'HEAD /me', 'PATCH /me', 'DELETE /me', 'GET /sessions', 'HEAD /sessions', 'DELETE /sessions/:sid', 'POST /phone', 'POST /phone/verify', 'POST /password',
 ]
 
 function newApp (database: TestDatabase): FastifyInstance {

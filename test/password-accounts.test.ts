@@ -313,6 +313,18 @@ for (const dialect of dialects) {
     const user = (await test.app.inject({ method: 'GET', url: '/me', headers: { authorization: `Bearer ${byPassword.json().access_token}` } })).json()
     t.equal(user.phone, phone, 'its tokens carry its number')
 
+    // Review finding: a stolen fresh token added that password and email. The owner signs in by
+    // SMS and replaces both without knowing them; the thief's password and session are gone.
+    const owner = await signIn(test, phone)
+    const ownEmail = testEmail()
+    const retaken = await changePassword(test.app, owner.access_token, { newpassword: 'the owner\'s own passphrase', email: ownEmail })
+    t.equal(retaken.statusCode, 200, 'an account with a number needs no current password')
+    t.equal((await login(test.app, email, PASSWORD)).json().code, 'SECURELOGIN_CREDENTIALS_INVALID', 'the thief\'s email and password no longer sign in')
+    t.equal((await login(test.app, ownEmail, 'the owner\'s own passphrase')).statusCode, 200)
+    t.equal((await me(test.app, byPassword.json().access_token)).json().code, 'SECURELOGIN_SESSION_REVOKED', 'the thief\'s session ended')
+    const wrongGiven = await changePassword(test.app, owner.access_token, { oldpassword: 'not the current one', newpassword: 'something else entirely' })
+    t.equal(wrongGiven.statusCode, 403, 'a current password that is given is still checked')
+
     const passwordOnly = (await register(test.app, { email: testEmail(), password: PASSWORD })).json()
     const newPhone = testPhone()
     t.equal((await post(test.app, '/phone', { phone: newPhone }, passwordOnly.access_token)).statusCode, 200)
@@ -364,5 +376,62 @@ for (const dialect of dialects) {
     const refused = await login(test.app, email, PASSWORD, { ...headers, origin: 'https://evil.example' })
     t.equal(refused.statusCode, 403, 'another origin may not use the cookies')
     t.equal(refused.json().code, 'SECURELOGIN_COOKIE_ORIGIN_REFUSED')
+  })
+
+  t.test(`${dialect}: review findings: an email oracle at /password, a breach hook that answers nonsense, lone surrogates, unlockEmail`, async (t) => {
+    const asked: string[] = []
+    let answer: unknown = false
+    const test = await buildApp(t, dialect, {
+      password: { enabled: true, isBreached: async (password) => { asked.push(password); return answer as boolean } },
+      rateLimit: { registersPerIp: { max: 5, window: '1h' } },
+    })
+    // Five registrations an hour from this client: the account below, the phone sign-in's, the
+    // refused one, then two questions at /password; the third question is over the limit.
+    const taken = testEmail()
+    t.equal((await register(test.app, { email: taken, password: PASSWORD })).statusCode, 201)
+    const { access_token: token } = await signIn(test, testPhone())
+
+    answer = 'yes'
+    const nonsense = await register(test.app, { email: testEmail(), password: 'a fine passphrase' })
+    t.equal(nonsense.statusCode, 500, 'a hook that answers neither true nor false fails the request')
+    t.equal(Number((await test.database.query("SELECT count(*) AS n FROM securelogin_users WHERE auth_type = 'PASSWORD'"))[0]!.n), 1, 'and stores nothing')
+    answer = false
+
+    asked.length = 0
+    const codes: string[] = []
+    for (let i = 0; i < 3; i++) codes.push((await changePassword(test.app, token, { newpassword: `new passphrase ${i}`, email: taken })).json().code)
+    t.same(codes, ['SECURELOGIN_EMAIL_TAKEN', 'SECURELOGIN_EMAIL_TAKEN', 'SECURELOGIN_RATE_LIMITED'], 'asking whether an email has an account is counted like a registration')
+    t.same(asked, [], 'nor does a taken email cost a breach check (or a hash)')
+
+    const other = await buildApp(t, dialect, { password: { enabled: true }, rateLimit: { failedLoginsPerAccount: { max: 2, window: '1h' } } })
+    const email = testEmail()
+    t.equal((await register(other.app, { email, password: 'abc\uFFFDdefgh' })).statusCode, 201)
+    t.equal((await login(other.app, email, 'abc\uD800defgh')).statusCode, 401, 'a lone surrogate does not stand for U+FFFD')
+    t.equal((await login(other.app, email, 'wrong again')).statusCode, 401)
+    t.equal((await login(other.app, email, 'abc\uFFFDdefgh')).json().code, 'SECURELOGIN_LOGIN_LOCKED')
+    await other.app.secureLogin.unlockEmail(`  ${email.replace('Example.COM', 'example.com')} `)
+    t.equal((await login(other.app, email, 'abc\uFFFDdefgh')).statusCode, 200, 'unlockEmail lifts the lock (the address in any form sign-in accepts)')
+    t.throws(() => other.app.secureLogin.unlockEmail('not an email'), RangeError)
+  })
+
+  t.test(`${dialect}: a change of password racing a sign-in that re-hashes the same password succeeds`, async (t) => {
+    const test = await buildApp(t, dialect, { password: { enabled: true }, rateLimit: { failedLoginsPerAccount: { max: 100, window: '1h' } } })
+    // Review finding: the change wrote on condition of the Werkzeug hash it read, which the
+    // sign-in had just replaced by Argon2id: the right current password was refused.
+    for (let round = 0; round < 8; round++) {
+      const email = testEmail().replace('Example.COM', 'example.com')
+      const id = crypto.randomUUID()
+      await importFlaskUser(test, dialect, { id, email, passwordHash: werkzeugPbkdf2('flask password', `salt${round}`, 20_000) })
+      const session = (await login(test.app, email, 'flask password')).json()
+      // That sign-in re-hashed it: put the Werkzeug hash back, so that the next one re-hashes again.
+      await test.database.query('UPDATE securelogin_users SET password_hash = $1 WHERE id = $2', [werkzeugPbkdf2('flask password', `salt${round}`, 20_000), id])
+      const [changed, signedIn] = await Promise.all([
+        changePassword(test.app, session.access_token, { oldpassword: 'flask password', newpassword: `new password ${round}` }),
+        new Promise((resolve) => setTimeout(resolve, round * 6)).then(() => login(test.app, email, 'flask password')),
+      ])
+      t.equal(changed.statusCode, 200, `round ${round}: the change went through (${changed.json().code ?? 'ok'}; the sign-in answered ${signedIn.statusCode})`)
+      t.equal((await login(test.app, email, `new password ${round}`)).statusCode, 200, `round ${round}: the new password signs in`)
+      t.equal((await login(test.app, email, 'flask password')).statusCode, 401, `round ${round}: the old one does not`)
+    }
   })
 }

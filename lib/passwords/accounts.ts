@@ -38,6 +38,8 @@ export function loginLockKey (hashKey: Buffer, email: string): string {
   return `login:fail:email:${createHmac('sha256', hashKey).update(`login-email\n${email}`).digest('base64url')}`
 }
 
+const LONE_SURROGATE = /\p{Cs}/u
+
 const loginLocked: Refusal = (seconds) => withRetryAfter(new LoginLockedError(seconds), seconds)
 
 /** A new password as it is hashed (NFKC), or 400 SECURELOGIN_PASSWORD_POLICY saying why not. */
@@ -52,7 +54,11 @@ function newPasswordOf (raw: string): string {
 /** The app's breach check (`password.isBreached`): after the rate limits, as it may call a remote service. */
 async function refuseBreached (ctx: PasswordContext, password: string): Promise<void> {
   const { isBreached } = ctx.options.password
-  if (isBreached !== undefined && await isBreached(password) === true) throw new PasswordBreachedError()
+  if (isBreached === undefined) return
+  const breached: unknown = await isBreached(password)
+  // A truthy string or a forgotten `await` inside the hook must not pass as "not breached".
+  if (typeof breached !== 'boolean') throw new TypeError('fastify-securelogin: password.isBreached must return true or false')
+  if (breached) throw new PasswordBreachedError()
 }
 
 /** Opens a session for an account that has just shown its password; undefined when its hash or status changed meanwhile. */
@@ -108,7 +114,9 @@ export async function signInWithPassword (ctx: PasswordContext, args: { email: s
   for (let attempt = 1; attempt <= 2; attempt++) {
     const user = await store.findUserByEmail(email)
     const passwordHash = user?.passwordHash ?? null
-    const check: PasswordCheck = user === undefined || passwordHash === null
+    // A lone surrogate is not text: UTF-8 turns it into U+FFFD, so it would match a password that
+    // has U+FFFD there. No password set here holds one (normalizePassword refuses them).
+    const check: PasswordCheck = user === undefined || passwordHash === null || LONE_SURROGATE.test(password)
       ? { ok: await verifyAgainstDummyHash(password), needsRehash: false }
       : await verifyPassword(passwordHash, password)
     if (!check.ok || user === undefined || passwordHash === null) throw new CredentialsInvalidError()
@@ -130,43 +138,60 @@ export async function signInWithPassword (ctx: PasswordContext, args: { email: s
 /**
  * Changes the caller's password, or adds the first one (a phone account, which then also gives
  * the email it will sign in with). Every other session of the account ends; the caller's stays.
- * A wrong current password counts against the email's failure budget, as at sign-in: a stolen
- * fresh token must not become a way to guess the password.
+ *
+ * The current password is required only of an account without a number. A fresh access token of
+ * an account with a number already controls it (it can move the account to another number), so
+ * asking for the old password there protects nothing, and would leave an owner who signs in by
+ * SMS no way to replace a password someone else set with a stolen token. A current password
+ * that is given is checked all the same, and a wrong one counts against the email's failure
+ * budget, as at sign-in.
+ *
+ * An `email` (required when the account has none) is checked for another account before any
+ * hashing, and counts against `registersPerIp`: asking whether an address has an account costs
+ * here what it costs at /register.
  */
-export async function changePassword (ctx: PasswordContext, args: { userId: string, sid: string, oldPassword: string | undefined, newPassword: string, email: string | undefined }): Promise<string[]> {
+export async function changePassword (ctx: PasswordContext, args: { userId: string, sid: string, oldPassword: string | undefined, newPassword: string, email: string | undefined, request: FastifyRequest }): Promise<string[]> {
   const { store, options, hashKey, revocations } = ctx
-  const { userId, sid, oldPassword } = args
-  const user = await store.findUserById(userId)
-  if (user === undefined) throw new SessionRevokedError()
-  if (user.status !== 'active') throw new AccountInactiveError()
-  let email: string | undefined
-  if (user.passwordHash === null) {
-    if (oldPassword !== undefined) throw new BadRequestError('body/oldpassword must be absent: the account has no password yet')
-    if (user.email === null && args.email === undefined) throw new BadRequestError('body/email is required: the account has no email to sign in with yet')
-    if (user.email !== null && args.email !== undefined) throw new BadRequestError('body/email must be absent: the account has an email already')
-    email = args.email === undefined ? undefined : emailOf(args.email)
-  } else {
-    if (oldPassword === undefined) throw new BadRequestError('body/oldpassword is required: the account has a password')
-    if (args.email !== undefined) throw new BadRequestError('body/email must be absent: the account has an email already')
-  }
+  const { userId, sid, oldPassword, request } = args
   const newPassword = newPasswordOf(args.newPassword)
-  if (user.passwordHash !== null && oldPassword !== undefined) {
-    // An account with a password has an email (registration and adding a password both set one).
-    const key = loginLockKey(hashKey, user.email ?? user.id)
-    const slots = await slidingWindow.take(store, key, options.rateLimit.failedLoginsPerAccount, new Date(), loginLocked)
-    if (!(await verifyPassword(user.passwordHash, oldPassword)).ok) throw new PasswordIncorrectError()
-    await slidingWindow.free(store, slots)
+  const email = args.email === undefined ? undefined : emailOf(args.email)
+  if (email !== undefined) await enforceClientLimit(store, 'register', clientAddress(request), options.rateLimit.registersPerIp, new Date())
+  let newHash: string | undefined
+  // A second pass only when the account changed between reading and writing: a sign-in re-hashed
+  // the same password, another change won, or the account was disabled.
+  for (let attempt = 1; attempt <= 2; attempt++) {
+    const user = await store.findUserById(userId)
+    if (user === undefined) throw new SessionRevokedError()
+    if (user.status !== 'active') throw new AccountInactiveError()
+    if (user.passwordHash === null && oldPassword !== undefined) throw new BadRequestError('body/oldpassword must be absent: the account has no password yet')
+    if (user.passwordHash !== null && user.phone === null && oldPassword === undefined) throw new BadRequestError('body/oldpassword is required: the account signs in with its password only')
+    if (user.email === null && email === undefined) throw new BadRequestError('body/email is required: the account has no email to sign in with yet')
+    if (email !== undefined && email !== user.email) {
+      const holder = await store.findUserByEmail(email)
+      if (holder !== undefined && holder.id !== userId) throw new EmailTakenError()
+    }
+    if (user.passwordHash !== null && oldPassword !== undefined) {
+      // An account with a password has an email (registration and adding a password both set
+      // one); a row imported without one is counted under its id.
+      const key = loginLockKey(hashKey, user.email ?? user.id)
+      const slots = await slidingWindow.take(store, key, options.rateLimit.failedLoginsPerAccount, new Date(), loginLocked)
+      if (!(await verifyPassword(user.passwordHash, oldPassword)).ok) throw new PasswordIncorrectError()
+      await slidingWindow.free(store, slots)
+    }
+    if (newHash === undefined) {
+      await refuseBreached(ctx, newPassword)
+      newHash = await hashPassword(newPassword)
+    }
+    let ended: string[] | undefined
+    try {
+      ended = await store.setPassword({ userId, from: user.passwordHash, to: newHash, email: email === user.email ? undefined : email, keepSid: sid, now: new Date() })
+    } catch (error) {
+      if (isUniqueViolation(error)) throw new EmailTakenError()
+      throw error
+    }
+    if (ended === undefined) continue
+    for (const endedSid of ended) revocations.add(endedSid)
+    return ended
   }
-  await refuseBreached(ctx, newPassword)
-  let ended: string[] | undefined
-  try {
-    ended = await store.setPassword({ userId, from: user.passwordHash, to: await hashPassword(newPassword), email, keepSid: sid, now: new Date() })
-  } catch (error) {
-    if (isUniqueViolation(error)) throw new EmailTakenError()
-    throw error
-  }
-  // Changed by another request since it was read (or disabled): the current password given is no longer current.
-  if (ended === undefined) throw new PasswordIncorrectError()
-  for (const endedSid of ended) revocations.add(endedSid)
-  return ended
+  throw new PasswordIncorrectError()
 }

@@ -15,16 +15,16 @@ export const passwordRoute: FastifyPluginAsyncTypebox<{ ctx: SecureLoginContext 
       security: [{ accessToken: [] }],
       operationId: operationIdFor(fastify.prefix, 'password'),
       summary: 'Change the caller\'s password, or add one; needs a fresh access token',
-      description: 'With `password.enabled`. An account with a password sends the current one (`oldpassword`) and the new one; a wrong `oldpassword` counts against the email\'s budget of wrong passwords, as at login. An account without one (a phone account) adds it by sending `newpassword` alone, with the `email` it will sign in with when it has none. Every other session of the account ends; the caller\'s goes on.',
+      description: 'With `password.enabled`. An account that signs in with its password only sends the current one (`oldpassword`) and the new one; a wrong `oldpassword` counts against the email\'s budget of wrong passwords, as at login. An account with a number may leave `oldpassword` out (its fresh access token already controls the account): that is how its owner, signed in by SMS, replaces a password set by someone else. An account without a password adds one the same way. `email` sets the email the account signs in with: required when it has none, and then counted like a registration. Every other session of the account ends; the caller\'s goes on.',
       body: refTo(PasswordChangeBody),
       response: {
         200: { ...refTo(PasswordChangeResponse), description: 'The password is changed; every other session has ended' },
         ...errorResponses({
-          400: 'The body does not match the schema, `oldpassword` is missing for an account with a password (or given for one without), `email` is missing for an account without one (or given for one with one) (SECURELOGIN_BAD_REQUEST, FST_ERR_CTP_INVALID_JSON_BODY); password accounts are off (SECURELOGIN_PASSWORD_DISABLED); the email is not valid (SECURELOGIN_EMAIL_INVALID); the new password is not 8 to 128 characters (SECURELOGIN_PASSWORD_POLICY) or is known from breaches (SECURELOGIN_PASSWORD_BREACHED)',
+          400: 'The body does not match the schema, `oldpassword` is missing for an account that signs in with its password only (or given for one without a password), or `email` is missing for an account without one (SECURELOGIN_BAD_REQUEST, FST_ERR_CTP_INVALID_JSON_BODY); password accounts are off (SECURELOGIN_PASSWORD_DISABLED); the email is not valid (SECURELOGIN_EMAIL_INVALID); the new password is not 8 to 128 characters (SECURELOGIN_PASSWORD_POLICY) or is known from breaches (SECURELOGIN_PASSWORD_BREACHED)',
           401: `${ACCESS_TOKEN_REFUSED}; or the access token came from refresh (SECURELOGIN_FRESH_TOKEN_REQUIRED)`,
           403: '`oldpassword` is not the current password, or the password changed meanwhile (SECURELOGIN_PASSWORD_INCORRECT); or the account is disabled (SECURELOGIN_ACCOUNT_INACTIVE)',
           409: 'The email given has another account (SECURELOGIN_EMAIL_TAKEN)',
-          429: 'Too many wrong passwords for the account\'s email (SECURELOGIN_LOGIN_LOCKED); see Retry-After',
+          429: 'Too many wrong passwords for the account\'s email (SECURELOGIN_LOGIN_LOCKED), or too many emails asked for from the client address (SECURELOGIN_RATE_LIMITED); see Retry-After',
         }),
       },
     },
@@ -32,7 +32,7 @@ export const passwordRoute: FastifyPluginAsyncTypebox<{ ctx: SecureLoginContext 
     if (!ctx.options.password.enabled) throw new PasswordDisabledError()
     const { userid, sid } = request.user
     const { oldpassword, newpassword, email } = request.body
-    await changePassword(ctx, { userId: userid, sid, oldPassword: oldpassword, newPassword: newpassword, email })
+    await changePassword(ctx, { userId: userid, sid, oldPassword: oldpassword, newPassword: newpassword, email, request })
     ctx.events.emit(request, { type: 'password.changed', userid, sid, phone: request.user.phone })
     return { message: 'changed password successfully' as const }
   })
