@@ -7,7 +7,7 @@ import { drizzle } from 'drizzle-orm/better-sqlite3'
 import Fastify from 'fastify'
 import secureLogin, { consoleSms, twilioVerify, type SmsProvider } from 'fastify-securelogin'
 import type { tables as postgresTables } from 'fastify-securelogin/postgres'
-import type { VerifySmsResponse } from 'fastify-securelogin/schemas'
+import type { PasswordRegisterResponse, VerifySmsResponse } from 'fastify-securelogin/schemas'
 import { sessions, users } from 'fastify-securelogin/sqlite'
 
 // The PostgreSQL tables' types hold without pg installed.
@@ -26,6 +26,8 @@ await app.register(secureLogin, {
   db,
   sms: { name: 'capture', send: async (m) => { code = m.code } },
   jwt: { secret: randomBytes(48).toString('base64') },
+  // Password accounts hash with @node-rs/argon2, a native dependency: it must install with the package.
+  password: { enabled: true },
 })
 
 app.get('/me', { preHandler: app.authenticate }, async (request) => {
@@ -51,6 +53,10 @@ try {
   if (me.statusCode !== 200 || body.userid !== signedIn.userid || body.phone !== PHONE || body.sessions !== 1) {
     throw new Error(`GET /me: ${me.statusCode} ${me.body}`)
   }
+  const account = await post<PasswordRegisterResponse>('/api/auth/register', { auth_type: 'PASSWORD', email: 'ada@example.com', password: 'correct horse battery staple' }, 201)
+  const byPassword = await post<VerifySmsResponse>('/api/auth/login', { auth_type: 'PASSWORD', email: ' ada@EXAMPLE.com', password: 'correct horse battery staple' })
+  const passwordMe = await app.inject({ method: 'GET', url: '/me', headers: { authorization: `Bearer ${byPassword.access_token}` } })
+  if (byPassword.userid !== account.userid || passwordMe.json<{ phone: string | null }>().phone !== null) throw new Error(`password sign-in: ${passwordMe.body}`)
   const anonymous = await app.inject({ method: 'GET', url: '/me' })
   if (anonymous.statusCode !== 401) throw new Error(`GET /me without a token: ${anonymous.statusCode}, expected 401`)
   // twilio is an optional peer, not installed here: the import above worked, and a Twilio provider
