@@ -5,11 +5,21 @@
 //   BENCH_ROUNDS / BENCH_ROUND_SECONDS            GET / rounds and seconds per round (3 / 2)
 //   BENCH_CONNECTIONS / BENCH_SIGNIN_CONNECTIONS  (50 / 20)
 //   BENCH_SQLITE_SYNC=NORMAL  run SQLite with synchronous=NORMAL instead of the default FULL
+//   --smoke                   about a second per case, one round: for CI, so that the benchmark
+//                             cannot rot. It fails on any non-2xx answer or a case that served
+//                             nothing, and says nothing about speed.
 import { cpus, loadavg } from 'node:os'
-import { formatTable, loadNote, type Row } from './common.js'
-import { httpBench, httpSummary } from './http.js'
-import { formatMicro, microBench } from './micro.js'
-import { postgresReachable, signinBench, signinSummary } from './signin.js'
+
+const smoke = process.argv.includes('--smoke')
+if (smoke) {
+  // Read by the modules below when they load: set before importing them.
+  Object.assign(process.env, { BENCH_DURATION: '1', BENCH_WARMUP: '0.2', BENCH_ROUNDS: '1', BENCH_ROUND_SECONDS: '1', BENCH_MICRO_ROUNDS: '1' }, { ...process.env })
+}
+const { formatTable, loadNote } = await import('./common.js')
+const { httpBench, httpSummary } = await import('./http.js')
+const { formatMicro, microBench } = await import('./micro.js')
+const { postgresReachable, signinBench, signinSummary } = await import('./signin.js')
+type Row = import('./common.js').Row
 
 const started = Date.now()
 const loadBefore = loadavg()[0]!
@@ -41,3 +51,10 @@ if (auth?.cpu !== undefined && jwt?.cpu !== undefined) {
 console.log('\n' + formatMicro(await microBench()))
 phase('micro')
 console.log(`\nTotal ${((Date.now() - started) / 1000).toFixed(0)} s (${phases.join(', ')}); load average ${loadBefore.toFixed(2)} at start, now ${loadNote()}. Other processes on this machine skew absolute numbers: compare ratios.`)
+if (smoke) {
+  const broken = rows.filter((row) => row.bad > 0 || !(row.rps > 0))
+  if (broken.length > 0) {
+    console.error(`bench --smoke: ${broken.map((row) => `${row.group} ${row.name}: ${row.rps} req/s, ${row.bad} bad`).join('; ')}`)
+    process.exitCode = 1
+  }
+}
