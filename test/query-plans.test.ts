@@ -62,7 +62,7 @@ for (const dialect of dialects) {
     const seen = new Map<string, Statement>()
     const logger = { logQuery: (sql: string, params: unknown[]) => { if (!seen.has(sql)) seen.set(sql, { sql, params }) } }
     const database = await createTestDatabase(t, dialect, undefined, { logger })
-    const test = await buildApp(t, dialect, { otp: { resendInterval: 0.001 }, unverifiedAccountTtl: '1h' }, database)
+    const test = await buildApp(t, dialect, { otp: { resendInterval: 0.001 }, unverifiedAccountTtl: '1h', password: { enabled: true } }, database)
 
     // Every route and lever, once each.
     const phone = testPhone()
@@ -86,6 +86,14 @@ for (const dialect of dialects) {
     await test.app.secureLogin.unlockPhone(newPhone)
     await call(test, 'DELETE', '/me', (await signIn(test, testPhone())).access_token)
     await post(test.app, '/register', { phone: testPhone() })
+    // Password accounts: register, sign in (a wrong password too), change, add one to a phone account.
+    const email = `plans.${process.pid}@example.com`
+    const byPassword = (await post(test.app, '/register', { auth_type: 'PASSWORD', email, password: 'correct horse battery staple' })).json()
+    await post(test.app, '/login', { auth_type: 'PASSWORD', email, password: 'wrong password' })
+    t.equal((await post(test.app, '/login', { auth_type: 'PASSWORD', email, password: 'correct horse battery staple' })).statusCode, 200)
+    t.equal((await call(test, 'POST', '/password', byPassword.access_token, { oldpassword: 'correct horse battery staple', newpassword: 'another long passphrase' })).statusCode, 200)
+    t.equal((await call(test, 'POST', '/password', (await signIn(test, testPhone())).access_token, { newpassword: 'a phone account passphrase', email: `plans.phone.${process.pid}@example.com` })).statusCode, 200)
+    await test.app.secureLogin.unlockEmail(email)
     await purgeExpired(database.db, { now: new Date(Date.now() + 86_400_000) })
 
     const statements = [...seen.values()]
