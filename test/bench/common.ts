@@ -1,16 +1,18 @@
 // Shared helpers: start a bench server in a child process, drive it with autocannon, format tables.
-// The server runs in its own process so that on a 2-core machine the load generator (this process)
-// and the server each get a core instead of sharing one event loop.
+// The server and the load generator (test/bench/load-generator.mjs, plain JS) each run in a process
+// of their own, so that on a 2-core machine each gets a core, and neither shares an event loop with
+// this process, which only directs the run and prints the tables.
 import { fork, type ChildProcess } from 'node:child_process'
 import { loadavg } from 'node:os'
 import { fileURLToPath } from 'node:url'
-import autocannon, { type Request as AutocannonRequest } from 'autocannon'
 
 export const HOST = '127.0.0.1'
 
 /** Seconds per measured run and per warm-up run; override with BENCH_DURATION / BENCH_WARMUP. */
 export const DURATION = Number(process.env.BENCH_DURATION ?? 4)
 export const WARMUP = Number(process.env.BENCH_WARMUP ?? 1)
+/** Requests each connection has in flight; BENCH_PIPELINING. */
+export const PIPELINING = Number(process.env.BENCH_PIPELINING ?? 1)
 
 export interface Row {
   group: string
@@ -95,13 +97,15 @@ export interface LoadOptions {
   server?: ServerHandle
   /** Skip the warm-up run (the caller warmed the server up already). */
   noWarmup?: boolean
+  /** Called between the warm-up and the measured run (before `amount` is asked again). */
+  beforeMeasure?: () => Promise<void>
   method?: 'GET' | 'POST'
   path: string
   connections: number
   headers?: Record<string, string>
   body?: string
-  /** Dynamic requests (autocannon `requests`): used instead of method/path/body when given. */
-  requests?: AutocannonRequest[]
+  /** A sign-in step of the load generator (its dynamic requests), used instead of method/path/body: see `setStep`. */
+  step?: SignInStep
   /** Called before each run (warm-up and measured): stop after this many responses, for scenarios with a finite supply of inputs. */
   amount?: (runSeconds: number) => number | undefined
   duration?: number
@@ -118,25 +122,76 @@ export interface LoadResult {
   cpu?: number
 }
 
-const EMPTY = { '2xx': 0, non2xx: 0, errors: 0, timeouts: 0, duration: 0, latency: { p50: NaN, p99: NaN } } as unknown as autocannon.Result
+/** The dynamic request sequences of test/bench/load-generator.mjs. */
+export type SignInStep = 'register' | 'login' | 'verify' | 'refresh'
 
-function once (options: LoadOptions, duration: number, amount: number | undefined): Promise<autocannon.Result> {
+/** What autocannon reported of a run, as the load generator passes it on. */
+interface RunResult { '2xx': number, non2xx: number, errors: number, timeouts: number, duration: number, latency: { p50: number, p99: number } }
+
+const EMPTY: RunResult = { '2xx': 0, non2xx: 0, errors: 0, timeouts: 0, duration: 0, latency: { p50: NaN, p99: NaN } }
+
+const generatorFile = fileURLToPath(new URL('./load-generator.mjs', import.meta.url))
+let generator: ChildProcess | undefined
+let nextId = 0
+
+/**
+ * Asks the load generator (forked on first use, plain Node: no TypeScript loader) and waits for its
+ * answer. Its channel holds this process open only while a question is pending.
+ */
+function askGenerator<T> (message: Record<string, unknown>): Promise<T> {
+  if (generator === undefined) {
+    generator = fork(generatorFile, [], { execArgv: [], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
+    generator.unref()
+  }
+  const child = generator
+  const id = ++nextId
+  const channel = child.channel as unknown as { ref: () => void, unref: () => void }
+  channel.ref()
+  return new Promise<T>((resolve, reject) => {
+    const onMessage = (answer: { id: number, type: string, error?: string }) => {
+      if (answer.id !== id) return
+      child.off('message', onMessage)
+      child.off('exit', onExit)
+      channel.unref()
+      if (answer.type === 'error') reject(new Error(`load generator: ${answer.error}`))
+      else resolve(answer as T)
+    }
+    const onExit = () => { channel.unref(); reject(new Error('the load generator exited')) }
+    child.on('message', onMessage)
+    child.once('exit', onExit)
+    child.send({ ...message, id })
+  })
+}
+
+/** Gives a sign-in step its inputs (numbers to log in, codes to verify, refresh tokens) and starts its count afresh. */
+export async function setStep (name: SignInStep, inputs: unknown[]): Promise<void> {
+  await askGenerator({ type: 'step', name, inputs })
+}
+
+/** How many inputs a step was given and has used, and what it collected (registered numbers, refresh tokens). */
+export async function stepState<T> (name: SignInStep): Promise<{ inputs: number, used: number, outputs: T[] }> {
+  return await askGenerator({ type: 'state', name })
+}
+
+async function once (options: LoadOptions, duration: number, amount: number | undefined): Promise<RunResult> {
   // autocannon refuses an amount below the connection count: too few inputs means no run.
-  if (amount !== undefined && amount < options.connections) return Promise.resolve(EMPTY)
-  return new Promise((resolve, reject) => {
-    autocannon({
+  if (amount !== undefined && amount < options.connections) return EMPTY
+  const { result } = await askGenerator<{ result: RunResult }>({
+    type: 'run',
+    options: {
       url: `http://${HOST}:${options.port}${options.path}`,
       method: options.method ?? 'GET',
       connections: options.connections,
-      pipelining: 1,
+      pipelining: PIPELINING,
       duration,
       amount,
       timeout: 10,
       headers: options.headers,
       body: options.body,
-      requests: options.requests,
-    }, (error, result) => { if (error) reject(error); else resolve(result) })
+      step: options.step,
+    },
   })
+  return result
 }
 
 /**
@@ -146,6 +201,7 @@ function once (options: LoadOptions, duration: number, amount: number | undefine
 export async function load (options: LoadOptions): Promise<LoadResult> {
   const duration = options.duration ?? DURATION
   if (WARMUP > 0 && options.noWarmup !== true) await once(options, WARMUP, options.amount?.(WARMUP))
+  await options.beforeMeasure?.()
   const before = options.server === undefined ? undefined : (await options.server.ask<{ micros: number }>('cpu')).micros
   const result = await once(options, duration, options.amount?.(duration))
   const after = options.server === undefined ? undefined : (await options.server.ask<{ micros: number }>('cpu')).micros

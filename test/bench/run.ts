@@ -5,6 +5,7 @@
 //   BENCH_ROUNDS / BENCH_ROUND_SECONDS            GET / rounds and seconds per round (3 / 2)
 //   BENCH_CONNECTIONS / BENCH_SIGNIN_CONNECTIONS  (50 / 20)
 //   BENCH_SQLITE_SYNC=NORMAL  run SQLite with synchronous=NORMAL instead of the default FULL
+//   BENCH_PIPELINING          requests in flight per connection (1)
 //   --smoke                   about a second per case, one round: for CI, so that the benchmark
 //                             cannot rot. It fails on any non-2xx answer or a case that served
 //                             nothing, and says nothing about speed.
@@ -42,6 +43,12 @@ if (await postgresReachable()) {
 }
 console.log(formatTable(rows, http.baseline))
 console.log(`\n${httpSummary()} ${signinSummary()} Ratios: req/s over the bare baseline's median req/s (${Math.round(http.baseline)}).`)
+// A known cost first: HMAC-SHA256 on every request must come out clearly below bare Fastify.
+// When it does not, the load generator paced the run, not the server, and no figure counts.
+const uncached = http.rows.find((r) => r.name.startsWith('bare fast-jwt, no cache'))
+if (uncached !== undefined && uncached.rps / http.baseline > 0.8) {
+  console.log(`\nWARNING: the uncached HS256 case ran at ${(uncached.rps / http.baseline).toFixed(2)}x bare: this run cannot resolve a known cost (the load generator, not the server, set the pace). Its figures do not count; raise BENCH_CONNECTIONS or BENCH_PIPELINING.`)
+}
 const auth = http.rows.find((r) => r.name.startsWith('app.authenticate'))
 const jwt = http.rows.find((r) => r.name.startsWith('bare fast-jwt, cache'))
 if (auth?.cpu !== undefined && jwt?.cpu !== undefined) {

@@ -6,30 +6,32 @@
 //                     into the pool, so the supply never runs out and no token is used twice
 // Run alone: npx tsx test/bench/signin.ts [sqlite|postgres]
 import pg from 'pg'
-import type { Request as AutocannonRequest } from 'autocannon'
-import { DURATION, formatTable, isMain, load, loadNote, startServer, WARMUP, type Row, type ServerHandle } from './common.js'
+import { DURATION, formatTable, isMain, load, loadNote, setStep, startServer, stepState, WARMUP, type Row, type ServerHandle, type SignInStep } from './common.js'
 
 export const SIGNIN_CONNECTIONS = Number(process.env.BENCH_SIGNIN_CONNECTIONS ?? 20)
 const PG_URL = process.env.BENCH_PG_URL ?? 'postgres://root@127.0.0.1:5432/test'
-const JSON_HEADERS = { 'content-type': 'application/json' }
-
-/** Distinct numbers that libphonenumber accepts (+1 212 200-0000 and up). */
-function phoneAt (i: number): string {
-  return `+1212${2_000_000 + i}`
-}
 
 /** Leaves some inputs unused: each connection may build one request beyond the amount asked for. */
 const MARGIN = SIGNIN_CONNECTIONS * 2 + 10
 
-async function step (server: ServerHandle, group: string, name: string, note: string, requests: AutocannonRequest[], remaining?: () => number): Promise<Row> {
+/**
+ * One sign-in step, run by the load generator on `inputs`. A `finite` supply (each input used
+ * once): the warm-up takes its share of them by time and the measured run stops before they run out.
+ */
+async function step (server: ServerHandle, group: string, name: string, note: string, sequence: SignInStep, inputs: unknown[], finite: boolean): Promise<Row> {
+  await setStep(sequence, inputs)
+  let remaining = inputs.length
   const result = await load({
     port: server.port,
     server,
     path: '/',
     connections: SIGNIN_CONNECTIONS,
-    requests,
-    // The warm-up may take its share of the inputs (by time); the measured run gets the rest.
-    amount: remaining === undefined ? undefined : (seconds) => Math.floor((remaining() - MARGIN) * (seconds === DURATION ? 1 : seconds / (seconds + DURATION))),
+    step: sequence,
+    amount: !finite
+      ? undefined
+      : (seconds) => Math.floor((remaining - MARGIN) * (seconds === DURATION ? 1 : seconds / (seconds + DURATION))),
+    // Between the warm-up and the measured run: what the warm-up used is gone.
+    beforeMeasure: !finite ? undefined : async () => { remaining = inputs.length - (await stepState(sequence)).used },
   })
   if (result.ok === 0 && result.bad === 0) return { group, name, rps: NaN, p50: NaN, p99: NaN, bad: 0, note: `${note}; skipped: too few inputs from the step before` }
   const short = result.seconds < DURATION * 0.9 ? `; inputs ran out after ${result.seconds.toFixed(1)} s` : ''
@@ -41,54 +43,17 @@ export async function signinBench (dialect: 'sqlite' | 'postgres'): Promise<Row[
   const server = await startServer(`signin-${dialect}`)
   try {
     const rows: Row[] = []
-
-    // register: an endless supply of new numbers.
-    let next = 0
-    const registered: string[] = []
-    rows.push(await step(server, group, 'POST /register', 'new account; 1 insert', [{
-      method: 'POST',
-      path: '/api/auth/register',
-      headers: JSON_HEADERS,
-      setupRequest: (request, context) => {
-        const phone = phoneAt(next++)
-        Object.assign(context, { phone })
-        return { ...request, body: JSON.stringify({ phone }) }
-      },
-      onResponse: (status, _body, context) => { if (status === 201) registered.push((context as { phone: string }).phone) },
-    }]))
-
-    // login: each registered number once, so every request opens a challenge and sends a code.
-    let used = 0
-    rows.push(await step(server, group, 'POST /login', 'registered number; code sent', [{
-      method: 'POST',
-      path: '/api/auth/login',
-      headers: JSON_HEADERS,
-      setupRequest: (request) => ({ ...request, body: JSON.stringify({ phone: registered[used++ % registered.length] }) }),
-    }], () => registered.length - used))
-
-    // verify_sms: the codes login sent.
+    // register: an endless supply of new numbers; login: each registered number once, so every
+    // request opens a challenge and sends a code; verify_sms: the codes login sent; refresh: a
+    // pool of the tokens verify_sms issued, each replaced by the one its answer carries.
+    rows.push(await step(server, group, 'POST /register', 'new account; 1 insert', 'register', [], false))
+    const registered = (await stepState<string>('register')).outputs
+    rows.push(await step(server, group, 'POST /login', 'registered number; code sent', 'login', registered, true))
     const { codes } = await server.ask<{ codes: Array<{ phone: string, code: string }> }>('codes')
-    let c = 0
-    const refreshTokens: string[] = []
-    rows.push(await step(server, group, 'POST /verify_sms', 'code checked; session + 2 JWTs', [{
-      method: 'POST',
-      path: '/api/auth/verify_sms',
-      headers: JSON_HEADERS,
-      setupRequest: (request) => {
-        const entry = codes[c++ % codes.length]!
-        return { ...request, body: JSON.stringify({ phone: entry.phone, token: entry.code }) }
-      },
-      onResponse: (status, body) => { if (status === 200) refreshTokens.push((JSON.parse(body) as { refresh_token: string }).refresh_token) },
-    }], () => codes.length - c))
-
-    // refresh: a pool of tokens, each used once and replaced by the one its response carries.
+    rows.push(await step(server, group, 'POST /verify_sms', 'code checked; session + 2 JWTs', 'verify', codes, true))
+    const refreshTokens = (await stepState<string>('verify')).outputs
     if (refreshTokens.length <= SIGNIN_CONNECTIONS) throw new Error(`only ${refreshTokens.length} refresh tokens for ${SIGNIN_CONNECTIONS} connections`)
-    rows.push(await step(server, group, 'POST /refresh', 'rotation; 2 JWTs', [{
-      method: 'POST',
-      path: '/api/auth/refresh',
-      setupRequest: (request) => ({ ...request, headers: { authorization: `Bearer ${refreshTokens.shift()}` } }),
-      onResponse: (status, body) => { if (status === 200) refreshTokens.push((JSON.parse(body) as { refresh_token: string }).refresh_token) },
-    }]))
+    rows.push(await step(server, group, 'POST /refresh', 'rotation; 2 JWTs', 'refresh', refreshTokens, false))
     return rows
   } finally {
     await server.stop()
