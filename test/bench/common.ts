@@ -40,6 +40,14 @@ export interface ServerHandle {
 
 const serverFile = fileURLToPath(new URL('./server.ts', import.meta.url))
 
+/** Each bench server's peak resident set (bytes) over its whole life, by scenario, recorded as it stops. */
+export const peakRss = new Map<string, number>()
+
+/** `signin-sqlite 84 MB, …`: the peak RSS of every server this run stopped. */
+export function peakRssNote (): string {
+  return [...peakRss].map(([scenario, bytes]) => `${scenario} ${Math.round(bytes / 2 ** 20)} MB`).join(', ')
+}
+
 /**
  * Forks test/bench/server.ts for one scenario and waits until it listens on 127.0.0.1.
  * `nodeFlags` go to the child's Node (the soak's `--expose-gc`).
@@ -83,6 +91,9 @@ export async function startServer (scenario: string, env: Record<string, string>
     },
     stop: async () => {
       if (exited) return
+      const answer = reply('cpu', 10_000)
+      child.send({ type: 'cpu' })
+      peakRss.set(scenario, (await answer.catch(() => ({ maxRss: NaN }))).maxRss)
       child.send({ type: 'stop' })
       const timer = setTimeout(() => { if (!exited) child.kill('SIGKILL') }, 10_000)
       await exit

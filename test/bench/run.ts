@@ -16,7 +16,7 @@ if (smoke) {
   // Read by the modules below when they load: set before importing them.
   Object.assign(process.env, { BENCH_DURATION: '1', BENCH_WARMUP: '0.2', BENCH_ROUNDS: '1', BENCH_ROUND_SECONDS: '1', BENCH_MICRO_ROUNDS: '1' }, { ...process.env })
 }
-const { formatTable, loadNote } = await import('./common.js')
+const { formatTable, loadNote, peakRssNote } = await import('./common.js')
 const { httpBench, httpSummary } = await import('./http.js')
 const { formatMicro, microBench } = await import('./micro.js')
 const { postgresReachable, signinBench, signinSummary } = await import('./signin.js')
@@ -54,6 +54,8 @@ const jwt = http.rows.find((r) => r.name.startsWith('bare fast-jwt, cache'))
 if (auth?.cpu !== undefined && jwt?.cpu !== undefined) {
   console.log(`Server CPU per request: authenticate ${auth.cpu.toFixed(0)} µs vs bare cached fast-jwt ${jwt.cpu.toFixed(0)} µs vs no auth ${http.baselineCpu.toFixed(0)} µs.`)
 }
+
+console.log(`Peak server RSS (each server process, its whole life): ${peakRssNote()}.`)
 
 console.log('\n' + formatMicro(await microBench()))
 phase('micro')

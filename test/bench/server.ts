@@ -9,7 +9,7 @@
 //                    app.authenticate, on a SQLite file (WAL); codes captured in memory
 //   soak-postgres    the same on a fresh database on BENCH_PG_URL
 // It answers 'ready' with its port, 'codes' with the codes sent since the last ask, 'cpu' with its
-// CPU time so far (µs), 'memory' with process.memoryUsage(), 'stats' with its memory (after a GC when run with
+// CPU time so far (µs) and its peak RSS, 'memory' with process.memoryUsage(), 'stats' with its memory (after a GC when run with
 // --expose-gc), CPU time and the rows of each of the plugin's tables, and exits on 'stop'.
 import { randomBytes } from 'node:crypto'
 import { mkdtempSync, rmSync } from 'node:fs'
@@ -166,7 +166,8 @@ async function main (): Promise<Record<string, unknown>> {
     if (message.type === 'stats') {
       stats().then((answer) => send({ type: 'stats', ...answer }), (error: unknown) => send({ type: 'stats', error: String(error) }))
     }
-    if (message.type === 'cpu') { const usage = process.cpuUsage(); send({ type: 'cpu', micros: usage.user + usage.system }) }
+    // maxRSS: the peak resident set of the whole life of the process, in KiB.
+    if (message.type === 'cpu') { const usage = process.cpuUsage(); send({ type: 'cpu', micros: usage.user + usage.system, maxRss: process.resourceUsage().maxRSS * 1024 }) }
   })
   process.on('disconnect', () => { void stop() })
 
