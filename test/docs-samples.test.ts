@@ -143,7 +143,7 @@ export function runSample (dir: string, sample: DocSample): Promise<Exec> {
   const file = join(dir, sample.file)
   return exec(process.execPath, ['--import', 'tsx', file], {
     cwd: dirname(file),
-    timeout: 60_000,
+    timeout: 120_000, // PGlite starts slowly on a busy machine
     env: {
       ...process.env,
       NODE_ENV: 'test',
