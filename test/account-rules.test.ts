@@ -136,12 +136,14 @@ for (const dialect of dialects) {
     await store.markPhoneVerified(holder.id, new Date())
     t.equal(await store.changePhone(move(hashKey, user, target, await openCode(store, target))), 'taken')
     t.equal((await store.findUserById(holder.id))?.phone, target, 'the holder keeps it')
+    t.equal((await store.findChallenge(target))?.consumedAt, null, 'all or nothing: the code is not used up')
 
     // The account's number changed meanwhile: the caller read it before.
     const elsewhere = testPhone()
     t.equal(await store.changePhone({ ...move(hashKey, user, elsewhere, await openCode(store, elsewhere)), oldPhone: testPhone() }), 'moved')
     t.equal((await store.findUserById(user.id))?.phone, user.phone, 'the account did not move')
     t.equal(await store.endedAccountsOf(phoneKeyFor(hashKey, user.phone as string)), 0, 'nor does its number count it as ended')
+    t.equal((await store.findChallenge(elsewhere))?.consumedAt, null, 'all or nothing: the code is not used up')
   })
 
   t.test(`${dialect}: a change of number counts one ended account on the old number, and on the new one only for an unproven account it removed`, async (t) => {

@@ -12,6 +12,13 @@ type Session = typeof postgresTables.sessions.$inferSelect
 /** A session to open: its id, end and device. */
 export interface NewSession { id: string, expiresAt: Date, userAgent: string | null, ip: string | null }
 
+/** A change of number that cannot happen: thrown inside its transaction so that nothing of it stays. */
+class ChangeRefused extends Error {
+  constructor (readonly outcome: 'taken' | 'moved') {
+    super(outcome)
+  }
+}
+
 /** What a deleted account keeps until its ended sessions are purged: its id and nothing personal. */
 export const DELETED = 'deleted'
 
@@ -118,7 +125,13 @@ export function createAccountStore (database: unknown, t: Tables) {
      */
     async changePhone (args: { userId: string, oldPhone: string | null, oldPhoneKey: string | undefined, newPhone: string, newPhoneKey: string, challengeId: string, session: NewSession, now: Date }): Promise<{ session: Session, ended: string[] } | 'code-used' | 'taken' | 'moved'> {
       const { userId, oldPhone, oldPhoneKey, newPhone, newPhoneKey, challengeId, session, now } = args
-      return atomically(db, function * (tx) {
+      try {
+        return await atomically(db, steps)
+      } catch (error) {
+        if (error instanceof ChangeRefused) return error.outcome
+        throw error
+      }
+      function * steps (tx: Db): Generator<any, { session: Session, ended: string[] } | 'code-used', any[]> {
         const consumed: unknown[] = yield tx.update(otpChallenges).set({ consumedAt: now })
           .where(and(eq(otpChallenges.phone, newPhone), eq(otpChallenges.challengeId, challengeId), isNull(otpChallenges.consumedAt)))
           .returning({ phone: otpChallenges.phone })
@@ -128,11 +141,12 @@ export function createAccountStore (database: unknown, t: Tables) {
           .returning({ id: users.id })
         if (squatter.length > 0) yield countEndedAccount(tx, newPhoneKey)
         const holder: unknown[] = yield tx.select({ id: users.id }).from(users).where(eq(users.phone, newPhone)).limit(1)
-        if (holder.length > 0) return 'taken'
+        // Thrown, not returned (as 'moved' below): the transaction is undone, the code stays unused.
+        if (holder.length > 0) throw new ChangeRefused('taken')
         const moved: Array<{ status: string }> = yield tx.update(users).set({ phone: newPhone, phoneVerifiedAt: now })
           .where(and(eq(users.id, userId), ne(users.status, DELETED), oldPhone === null ? isNull(users.phone) : eq(users.phone, oldPhone)))
           .returning({ status: users.status })
-        if (moved.length === 0) return 'moved'
+        if (moved.length === 0) throw new ChangeRefused('moved')
         // Disabled meanwhile (this account's row is locked now, so no later disable can slip in
         // before the sessions below are ended or opened): throwing undoes the move and the code.
         if (moved[0]?.status !== 'active') throw new AccountInactiveError()
@@ -142,7 +156,7 @@ export function createAccountStore (database: unknown, t: Tables) {
           id: session.id, userId, generation: 0, createdAt: now, refreshedAt: now, expiresAt: session.expiresAt, userAgent: session.userAgent, ip: session.ip,
         }).returning()
         return { session: opened[0] as Session, ended }
-      })
+      }
     },
   }
 }
