@@ -70,7 +70,10 @@ declare module 'fastify' {
        * number free to register again (under a new id). False when there is no such account.
        */
       deleteUser: (userid: string) => Promise<boolean>
-      /** The account of a user id or a number (any form `/login` accepts); undefined when there is none. */
+      /**
+       * The account of a user id or a number (any form `/login` accepts); undefined when there is
+       * none. A number `/login` would refuse throws the same error (e.g. PhoneInvalidError).
+       */
       findUser: (query: { userid: string } | { phone: string }) => Promise<SecureLoginAccount | undefined>
     }
   }
