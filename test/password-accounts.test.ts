@@ -1,7 +1,13 @@
-import { pbkdf2Sync, scryptSync } from 'node:crypto'
-import type { FastifyInstance } from 'fastify'
+import { hash } from '@node-rs/argon2'
+import { pbkdf2Sync, randomUUID, scryptSync } from 'node:crypto'
+import { Writable } from 'node:stream'
+import Fastify, { type FastifyInstance } from 'fastify'
+import pg from 'pg'
 import t from 'tap'
-import { buildApp, dialects, post, signIn, testPhone, type TestApp } from './helper.js'
+import secureLogin, { migrate } from '../lib/index.js'
+import { ARGON2_PARAMETERS, hashPassword } from '../lib/passwords/hash.js'
+import { createStore } from '../lib/store/index.js'
+import { buildApp, createOutbox, createTestDatabase, dialects, post, signIn, TEST_SECRET, testPhone, type TestApp, type TestDatabase } from './helper.js'
 
 // Email-and-password accounts (`password.enabled`): /register, /login and /password with
 // `auth_type: "PASSWORD"`, on both databases. Each rule is tried the way someone would break it.
@@ -38,6 +44,15 @@ async function count (test: TestApp, table: string): Promise<number> {
 
 async function storedHash (test: TestApp, userid: string): Promise<string | null> {
   return (await test.database.query('SELECT password_hash FROM securelogin_users WHERE id = $1', [userid]))[0]!.password_hash as string | null
+}
+
+/** Gives the account a new Argon2id hash of `password`, as another request would. */
+async function setPasswordHash (test: TestApp, userid: string, password: string): Promise<void> {
+  await test.database.query('UPDATE securelogin_users SET password_hash = $1 WHERE id = $2', [await hashPassword(password), userid])
+}
+
+async function liveSessions (test: TestApp, userid: string): Promise<number> {
+  return Number((await test.database.query('SELECT count(*) AS n FROM securelogin_sessions WHERE user_id = $1 AND revoked_at IS NULL', [userid]))[0]!.n)
 }
 
 /** A Werkzeug hash as flask-securelogin stored it (a low PBKDF2 count keeps the test quick). */
@@ -103,6 +118,8 @@ for (const dialect of dialects) {
     const hash = await storedHash(test, body.userid)
     t.match(hash, /^\$argon2id\$v=19\$m=19456,t=2,p=1\$/, 'stored as Argon2id with the documented parameters')
     t.notOk(hash!.includes(PASSWORD))
+    const [row] = await test.database.query('SELECT auth_type FROM securelogin_users WHERE id = $1', [body.userid])
+    t.equal(row!.auth_type, 'PASSWORD', 'the Flask schema\'s column says how the account registered')
 
     const refreshed = await test.app.inject({ method: 'POST', url: '/api/auth/refresh', headers: { authorization: `Bearer ${body.refresh_token}` } })
     t.equal(refreshed.statusCode, 200, 'the refresh token works')
@@ -268,6 +285,7 @@ for (const dialect of dialects) {
 
     const missing = await changePassword(test.app, second.access_token, { newpassword: 'a brand new passphrase' })
     t.equal(missing.statusCode, 400, 'the current password is required')
+    t.match(missing.json().message, /oldpassword is required/, 'and the message names it')
     const wrong = await changePassword(test.app, second.access_token, { oldpassword: 'not it at all', newpassword: 'a brand new passphrase' })
     t.equal(wrong.statusCode, 403)
     t.equal(wrong.json().code, 'SECURELOGIN_PASSWORD_INCORRECT')
@@ -282,6 +300,8 @@ for (const dialect of dialects) {
     t.equal((await test.app.inject({ method: 'POST', url: '/api/auth/refresh', headers: { authorization: `Bearer ${refreshed.refresh_token}` } })).json().code, 'SECURELOGIN_SESSION_REVOKED', 'and its refresh token')
     t.equal((await login(test.app, email, PASSWORD)).json().code, 'SECURELOGIN_CREDENTIALS_INVALID', 'the old password no longer signs in')
     t.equal((await login(test.app, email, 'a brand new passphrase')).statusCode, 200, 'the new one does')
+    const ended = await test.database.query('SELECT revoked_reason FROM securelogin_sessions WHERE user_id = $1 AND revoked_at IS NOT NULL', [first.userid])
+    t.same(ended.map((session) => session.revoked_reason), ['password_changed'], 'the ended session says why it ended')
 
     // The wrong current password, the old password at login and this one spend the budget of 3.
     t.equal((await changePassword(test.app, second.access_token, { oldpassword: PASSWORD, newpassword: 'yet another passphrase' })).statusCode, 403)
@@ -297,8 +317,12 @@ for (const dialect of dialects) {
     const other = testEmail()
     await register(test.app, { email: other, password: PASSWORD })
 
-    t.equal((await changePassword(test.app, viaPhone.access_token, { newpassword: PASSWORD })).statusCode, 400, 'an email is needed to sign in with it')
-    t.equal((await changePassword(test.app, viaPhone.access_token, { oldpassword: 'anything', newpassword: PASSWORD, email: testEmail() })).statusCode, 400, 'there is no current password to give')
+    const noEmail = await changePassword(test.app, viaPhone.access_token, { newpassword: PASSWORD })
+    t.equal(noEmail.statusCode, 400, 'an email is needed to sign in with it')
+    t.match(noEmail.json().message, /email is required/)
+    const noCurrent = await changePassword(test.app, viaPhone.access_token, { oldpassword: 'anything', newpassword: PASSWORD, email: testEmail() })
+    t.equal(noCurrent.statusCode, 400, 'there is no current password to give')
+    t.match(noCurrent.json().message, /oldpassword must be absent/)
     const taken = await changePassword(test.app, viaPhone.access_token, { newpassword: PASSWORD, email: other })
     t.equal(taken.statusCode, 409)
     t.equal(taken.json().code, 'SECURELOGIN_EMAIL_TAKEN')
@@ -433,5 +457,173 @@ for (const dialect of dialects) {
       t.equal((await login(test.app, email, `new password ${round}`)).statusCode, 200, `round ${round}: the new password signs in`)
       t.equal((await login(test.app, email, 'flask password')).statusCode, 401, `round ${round}: the old one does not`)
     }
+  })
+
+  t.test(`${dialect}: an account that changes between the password check and its new session is read again`, async (t) => {
+    // jwt.claims is app code that runs after the password is checked and before the session is
+    // written: each call runs the next queued change, as another request could make it then.
+    const beforeSession: Array<(userid: string) => Promise<unknown>> = []
+    const test = await buildApp(t, dialect, { password: { enabled: true }, jwt: { claims: async ({ userid }) => { await beforeSession.shift()?.(userid); return {} } } })
+
+    const disabledEmail = testEmail()
+    beforeSession.push((userid) => test.app.secureLogin.setStatus(userid, 'disabled'))
+    const registered = await register(test.app, { email: disabledEmail, password: PASSWORD })
+    t.equal(registered.statusCode, 403, 'disabled by the app in the instant after its registration')
+    t.equal(registered.json().code, 'SECURELOGIN_ACCOUNT_INACTIVE')
+    const [created] = await test.database.query('SELECT id FROM securelogin_users WHERE email = $1', [disabledEmail.replace('Example.COM', 'example.com')])
+    t.equal(await liveSessions(test, created!.id as string), 0, 'and it has no session')
+
+    const email = testEmail()
+    const { userid } = (await register(test.app, { email, password: PASSWORD })).json()
+    beforeSession.push(() => setPasswordHash(test, userid, PASSWORD))
+    t.equal((await login(test.app, email, PASSWORD)).statusCode, 200, 'the same password re-hashed meanwhile (another sign-in) is checked again and signs in')
+
+    const before = await liveSessions(test, userid)
+    beforeSession.push(() => setPasswordHash(test, userid, 'changed meanwhile'))
+    t.equal((await login(test.app, email, PASSWORD)).json().code, 'SECURELOGIN_CREDENTIALS_INVALID', 'a password changed meanwhile is checked again, and is wrong')
+    t.equal(await liveSessions(test, userid), before, 'it opened no session')
+
+    await setPasswordHash(test, userid, PASSWORD)
+    for (let i = 0; i < 3; i++) beforeSession.push(() => setPasswordHash(test, userid, PASSWORD))
+    t.equal((await login(test.app, email, PASSWORD)).json().code, 'SECURELOGIN_CREDENTIALS_INVALID', 'changed before every attempt: refused after the second')
+  })
+
+  t.test(`${dialect}: a change of password whose account changes before it is written reads the account again`, async (t) => {
+    // password.isBreached runs after the account is read and before the new hash is written: each
+    // call runs the next queued change, as another request could make it then.
+    const beforeWrite: Array<() => Promise<unknown>> = []
+    let breachChecks = 0
+    const test = await buildApp(t, dialect, { password: { enabled: true, isBreached: async () => { breachChecks += 1; await beforeWrite.shift()?.(); return false } } })
+
+    const phoneAccount = await signIn(test, testPhone())
+    const wanted = testEmail()
+    beforeWrite.push(() => register(test.app, { email: wanted, password: PASSWORD }))
+    const taken = await changePassword(test.app, phoneAccount.access_token, { newpassword: PASSWORD, email: wanted })
+    t.equal(taken.statusCode, 409, 'an email another account took meanwhile is refused by the unique index')
+    t.equal(taken.json().code, 'SECURELOGIN_EMAIL_TAKEN')
+    t.equal(await storedHash(test, phoneAccount.userid), null, 'and nothing was stored')
+
+    const email = testEmail()
+    const { userid, access_token: token } = (await register(test.app, { email, password: PASSWORD })).json()
+    breachChecks = 0
+    beforeWrite.push(() => setPasswordHash(test, userid, PASSWORD))
+    t.equal((await changePassword(test.app, token, { oldpassword: PASSWORD, newpassword: 'second passphrase' })).statusCode, 200, 'the same password re-hashed meanwhile (a sign-in) is checked again and changed')
+    t.equal(breachChecks, 1, 'the new password was checked and hashed once')
+    t.equal((await login(test.app, email, 'second passphrase')).statusCode, 200)
+
+    beforeWrite.push(() => setPasswordHash(test, userid, 'changed meanwhile'))
+    const raced = await changePassword(test.app, token, { oldpassword: 'second passphrase', newpassword: 'third passphrase' })
+    t.equal(raced.json().code, 'SECURELOGIN_PASSWORD_INCORRECT', 'another change meanwhile: the current password given is no longer right')
+    t.equal((await login(test.app, email, 'changed meanwhile')).statusCode, 200, 'and the other change stands')
+
+    beforeWrite.push(() => test.app.secureLogin.setStatus(userid, 'disabled'))
+    const disabled = await changePassword(test.app, token, { oldpassword: 'changed meanwhile', newpassword: 'third passphrase' })
+    t.equal(disabled.statusCode, 403, 'disabled meanwhile')
+    t.equal(disabled.json().code, 'SECURELOGIN_ACCOUNT_INACTIVE')
+
+    // Only a unique violation means the email is taken: any other failure of the write is a 500.
+    if (dialect === 'sqlite') {
+      await test.database.query("CREATE TRIGGER refuse_passwords BEFORE UPDATE OF password_hash ON securelogin_users BEGIN SELECT RAISE(ABORT, 'refused by the test'); END")
+    } else {
+      await test.database.query("CREATE FUNCTION refuse_passwords() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'refused by the test'; END $$")
+      await test.database.query('CREATE TRIGGER refuse_passwords BEFORE UPDATE OF password_hash ON securelogin_users FOR EACH ROW EXECUTE FUNCTION refuse_passwords()')
+    }
+    const failed = await changePassword(test.app, phoneAccount.access_token, { newpassword: PASSWORD, email: testEmail() })
+    t.equal(failed.statusCode, 500, 'a failed write is not a taken email')
+  })
+
+  t.test(`${dialect}: /password counts against registersPerIp only when it names an email, and the account's own email is not taken`, async (t) => {
+    const test = await buildApp(t, dialect, { password: { enabled: true }, rateLimit: { registersPerIp: { max: 2, window: '1h' } } })
+    const email = testEmail()
+    const { access_token: token } = (await register(test.app, { email, password: PASSWORD })).json()
+    t.equal((await changePassword(test.app, token, { oldpassword: PASSWORD, newpassword: 'second passphrase' })).statusCode, 200)
+    t.equal((await changePassword(test.app, token, { oldpassword: 'second passphrase', newpassword: 'third passphrase' })).statusCode, 200, 'a change without an email asks nothing about other accounts')
+    const own = await changePassword(test.app, token, { oldpassword: 'third passphrase', newpassword: 'fourth passphrase', email: email.replace('Example.COM', 'EXAMPLE.com') })
+    t.equal(own.statusCode, 200, 'the account\'s own email, in another case')
+    t.equal((await login(test.app, email, 'fourth passphrase')).statusCode, 200)
+  })
+
+  t.test(`${dialect}: the store replaces a password hash only from the one given, and opens no session over a change in progress`, async (t) => {
+    const database = await createTestDatabase(t, dialect)
+    await migrate(database.db)
+    const store = createStore(database.db, dialect)
+    const id = randomUUID()
+    await store.insertPasswordUser({ id, email: 'store@example.com', passwordHash: 'hash one', username: undefined, now: new Date() })
+    t.equal(await store.replacePasswordHash(id, 'not its hash', 'hash two'), false, 'changed meanwhile: nothing replaced')
+    t.equal((await store.findUserById(id))!.passwordHash, 'hash one')
+    t.equal(await store.replacePasswordHash(id, 'hash one', 'hash two'), true)
+    t.equal((await store.findUserById(id))!.passwordHash, 'hash two')
+
+    // The row lock is PostgreSQL's: SQLite runs one writer at a time, and PGlite has one connection.
+    if (database.url === undefined) return
+    const changer = new pg.Client({ connectionString: database.url })
+    await changer.connect()
+    database.beforeClose.push(() => changer.end())
+    // A change of password in progress (uncommitted) while a sign-in that checked the old hash opens its session.
+    await changer.query('BEGIN')
+    await changer.query("UPDATE securelogin_users SET password_hash = 'hash three' WHERE id = $1", [id])
+    let settled = false
+    const opening = store.openPasswordSession({ userId: id, passwordHash: 'hash two', session: { id: randomUUID(), expiresAt: new Date(Date.now() + 60_000), userAgent: null, ip: null }, now: new Date() })
+      .finally(() => { settled = true })
+    for (let waited = 0; !settled && waited < 5000; waited += 20) {
+      const waiting = await changer.query("SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'")
+      if (Number(waiting.rows[0].n) > 0) break
+      await new Promise((resolve) => setTimeout(resolve, 20))
+    }
+    await changer.query('COMMIT')
+    t.equal(await opening, undefined, 'it waited for the change, then opened nothing for the replaced hash')
+  })
+
+  t.test(`${dialect}: a breach hook that answers nonsense is named in the log`, async (t) => {
+    // The client gets a bare 500; the app's developer must learn from the log which hook is wrong.
+    const database = await createTestDatabase(t, dialect)
+    let logged = ''
+    const app = Fastify({ logger: { level: 'error', stream: new Writable({ write (chunk, _encoding, done) { logged += String(chunk); done() } }) } })
+    database.beforeClose.push(() => app.close())
+    await app.register(secureLogin, { db: database.db, sms: createOutbox().provider, jwt: { secret: TEST_SECRET }, password: { enabled: true, isBreached: async () => 'no' as unknown as boolean } })
+    await app.ready()
+    t.equal((await register(app, { email: testEmail(), password: PASSWORD })).statusCode, 500)
+    t.match(logged, /password\.isBreached must return true or false/)
+  })
+
+  t.test(`${dialect}: a change of password reads the account twice at most, however often it changes`, async (t) => {
+    // Each time the change has read the account (seen at its next statement, which takes a slot
+    // of the failure budget), another hash of the same password replaces the account's hash, as
+    // concurrent re-hashes would: every write then finds it changed. Five times today's passes:
+    // checking the current password leaves the replacement time to land.
+    const slow = { ...ARGON2_PARAMETERS, timeCost: 5 * ARGON2_PARAMETERS.timeCost }
+    const hashes = [await hash(PASSWORD, slow), await hash(PASSWORD, slow)]
+    const watch: { userid?: string, reads: number, justRead: boolean, query?: TestDatabase['query'] } = { reads: 0, justRead: false }
+    const database = await createTestDatabase(t, dialect, undefined, {
+      logger: {
+        logQuery (sql, params) {
+          if (watch.userid === undefined) return
+          if (sql.includes('from "securelogin_users" where ("securelogin_users"."id" = ') && params[0] === watch.userid) {
+            watch.reads += 1
+            watch.justRead = true
+          } else if (watch.justRead && sql.includes('securelogin_rate_limits')) {
+            watch.justRead = false
+            setImmediate(() => { void watch.query!('UPDATE securelogin_users SET password_hash = CASE WHEN password_hash = $1 THEN $2 ELSE $3 END WHERE id = $4', [hashes[0], hashes[1], hashes[0], watch.userid]) })
+          }
+        },
+      },
+    })
+    watch.query = database.query
+    const test = await buildApp(t, dialect, enabled, database)
+    const email = testEmail()
+    const { userid, access_token: token } = (await register(test.app, { email, password: PASSWORD })).json()
+    await test.database.query('UPDATE securelogin_users SET password_hash = $1 WHERE id = $2', [hashes[0], userid])
+    watch.userid = userid
+    const changing = changePassword(test.app, token, { oldpassword: PASSWORD, newpassword: 'never stored' })
+    let stopWaiting = () => {}
+    const gaveUp = await Promise.race([changing, new Promise<undefined>((resolve) => {
+      const timer = setTimeout(resolve, 20_000)
+      stopWaiting = () => clearTimeout(timer)
+    })])
+    stopWaiting()
+    watch.userid = undefined
+    t.equal(gaveUp?.json().code, 'SECURELOGIN_PASSWORD_INCORRECT', 'it gave up after the second read')
+    t.equal(watch.reads, 2)
+    t.equal((await login(test.app, email, PASSWORD)).statusCode, 200, 'and the password is unchanged')
   })
 }
