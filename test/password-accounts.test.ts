@@ -434,7 +434,10 @@ for (const dialect of dialects) {
     t.equal((await login(other.app, email, 'wrong again')).statusCode, 401)
     t.equal((await login(other.app, email, 'abc\uFFFDdefgh')).json().code, 'SECURELOGIN_LOGIN_LOCKED')
     await other.app.secureLogin.unlockEmail(`  ${email.replace('Example.COM', 'example.com')} `)
-    t.equal((await login(other.app, email, 'abc\uFFFDdefgh')).statusCode, 200, 'unlockEmail lifts the lock (the address in any form sign-in accepts)')
+    const unlocked = await login(other.app, email, 'abc\uFFFDdefgh')
+    t.equal(unlocked.statusCode, 200, 'unlockEmail lifts the lock (the address in any form sign-in accepts)')
+    const surrogate = await changePassword(other.app, unlocked.json().access_token, { oldpassword: 'abc\uD800defgh', newpassword: 'a new passphrase' })
+    t.equal(surrogate.json().code, 'SECURELOGIN_PASSWORD_INCORRECT', 'nor as the current password at /password')
     t.throws(() => other.app.secureLogin.unlockEmail('not an email'), RangeError)
   })
 

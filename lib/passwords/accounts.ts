@@ -11,6 +11,7 @@ import {
   PasswordBreachedError, PasswordIncorrectError, PasswordPolicyError, SessionRevokedError, withRetryAfter,
 } from '../errors.js'
 import { enforceClientLimit, slidingWindow, type Refusal } from '../rate-limit.js'
+import { loggableError } from '../redact.js'
 import { signSessionTokens, type IssuedSession } from '../sessions.js'
 import type { User } from '../store/index.js'
 import { hashPassword, verifyAgainstDummyHash, verifyPassword, type PasswordCheck } from './hash.js'
@@ -129,7 +130,12 @@ export async function signInWithPassword (ctx: PasswordContext, args: { email: s
     await slidingWindow.free(store, slots)
     // Imported (Werkzeug) and older Argon2 hashes give way to today's parameters; a change of
     // password meanwhile wins (the replacement is conditional on the hash checked).
-    if (check.needsRehash) await store.replacePasswordHash(user.id, passwordHash, await hashPassword(password))
+    // The session is open and its tokens are made: a failed re-hash must not turn that into a 500
+    // (the next sign-in tries again).
+    if (check.needsRehash) {
+      await hashPassword(password).then((rehashed) => store.replacePasswordHash(user.id, passwordHash, rehashed))
+        .catch((error: unknown) => request.log.warn({ err: loggableError(error) }, 'fastify-securelogin: could not re-hash a password; the next sign-in tries again'))
+    }
     return { user, issued }
   }
   throw new CredentialsInvalidError()
@@ -175,7 +181,7 @@ export async function changePassword (ctx: PasswordContext, args: { userId: stri
       // one); a row imported without one is counted under its id.
       const key = loginLockKey(hashKey, user.email ?? user.id)
       const slots = await slidingWindow.take(store, key, options.rateLimit.failedLoginsPerAccount, new Date(), loginLocked)
-      if (!(await verifyPassword(user.passwordHash, oldPassword)).ok) throw new PasswordIncorrectError()
+      if (LONE_SURROGATE.test(oldPassword) || !(await verifyPassword(user.passwordHash, oldPassword)).ok) throw new PasswordIncorrectError()
       await slidingWindow.free(store, slots)
     }
     if (newHash === undefined) {
