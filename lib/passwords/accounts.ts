@@ -15,7 +15,7 @@ import { loggableError } from '../redact.js'
 import { signSessionTokens, type IssuedSession } from '../sessions.js'
 import type { User } from '../store/index.js'
 import { hashPassword, verifyAgainstDummyHash, verifyPassword, type PasswordCheck } from './hash.js'
-import { normalizePassword } from './policy.js'
+import { hasLoneSurrogate, normalizePassword } from './policy.js'
 
 // Email-and-password accounts (`password.enabled`): registration, sign-in and change of password.
 // The routes check that the option is on; everything here assumes it.
@@ -38,8 +38,6 @@ export function emailOf (raw: string): string {
 export function loginLockKey (hashKey: Buffer, email: string): string {
   return `login:fail:email:${createHmac('sha256', hashKey).update(`login-email\n${email}`).digest('base64url')}`
 }
-
-const LONE_SURROGATE = /\p{Cs}/u
 
 const loginLocked: Refusal = (seconds) => withRetryAfter(new LoginLockedError(seconds), seconds)
 
@@ -117,7 +115,7 @@ export async function signInWithPassword (ctx: PasswordContext, args: { email: s
     const passwordHash = user?.passwordHash ?? null
     // A lone surrogate is not text: UTF-8 turns it into U+FFFD, so it would match a password that
     // has U+FFFD there. No password set here holds one (normalizePassword refuses them).
-    const check: PasswordCheck = user === undefined || passwordHash === null || LONE_SURROGATE.test(password)
+    const check: PasswordCheck = user === undefined || passwordHash === null || hasLoneSurrogate(password)
       ? { ok: await verifyAgainstDummyHash(password), needsRehash: false }
       : await verifyPassword(passwordHash, password)
     if (!check.ok || user === undefined || passwordHash === null) throw new CredentialsInvalidError()
@@ -181,7 +179,7 @@ export async function changePassword (ctx: PasswordContext, args: { userId: stri
       // one); a row imported without one is counted under its id.
       const key = loginLockKey(hashKey, user.email ?? user.id)
       const slots = await slidingWindow.take(store, key, options.rateLimit.failedLoginsPerAccount, new Date(), loginLocked)
-      if (LONE_SURROGATE.test(oldPassword) || !(await verifyPassword(user.passwordHash, oldPassword)).ok) throw new PasswordIncorrectError()
+      if (hasLoneSurrogate(oldPassword) || !(await verifyPassword(user.passwordHash, oldPassword)).ok) throw new PasswordIncorrectError()
       await slidingWindow.free(store, slots)
     }
     if (newHash === undefined) {

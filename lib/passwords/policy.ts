@@ -8,6 +8,11 @@ export const PASSWORD_MAX_LENGTH = 128
 // two different passwords would hash the same.
 const LONE_SURROGATE = /\p{Cs}/u
 
+/** Whether `text` holds a lone surrogate: no password set here does, so none typed may match one. */
+export function hasLoneSurrogate (text: string): boolean {
+  return LONE_SURROGATE.test(text)
+}
+
 /**
  * A new password as it is hashed: NFKC-normalised, as NIST SP 800-63B asks, so that the same
  * password typed on another keyboard or system (full-width letters, ligatures, composed or
@@ -26,7 +31,7 @@ const LONE_SURROGATE = /\p{Cs}/u
  */
 export function normalizePassword (raw: string): string {
   const password = raw.normalize('NFKC')
-  if (LONE_SURROGATE.test(password)) throw new RangeError('password must be well-formed Unicode text')
+  if (hasLoneSurrogate(password)) throw new RangeError('password must be well-formed Unicode text')
   // Spreading a string walks code points, so a character outside the BMP counts once, not twice.
   const length = [...password].length
   if (length < PASSWORD_MIN_LENGTH) throw new RangeError(`password must be at least ${PASSWORD_MIN_LENGTH} characters`)
