@@ -1,3 +1,5 @@
+import { runInNewContext } from 'node:vm'
+import { setFlagsFromString } from 'node:v8'
 import t, { type Test } from 'tap'
 import { routeSms, type SmsFallbackEvent } from '../lib/sms/route.js'
 import { twilioMessaging } from '../lib/sms/twilio-messaging.js'
@@ -75,6 +77,26 @@ t.test('texting: a stalled provider gets attemptTimeout, then the fallback gets 
   t.equal(backup.sent.length, 1)
   for (let i = 0; i < 50 && main.stalls.closedByClient === 0; i++) await new Promise((resolve) => setTimeout(resolve, 20))
   t.equal(main.stalls.closedByClient, 1, 'the stalled request was cancelled')
+})
+
+t.test('texting: attemptTimeout still fires when a garbage collection runs during the attempt', async (t) => {
+  // Node 20's AbortSignal.any holds its sources weakly: built that way, a collection took the
+  // timeout and the stalled attempt ran on until the plugin's own timeout (a CI failure).
+  setFlagsFromString('--expose-gc')
+  const gc = runInNewContext('gc') as () => void
+  const stalls: TextingSmsProvider = {
+    name: 'stalls',
+    send: async (_message, signal) => { await new Promise((_resolve, reject) => { signal.addEventListener('abort', () => { reject(signal.reason) }) }) },
+  }
+  const sent: string[] = []
+  const backup: TextingSmsProvider = { name: 'backup', send: async ({ to }) => { sent.push(to) } }
+  const sms = routeSms({ default: stalls, fallback: backup, attemptTimeout: 200 })
+  const collect = setInterval(gc, 20)
+  t.teardown(() => { clearInterval(collect) })
+  const started = Date.now()
+  await sms.send(message(US), AbortSignal.timeout(3000))
+  t.ok(Date.now() - started < 2000, 'the fallback was tried after attemptTimeout')
+  t.same(sent, [US])
 })
 
 t.test("texting: when the plugin's own timeout fires there is no fallback", async (t) => {

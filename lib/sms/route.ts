@@ -92,14 +92,16 @@ export function routeSms (options: RouteSmsOptions<SmsProvider>): SmsProvider {
   async function withFallback<T> (to: string, signal: AbortSignal, call: (provider: SmsProvider, signal: AbortSignal) => Promise<T>): Promise<{ value: T, provider: SmsProvider }> {
     const { provider, country } = choose(to)
     if (fallback === undefined || fallback === provider) return { value: await call(provider, signal), provider }
-    const attempt = AbortSignal.any([signal, AbortSignal.timeout(attemptTimeout)])
+    const attempt = attemptSignal(signal, attemptTimeout)
     try {
-      return { value: await call(provider, attempt), provider }
+      return { value: await call(provider, attempt.signal), provider }
     } catch (error) {
       // When the plugin's own timeout has fired there is no time left for a second vendor.
-      if (signal.aborted || !(isTransient(error) || attempt.aborted)) throw error
+      if (signal.aborted || !(isTransient(error) || attempt.signal.aborted)) throw error
       onFallback?.({ error, from: nameOf(provider), to: nameOf(fallback), country })
       return { value: await call(fallback, signal), provider: fallback }
+    } finally {
+      attempt.release()
     }
   }
 
@@ -170,4 +172,25 @@ function isTransient (error: unknown): boolean {
 
 function nameOf (provider: SmsProvider): string {
   return provider.name ?? 'custom'
+}
+
+/**
+ * A signal that fires when `outer` does or after `ms`. Not `AbortSignal.any([outer,
+ * AbortSignal.timeout(ms)])`: on Node 20 the composite holds its sources weakly, so a garbage
+ * collection during the attempt can take the timeout signal and the attempt then never times out
+ * (seen in CI: a stalled vendor held the request until the plugin's own timeout, with no fallback).
+ * The timer here holds the controller, and `release` clears both the timer and the listener.
+ */
+function attemptSignal (outer: AbortSignal, ms: number): { signal: AbortSignal, release: () => void } {
+  const controller = new AbortController()
+  const onOuterAbort = (): void => { controller.abort(outer.reason) }
+  if (outer.aborted) onOuterAbort()
+  else outer.addEventListener('abort', onOuterAbort, { once: true })
+  const timer = setTimeout(() => {
+    controller.abort(new DOMException('The provider did not answer within attemptTimeout', 'TimeoutError'))
+  }, ms)
+  return {
+    signal: controller.signal,
+    release: () => { clearTimeout(timer); outer.removeEventListener('abort', onOuterAbort) },
+  }
 }
