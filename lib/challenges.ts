@@ -8,7 +8,7 @@ import { generateCode, hashCode, hashesMatch } from './otp.js'
 import type { ResolvedOptions } from './options.js'
 import { maskPhone } from './phone.js'
 import { clientAddress } from './client-ip.js'
-import { enforceClientLimit, refuseIfFull, slidingWindow, takeSlots, type Limit, type Refusal } from './rate-limit.js'
+import { enforceClientLimit, refuseIfAnyFull, slidingWindow, takeSlots, type Limit, type Refusal } from './rate-limit.js'
 import type { Events } from './events.js'
 import { loggableError } from './redact.js'
 import { callSmsVendor } from './sms/deliver.js'
@@ -150,8 +150,7 @@ async function sendCode (ctx: ChallengeContext, args: { phone: string, locale?: 
     { key: `send:prefix:${phone.slice(0, -3)}`, rules: options.rateLimit.sendsPerPrefix },
     { key: 'send:global', rules: options.rateLimit.sendsGlobal, refusal: budget },
   ]
-  await slidingWindow.refuseIfFull(store, lockKey(phone), options.rateLimit.failedVerifiesPerPhone, now, phoneLocked)
-  for (const { key, rules, refusal } of sendLimits) await refuseIfFull(store, key, rules, now, refusal)
+  await refuseIfAnyFull(store, [{ key: lockKey(phone), rules: options.rateLimit.failedVerifiesPerPhone, refusal: phoneLocked, sliding: true }, ...sendLimits], now)
 
   const recipient = await recipientOf()
   const fixedCode = options.phonePolicy.testNumbers.get(phone)

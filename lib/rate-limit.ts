@@ -33,34 +33,64 @@ export async function enforceRateLimit (store: Store, key: string, rules: readon
  * only once the request has won (a send counts only for the request that opened the code).
  */
 export async function refuseIfFull (store: Store, key: string, rules: readonly ResolvedRateLimitRule[], now: Date, refusal: Refusal = rateLimited): Promise<void> {
-  for (const rule of rules) {
-    const counter = await store.readRateLimit(ruleKey(key, rule, rules), rule.windowMs, now)
-    if (counter !== undefined && counter.count >= rule.max) throw refusal(secondsUntil(counter.resetAt, now))
+  await refuseIfAnyFull(store, [{ key, rules, refusal }], now)
+}
+
+/** A limit to check before anything is counted: a fixed-window counter, or with `sliding` a sliding window's slots. */
+export interface Check extends Limit { sliding?: boolean }
+
+type Counters = Map<string, { count: number, windowStart: Date }>
+
+/**
+ * Throws the refusal of the first full rule of `checks`, in their order, counting nothing. Every
+ * counter of every check is read in one statement: a request that checks five limits before it
+ * counts pays for one read, not five.
+ */
+export async function refuseIfAnyFull (store: Store, checks: readonly Check[], now: Date): Promise<void> {
+  const counterKeys = ({ key, rules, sliding }: Check, rule: ResolvedRateLimitRule): string[] =>
+    sliding === true ? slidingWindow.slotKeys(key, rule, rules) : [ruleKey(key, rule, rules)]
+  const counters = await store.readCounters(checks.flatMap((check) => check.rules.flatMap((rule) => counterKeys(check, rule))))
+  for (const check of checks) {
+    const refusal = check.refusal ?? rateLimited
+    for (const rule of check.rules) {
+      const keys = counterKeys(check, rule)
+      if (check.sliding === true) {
+        const { free, secondsUntilFree } = slotsInUse(keys, counters, rule, now)
+        if (free.length === 0) throw refusal(secondsUntilFree)
+        continue
+      }
+      const counter = counters.get(keys[0] as string)
+      const resetAt = counter === undefined ? 0 : counter.windowStart.getTime() + rule.windowMs
+      // A counter whose window has ended counts nothing.
+      if (counter !== undefined && resetAt > now.getTime() && counter.count >= rule.max) throw refusal(secondsUntil(new Date(resetAt), now))
+    }
   }
+}
+
+/** Which of a sliding window's slots (`keys`) are free now, and when the first busy one frees. */
+function slotsInUse (keys: readonly string[], counters: Counters, rule: ResolvedRateLimitRule, now: Date): { free: string[], secondsUntilFree: number } {
+  const floor = now.getTime() - rule.windowMs
+  const busy = keys.filter((slot) => (counters.get(slot)?.windowStart.getTime() ?? 0) > floor)
+  const free = keys.filter((slot) => !busy.includes(slot))
+  const firstFrees = Math.min(...busy.map((slot) => (counters.get(slot) as { windowStart: Date }).windowStart.getTime() + rule.windowMs))
+  return { free, secondsUntilFree: busy.length === 0 ? 1 : secondsUntil(new Date(firstFrees), now) }
 }
 
 /** A limit to take a slot of: its counter's key, its rules and what a full one answers. */
 export interface Limit { key: string, rules: readonly ResolvedRateLimitRule[], refusal?: Refusal }
 
 /**
- * Takes one slot of every rule of every limit, each atomically (one conditional upsert), or none:
- * at the first full rule the slots already taken are given back and the limit's refusal is
- * thrown, so a refused request spends nothing of any limit and concurrent requests never overshoot.
+ * Takes one slot of every rule of every limit, all atomically or none (see store.takeRateLimits):
+ * at a full rule the limit's refusal is thrown, so a refused request spends nothing of any limit
+ * and concurrent requests never overshoot.
  */
 export async function takeSlots (store: Store, limits: readonly Limit[], now: Date): Promise<void> {
-  const taken: string[] = []
-  for (const { key, rules, refusal = rateLimited } of limits) {
-    for (const rule of rules) {
-      const counter = ruleKey(key, rule, rules)
-      if (await store.takeRateLimit(counter, rule.windowMs, rule.max, now)) {
-        taken.push(counter)
-        continue
-      }
-      for (const slot of taken) await store.releaseRateLimit(slot)
-      const full = await store.readRateLimit(counter, rule.windowMs, now)
-      throw refusal(full === undefined ? Math.ceil(rule.windowMs / 1000) : secondsUntil(full.resetAt, now))
-    }
-  }
+  const counters = limits.flatMap(({ key, rules, refusal = rateLimited }) =>
+    rules.map((rule) => ({ key: ruleKey(key, rule, rules), windowMs: rule.windowMs, max: rule.max, refusal })))
+  const full = counters[await store.takeRateLimits(counters, now)]
+  if (full === undefined) return
+  const counter = await store.readRateLimit(full.key, full.windowMs, now)
+  throw full.refusal(counter === undefined ? Math.ceil(full.windowMs / 1000) : secondsUntil(counter.resetAt, now))
 }
 
 /**
@@ -78,12 +108,7 @@ export const slidingWindow = {
   /** The slots of a rule in use now (taken less than a window ago), and when the first of them frees. */
   async inUse (store: Store, key: string, rule: ResolvedRateLimitRule, rules: readonly ResolvedRateLimitRule[], now: Date) {
     const keys = slidingWindow.slotKeys(key, rule, rules)
-    const takenAt = await store.readSlots(keys)
-    const floor = now.getTime() - rule.windowMs
-    const busy = keys.filter((slot) => (takenAt.get(slot)?.getTime() ?? 0) > floor)
-    const free = keys.filter((slot) => !busy.includes(slot))
-    const firstFrees = Math.min(...busy.map((slot) => (takenAt.get(slot) as Date).getTime() + rule.windowMs))
-    return { free, secondsUntilFree: busy.length === 0 ? 1 : secondsUntil(new Date(firstFrees), now) }
+    return slotsInUse(keys, await store.readCounters(keys), rule, now)
   },
 
   /**
@@ -113,10 +138,7 @@ export const slidingWindow = {
 
   /** Throws `refusal` when a rule has no free slot, taking nothing. */
   async refuseIfFull (store: Store, key: string, rules: readonly ResolvedRateLimitRule[], now: Date, refusal: Refusal = rateLimited): Promise<void> {
-    for (const rule of rules) {
-      const { free, secondsUntilFree } = await slidingWindow.inUse(store, key, rule, rules, now)
-      if (free.length === 0) throw refusal(secondsUntilFree)
-    }
+    await refuseIfAnyFull(store, [{ key, rules, refusal, sliding: true }], now)
   },
 
   async free (store: Store, slots: readonly string[]): Promise<void> {

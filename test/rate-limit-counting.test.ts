@@ -104,7 +104,7 @@ for (const dialect of dialects) {
     t.match(await refusalOf(takeSlots(store, first, at(SECOND))), { code: 'SECURELOGIN_RATE_LIMITED', retryAfter: 59 }, 'without a refusal of its own, 429')
 
     // The counter was full, then purged before it could be read for its window's end.
-    const purgedMeanwhile: Store = { ...store, takeRateLimit: async () => false, readRateLimit: async () => undefined }
+    const purgedMeanwhile: Store = { ...store, takeRateLimits: async () => 0, readRateLimit: async () => undefined }
     const gone = [{ key: `${p}e`, rules: [{ max: 1, windowMs: 90 * SECOND }], refusal: refusedAfter }]
     t.equal((await refusalOf(takeSlots(purgedMeanwhile, gone, at(0))))?.seconds, 90, 'a full counter gone before it was read: the whole window')
   })

@@ -43,6 +43,11 @@ export function createAccountStore (database: unknown, t: Tables) {
 
   const ids = (rows: Array<{ id: string }>) => rows.map((row) => row.id)
 
+  // Read twice by every registration: built and prepared once, on first use (see the store's `prepared`).
+  let endedAccountsStatement: { execute: (values: { phoneKey: string }) => Promise<Array<{ endedAccounts: number }>> } | undefined
+  const endedAccountsQuery = () => (endedAccountsStatement ??= db.select({ endedAccounts: phoneHistory.endedAccounts }).from(phoneHistory)
+    .where(eq(phoneHistory.phoneKey, sql.placeholder('phoneKey'))).limit(1).prepare(undefined as unknown as string))
+
   return {
     /** The account with this id; a deleted one is not found. */
     async findUserById (id: string): Promise<User | undefined> {
@@ -52,7 +57,7 @@ export function createAccountStore (database: unknown, t: Tables) {
 
     /** How many accounts the number of `phoneKey` has had that are gone from it. */
     async endedAccountsOf (phoneKey: string): Promise<number> {
-      const rows = await db.select({ endedAccounts: phoneHistory.endedAccounts }).from(phoneHistory).where(eq(phoneHistory.phoneKey, phoneKey)).limit(1)
+      const rows = await endedAccountsQuery().execute({ phoneKey })
       return rows[0]?.endedAccounts ?? 0
     },
 

@@ -104,6 +104,15 @@ export function createStore (database: SecureLoginDatabase, dialect: 'sqlite' | 
       })
       .returning({ count: rateLimits.count }).prepare(UNNAMED)),
     readRateLimit: lazy(() => db.select({ count: rateLimits.count, windowStart: rateLimits.windowStart }).from(rateLimits).where(eq(rateLimits.key, p('key'))).limit(1).prepare(UNNAMED)),
+    // Any number of counters in one prepared statement: the keys go as one parameter (a text[] on
+    // PostgreSQL, a JSON array on SQLite), so the statement is the same whatever their number.
+    readCounters: lazy(() => db.select({ key: rateLimits.key, count: rateLimits.count, windowStart: rateLimits.windowStart }).from(rateLimits)
+      .where(dialect === 'postgres' ? sql`${rateLimits.key} = any(${p('keys')})` : sql`${rateLimits.key} in (select value from json_each(${p('keys')}))`)
+      .prepare(UNNAMED)),
+    // Every first sign-in of an account (with signUp 'on-verify', every new account).
+    markPhoneVerified: lazy(() => db.update(users).set({ phoneVerifiedAt: sql`${sql.param(p('now'), users.phoneVerifiedAt)}` })
+      .where(and(eq(users.id, p('userId')), isNull(users.phoneVerifiedAt))).prepare(UNNAMED)),
+    freeSlot: lazy(() => db.update(rateLimits).set({ windowStart: sql`${sql.param(p('never'), rateLimits.windowStart)}` }).where(eq(rateLimits.key, p('key'))).prepare(UNNAMED)),
     releaseRateLimit: lazy(() => db.update(rateLimits).set({ count: sql`${rateLimits.count} - 1` }).where(and(eq(rateLimits.key, p('key')), gt(rateLimits.count, 0))).prepare(UNNAMED)),
     insertUser: lazy(() => db.insert(users)
       .values({ id: p('id'), phone: p('phone'), username: p('username'), createdAt: p('now') })
@@ -235,7 +244,7 @@ export function createStore (database: SecureLoginDatabase, dialect: 'sqlite' | 
     },
 
     async markPhoneVerified (userId: string, now: Date): Promise<void> {
-      await db.update(users).set({ phoneVerifiedAt: now }).where(and(eq(users.id, userId), isNull(users.phoneVerifiedAt)))
+      await prepared.markPhoneVerified().execute({ userId, now })
     },
 
     /**
@@ -357,10 +366,34 @@ export function createStore (database: SecureLoginDatabase, dialect: 'sqlite' | 
       return { count: row.count, resetAt: new Date(row.windowStart.getTime() + windowMs) }
     },
 
-    /** Counts one hit on `key` if its window has room; false (and nothing counted) when it is full. */
-    async takeRateLimit (key: string, windowMs: number, max: number, now: Date): Promise<boolean> {
-      const rows = await prepared.takeRateLimit().execute({ key, now, windowFloor: new Date(now.getTime() - windowMs), max })
-      return rows.length === 1
+    /**
+     * Counts one hit on each of `counters` if every one has room, or on none: returns the index of
+     * the first full one (nothing counted), or -1. On better-sqlite3 the upserts run synchronously
+     * in one transaction (one commit, and nothing to give back); elsewhere each is its own upsert
+     * and the hits already counted are taken back. Either way concurrent callers never overshoot.
+     */
+    async takeRateLimits (counters: ReadonlyArray<{ key: string, windowMs: number, max: number }>, now: Date): Promise<number> {
+      const values = counters.map(({ key, windowMs, max }) => ({ key, now, windowFloor: new Date(now.getTime() - windowMs), max }))
+      const sqlite = database as unknown as SqliteDatabase
+      if (dialect === 'sqlite' && sqlite.resultKind === 'sync') {
+        const take = prepared.takeRateLimit() as unknown as SyncStatement
+        let full = -1
+        try {
+          sqlite.transaction(() => {
+            full = values.findIndex((counter) => take.all(counter).length === 0)
+            if (full !== -1) throw new RollBack()
+          })
+        } catch (error) {
+          if (!(error instanceof RollBack)) throw error
+        }
+        return full
+      }
+      for (const [index, counter] of values.entries()) {
+        if ((await prepared.takeRateLimit().execute(counter)).length === 1) continue
+        for (const taken of values.slice(0, index)) await prepared.releaseRateLimit().execute({ key: taken.key })
+        return index
+      }
+      return -1
     },
 
     /** Marks the slot `key` taken now, if it was free (last taken `windowMs` ago or never). */
@@ -369,21 +402,19 @@ export function createStore (database: SecureLoginDatabase, dialect: 'sqlite' | 
       return rows.length === 1
     },
 
-    /** When each of `keys` was last taken, for the slots that have a row. */
-    async readSlots (keys: string[]): Promise<Map<string, Date>> {
+    /**
+     * The rows of `keys` that exist, as they are (window not applied): the fixed-window counters and
+     * sliding-window slots a request checks before it counts anything, read in one statement.
+     */
+    async readCounters (keys: readonly string[]): Promise<Map<string, { count: number, windowStart: Date }>> {
       if (keys.length === 0) return new Map()
-      const rows = await db.select({ key: rateLimits.key, windowStart: rateLimits.windowStart }).from(rateLimits).where(inArray(rateLimits.key, keys))
-      return new Map(rows.map((row) => [row.key, row.windowStart]))
+      const rows = await prepared.readCounters().execute({ keys: dialect === 'postgres' ? keys : JSON.stringify(keys) })
+      return new Map(rows.map(({ key, count, windowStart }) => [key, { count, windowStart }]))
     },
 
     /** Frees the slot `key` (a check that was not a wrong guess gives its slot back). */
     async freeSlot (key: string): Promise<void> {
-      await db.update(rateLimits).set({ windowStart: new Date(0) }).where(eq(rateLimits.key, key))
-    },
-
-    /** Takes one hit back from `key`'s counter. */
-    async releaseRateLimit (key: string): Promise<void> {
-      await prepared.releaseRateLimit().execute({ key })
+      await prepared.freeSlot().execute({ key, never: new Date(0) })
     },
 
     async deleteRateLimit (key: string): Promise<void> {
@@ -429,6 +460,9 @@ export type Store = ReturnType<typeof createStore>
 
 /** The device a session was last used from, as its owner's list of sessions shows it. */
 export interface Device { userAgent: string | null, ip: string | null }
+
+/** Thrown inside a better-sqlite3 transaction to roll it back. */
+class RollBack extends Error {}
 
 interface SyncStatement { all: (values: Record<string, unknown>) => unknown[] }
 interface SqliteDatabase { resultKind: 'sync' | 'async', transaction: <T>(run: () => T) => T }

@@ -54,7 +54,8 @@ export function peakRssNote (): string {
  */
 export async function startServer (scenario: string, env: Record<string, string> = {}, nodeFlags: string[] = []): Promise<ServerHandle> {
   const child: ChildProcess = fork(serverFile, [scenario], {
-    execArgv: ['--import', 'tsx', ...nodeFlags],
+    // BENCH_SERVER_FLAGS: more flags for every server, e.g. '--cpu-prof --cpu-prof-dir=/tmp/prof' to profile one.
+    execArgv: ['--import', 'tsx', ...nodeFlags, ...(process.env.BENCH_SERVER_FLAGS ?? '').split(' ').filter(Boolean)],
     env: { ...process.env, ...env },
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   })
