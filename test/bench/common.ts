@@ -73,7 +73,8 @@ export async function startServer (scenario: string, env: Record<string, string>
   })
   let ready: any
   try {
-    ready = await reply('ready', 60_000)
+    // A server that seeds a million rows first (`--scale`) takes minutes to be ready.
+    ready = await reply('ready', env.BENCH_SCALE === undefined ? 60_000 : 900_000)
   } catch (error) {
     if (!exited) child.kill('SIGKILL')
     throw error
@@ -86,7 +87,7 @@ export async function startServer (scenario: string, env: Record<string, string>
     port: ready.port,
     info: ready,
     ask: async (type, payload = {}) => {
-      const answer = reply(type, 60_000)
+      const answer = reply(type, 600_000)
       child.send({ type, ...payload })
       return answer
     },
@@ -94,7 +95,7 @@ export async function startServer (scenario: string, env: Record<string, string>
       if (exited) return
       const answer = reply('cpu', 10_000)
       child.send({ type: 'cpu' })
-      peakRss.set(scenario, (await answer.catch(() => ({ maxRss: NaN }))).maxRss)
+      peakRss.set(env.BENCH_SCALE === undefined ? scenario : `${scenario} (${env.BENCH_SCALE} accounts)`, (await answer.catch(() => ({ maxRss: NaN }))).maxRss)
       child.send({ type: 'stop' })
       const timer = setTimeout(() => { if (!exited) child.kill('SIGKILL') }, 10_000)
       await exit

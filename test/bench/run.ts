@@ -9,9 +9,13 @@
 //   --smoke                   about a second per case, one round: for CI, so that the benchmark
 //                             cannot rot. It fails on any non-2xx answer or a case that served
 //                             nothing, and says nothing about speed.
+//   --scale                   only the sign-in steps, on an empty database and then on one holding
+//                             BENCH_SCALE_USERS accounts and sessions (1,000,000), with the cost of
+//                             the housekeeping at that size. With --smoke: 10,000.
 import { cpus, loadavg } from 'node:os'
 
 const smoke = process.argv.includes('--smoke')
+const scaleMode = process.argv.includes('--scale')
 if (smoke) {
   // Read by the modules below when they load: set before importing them.
   Object.assign(process.env, { BENCH_DURATION: '1', BENCH_WARMUP: '0.2', BENCH_ROUNDS: '1', BENCH_ROUND_SECONDS: '1', BENCH_MICRO_ROUNDS: '1' }, { ...process.env })
@@ -29,6 +33,13 @@ console.log(`fastify-securelogin benchmarks: Node ${process.version}, ${cpus().l
 const phases: string[] = []
 let mark = Date.now()
 const phase = (name: string) => { phases.push(`${name} ${((Date.now() - mark) / 1000).toFixed(0)} s`); mark = Date.now() }
+
+if (scaleMode) {
+  const { runScale } = await import('./scale.js')
+  await runScale(smoke ? 10_000 : Number(process.env.BENCH_SCALE_USERS ?? 1_000_000))
+  console.log(`\nTotal ${((Date.now() - started) / 1000).toFixed(0)} s; load average ${loadBefore.toFixed(2)} at start, now ${loadNote()}.`)
+  process.exit(process.exitCode ?? 0)
+}
 
 const http = await httpBench()
 phase('GET /')

@@ -8,6 +8,8 @@
 //   soak-sqlite      the plugin with the soak's rate limits (test/bench/soak.ts) and GET /api/me behind
 //                    app.authenticate, on a SQLite file (WAL); codes captured in memory
 //   soak-postgres    the same on a fresh database on BENCH_PG_URL
+// With BENCH_SCALE=n the signin scenarios first fill the tables as a large app's would (see
+// seedScale), and 'housekeeping' times the revocation list's read and a purge at that size.
 // It answers 'ready' with its port, 'codes' with the codes sent since the last ask, 'cpu' with its
 // CPU time so far (µs) and its peak RSS, 'memory' with process.memoryUsage(), 'stats' with its memory (after a GC when run with
 // --expose-gc), CPU time and the rows of each of the plugin's tables, and exits on 'stop'.
@@ -22,7 +24,8 @@ import { drizzle as drizzlePg } from 'drizzle-orm/node-postgres'
 import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify'
 import { createSigner, createVerifier } from 'fast-jwt'
 import pg from 'pg'
-import secureLogin, { type SecureLoginDatabase, type SmsMessage } from '../../lib/index.js'
+import secureLogin, { purgeExpired, type SecureLoginDatabase, type SmsMessage } from '../../lib/index.js'
+import { createStore } from '../../lib/store/index.js'
 
 const scenario = process.argv[2] ?? 'bare'
 const SECRET = randomBytes(48).toString('base64')
@@ -35,6 +38,10 @@ const cleanups: Array<() => Promise<void> | void> = []
 let app: FastifyInstance | undefined
 /** Rows in each of TABLES, once a database is open: the soak reports what its load left behind. */
 let countRows: (() => Promise<Record<string, number>>) | undefined
+/** Runs raw SQL on the open database (for seeding): the dialect's own placeholders are not used. */
+let execRaw: ((text: string) => Promise<void>) | undefined
+let dialect: 'sqlite' | 'postgres' | undefined
+let database: SecureLoginDatabase | undefined
 let stopping = false
 
 async function stop (): Promise<void> {
@@ -64,7 +71,10 @@ async function sqliteDatabase (): Promise<SecureLoginDatabase> {
   if (process.env.BENCH_SQLITE_SYNC) sqlite.pragma(`synchronous = ${process.env.BENCH_SQLITE_SYNC.replace(/[^A-Za-z]/g, '')}`)
   cleanups.push(() => { sqlite.close(); rmSync(dir, { recursive: true, force: true }) })
   countRows = async () => Object.fromEntries(TABLES.map((table) => [table, (sqlite.prepare(`SELECT count(*) AS n FROM ${table}`).get() as { n: number }).n]))
-  return drizzleSqlite(sqlite)
+  execRaw = async (text) => { sqlite.exec(text) }
+  dialect = 'sqlite'
+  database = drizzleSqlite(sqlite)
+  return database
 }
 
 async function postgresDatabase (): Promise<SecureLoginDatabase> {
@@ -88,7 +98,75 @@ async function postgresDatabase (): Promise<SecureLoginDatabase> {
     for (const table of TABLES) counts[table] = (await pool.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${table}`)).rows[0]!.n
     return counts
   }
-  return drizzlePg(pool)
+  execRaw = async (text) => { await pool.query(text) }
+  dialect = 'postgres'
+  database = drizzlePg(pool)
+  return database
+}
+
+/**
+ * What a large app's tables hold, written straight into them (the bench's own numbers, +1212…, are
+ * not among them): `n` proven accounts (+1999…) with one session each, of which 1% were revoked a
+ * minute ago (within the access tokens' lifetime, so the revocation list holds them) and 1% expired
+ * a day ago (for the purge); n / 10 open challenges (+1998…) of which a tenth expired; n / 10
+ * rate-limit counters of which a tenth are stale; n / 100 entries of number history.
+ */
+async function seedScale (n: number): Promise<number> {
+  const started = Date.now()
+  const now = Date.now()
+  const minute = 60_000
+  const day = 24 * 60 * minute
+  const challenges = Math.floor(n / 10)
+  const history = Math.floor(n / 100)
+  if (dialect === 'sqlite') {
+    const upTo = (count: number) => `WITH RECURSIVE g(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM g WHERE i < ${count})`
+    await execRaw!(`BEGIN;
+      ${upTo(n)} INSERT INTO securelogin_users (id, phone, auth_type, status, phone_verified_at, created_at)
+        SELECT 'seed-user-' || i, '+1999' || printf('%07d', i), 'PHONE', 'active', ${now - day}, ${now - day} FROM g;
+      ${upTo(n)} INSERT INTO securelogin_sessions (id, user_id, generation, created_at, refreshed_at, expires_at, revoked_at, revoked_reason)
+        SELECT 'seed-session-' || i, 'seed-user-' || i, 0, ${now - 2 * day}, ${now - 2 * day},
+          CASE WHEN i % 100 = 1 THEN ${now - day} ELSE ${now + 30 * day} END,
+          CASE WHEN i % 100 = 0 THEN ${now - minute} END, CASE WHEN i % 100 = 0 THEN 'logout' END FROM g;
+      ${upTo(challenges)} INSERT INTO securelogin_otp_challenges (phone, challenge_id, code_hash, attempts, sent_at, expires_at)
+        SELECT '+1998' || printf('%07d', i), 'seed-challenge-' || i, 'seed', 0, ${now - minute},
+          CASE WHEN i % 10 = 0 THEN ${now - minute} ELSE ${now + 10 * minute} END FROM g;
+      ${upTo(challenges)} INSERT INTO securelogin_rate_limits (key, window_start, count)
+        SELECT 'seed:' || i, CASE WHEN i % 10 = 0 THEN ${now - 2 * day} ELSE ${now - minute} END, 1 FROM g;
+      ${upTo(history)} INSERT INTO securelogin_phone_history (phone_key, ended_accounts) SELECT 'seed:' || i, 1 FROM g;
+      COMMIT;`)
+  } else {
+    const at = (ms: number) => `to_timestamp(${ms / 1000})`
+    await execRaw!(`
+      INSERT INTO securelogin_users (id, phone, auth_type, status, phone_verified_at, created_at)
+        SELECT gen_random_uuid(), '+1999' || lpad(i::text, 7, '0'), 'PHONE', 'active', ${at(now - day)}, ${at(now - day)} FROM generate_series(1, ${n}) AS i;
+      INSERT INTO securelogin_sessions (id, user_id, generation, created_at, refreshed_at, expires_at, revoked_at, revoked_reason)
+        SELECT gen_random_uuid(), id, 0, ${at(now - 2 * day)}, ${at(now - 2 * day)},
+          CASE WHEN i % 100 = 1 THEN ${at(now - day)} ELSE ${at(now + 30 * day)} END,
+          CASE WHEN i % 100 = 0 THEN ${at(now - minute)} END, CASE WHEN i % 100 = 0 THEN 'logout' END
+        FROM (SELECT id, row_number() OVER () AS i FROM securelogin_users) AS u;
+      INSERT INTO securelogin_otp_challenges (phone, challenge_id, code_hash, attempts, sent_at, expires_at)
+        SELECT '+1998' || lpad(i::text, 7, '0'), gen_random_uuid(), 'seed', 0, ${at(now - minute)},
+          CASE WHEN i % 10 = 0 THEN ${at(now - minute)} ELSE ${at(now + 10 * minute)} END FROM generate_series(1, ${challenges}) AS i;
+      INSERT INTO securelogin_rate_limits (key, window_start, count)
+        SELECT 'seed:' || i, CASE WHEN i % 10 = 0 THEN ${at(now - 2 * day)} ELSE ${at(now - minute)} END, 1 FROM generate_series(1, ${challenges}) AS i;
+      INSERT INTO securelogin_phone_history (phone_key, ended_accounts) SELECT 'seed:' || i, 1 FROM generate_series(1, ${history}) AS i;
+      ANALYZE;`)
+  }
+  return Date.now() - started
+}
+
+/**
+ * The two pieces of housekeeping at this size: one read of the revocation list (the statement its
+ * background refresh runs, over the access tokens' lifetime) and one purge of what has expired.
+ */
+async function housekeeping (): Promise<Record<string, unknown>> {
+  const store = createStore(database!, dialect!)
+  let started = Date.now()
+  const revoked = await store.sessionsRevokedSince(new Date(Date.now() - 10 * 60_000))
+  const revocationMs = Date.now() - started
+  started = Date.now()
+  const purged = await purgeExpired(database!)
+  return { revokedRows: revoked.length, revocationMs, purged, purgeMs: Date.now() - started }
 }
 
 type Outbox = Array<{ phone: string, code: string }>
@@ -107,6 +185,8 @@ async function pluginApp (db: SecureLoginDatabase, sent: Outbox): Promise<Fastif
     sms: memorySms(sent),
     jwt: { secret: SECRET },
     otp: { resendInterval: '1ms' },
+    // No purge at a random moment of a measured step; `--scale` times one on its own (housekeeping).
+    purgeInterval: false,
     // Every limit that a run of sequential numbers from one address would reach (the default per
     // prefix, global and per-IP register budgets are 20, 1,000 and 20 an hour).
     rateLimit: { sendsPerPhone: high, sendsPerIp: high, verifiesPerIp: high, registersPerIp: high, sendsPerPrefix: high, sendsGlobal: high },
@@ -162,6 +242,9 @@ async function main (): Promise<Record<string, unknown>> {
   process.on('message', (message: { type: string }) => {
     if (message.type === 'stop') void stop()
     if (message.type === 'codes') send({ type: 'codes', codes: sent.splice(0) })
+    if (message.type === 'housekeeping') {
+      housekeeping().then((answer) => send({ type: 'housekeeping', ...answer }), (error: unknown) => send({ type: 'housekeeping', error: String(error) }))
+    }
     if (message.type === 'memory') send({ type: 'memory', ...process.memoryUsage() })
     if (message.type === 'stats') {
       stats().then((answer) => send({ type: 'stats', ...answer }), (error: unknown) => send({ type: 'stats', error: String(error) }))
@@ -220,6 +303,11 @@ async function main (): Promise<Record<string, unknown>> {
       throw new Error(`unknown scenario ${scenario}`)
   }
   if (scenario === 'bare' || scenario.startsWith('signin')) app.get('/', async () => PAYLOAD)
+  const scale = Number(process.env.BENCH_SCALE ?? 0)
+  if (scale > 0 && scenario.startsWith('signin')) {
+    await app.ready()
+    info.seedMs = await seedScale(scale)
+  }
   await app.listen({ host: '127.0.0.1', port: 0 })
   const address = app.server.address()
   info.port = typeof address === 'object' && address !== null ? address.port : 0

@@ -38,9 +38,17 @@ async function step (server: ServerHandle, group: string, name: string, note: st
   return { group, name, rps: result.rps, p50: result.p50, p99: result.p99, cpu: result.cpu, bad: result.bad, note: note + short }
 }
 
-export async function signinBench (dialect: 'sqlite' | 'postgres'): Promise<Row[]> {
-  const group = `sign-in, ${dialect === 'sqlite' ? 'SQLite file (WAL)' : 'PostgreSQL'}`
-  const server = await startServer(`signin-${dialect}`)
+/** What `--scale` reports besides the steps: the seeding and the housekeeping at that size. */
+export interface ScaleReport { seedMs: number, revokedRows: number, revocationMs: number, purged: Record<string, number>, purgeMs: number }
+
+/**
+ * The four steps on a fresh database, or with `scale` on one first filled with that many accounts
+ * and sessions (test/bench/server.ts, seedScale); then `onScale` gets the housekeeping's cost.
+ */
+export async function signinBench (dialect: 'sqlite' | 'postgres', scale = 0, onScale?: (report: ScaleReport) => void): Promise<Row[]> {
+  const size = scale === 0 ? '' : `, ${scale.toLocaleString('en-US')} accounts`
+  const group = `sign-in, ${dialect === 'sqlite' ? 'SQLite file (WAL)' : 'PostgreSQL'}${size}`
+  const server = await startServer(`signin-${dialect}`, scale === 0 ? {} : { BENCH_SCALE: String(scale) })
   try {
     const rows: Row[] = []
     // register: an endless supply of new numbers; login: each registered number once, so every
@@ -54,6 +62,11 @@ export async function signinBench (dialect: 'sqlite' | 'postgres'): Promise<Row[
     const refreshTokens = (await stepState<string>('verify')).outputs
     if (refreshTokens.length <= SIGNIN_CONNECTIONS) throw new Error(`only ${refreshTokens.length} refresh tokens for ${SIGNIN_CONNECTIONS} connections`)
     rows.push(await step(server, group, 'POST /refresh', 'rotation; 2 JWTs', 'refresh', refreshTokens, false))
+    if (scale > 0) {
+      const report = await server.ask<ScaleReport & { error?: string }>('housekeeping')
+      if (report.error !== undefined) throw new Error(`housekeeping at scale: ${report.error}`)
+      onScale?.({ ...report, seedMs: server.info.seedMs as number })
+    }
     return rows
   } finally {
     await server.stop()
