@@ -28,21 +28,15 @@ export async function enforceRateLimit (store: Store, key: string, rules: readon
   }
 }
 
-/**
- * Throws when a rule's window is already full, counting nothing: for limits that must be counted
- * only once the request has won (a send counts only for the request that opened the code).
- */
-export async function refuseIfFull (store: Store, key: string, rules: readonly ResolvedRateLimitRule[], now: Date, refusal: Refusal = rateLimited): Promise<void> {
-  await refuseIfAnyFull(store, [{ key, rules, refusal }], now)
-}
-
 /** A limit to check before anything is counted: a fixed-window counter, or with `sliding` a sliding window's slots. */
 export interface Check extends Limit { sliding?: boolean }
 
 type Counters = Map<string, { count: number, windowStart: Date }>
 
 /**
- * Throws the refusal of the first full rule of `checks`, in their order, counting nothing. Every
+ * Throws the refusal of the first full rule of `checks`, in their order, counting nothing: for
+ * limits that must be counted only once the request has won (a send counts only for the request
+ * that opened the code), and for a lock that refuses before anything is spent. Every
  * counter of every check is read in one statement: a request that checks five limits before it
  * counts pays for one read, not five.
  */
@@ -134,11 +128,6 @@ export const slidingWindow = {
       taken.push(slot)
     }
     return taken
-  },
-
-  /** Throws `refusal` when a rule has no free slot, taking nothing. */
-  async refuseIfFull (store: Store, key: string, rules: readonly ResolvedRateLimitRule[], now: Date, refusal: Refusal = rateLimited): Promise<void> {
-    await refuseIfAnyFull(store, [{ key, rules, refusal, sliding: true }], now)
   },
 
   async free (store: Store, slots: readonly string[]): Promise<void> {

@@ -1,7 +1,7 @@
 import t, { type Test } from 'tap'
 import { migrate } from '../lib/index.js'
 import { parseClientAddress } from '../lib/client-ip.js'
-import { clientLimitKeys, enforceClientLimit, enforceRateLimit, refuseIfFull, slidingWindow, takeSlots } from '../lib/rate-limit.js'
+import { clientLimitKeys, enforceClientLimit, enforceRateLimit, refuseIfAnyFull, slidingWindow, takeSlots } from '../lib/rate-limit.js'
 import { createStore, type Store } from '../lib/store/index.js'
 import { createTestDatabase, dialects, type Dialect } from './helper.js'
 
@@ -70,20 +70,45 @@ for (const dialect of dialects) {
     t.equal((await refusalOf(enforceRateLimit(store, `${p}multi`, two, at(SECOND), refusedAfter)))?.seconds, 59, 'the full rule refuses, with its own window\'s seconds and the given refusal')
   })
 
-  t.test(`${dialect}: refuseIfFull counts nothing and refuses at max`, async (t) => {
+  t.test(`${dialect}: refuseIfAnyFull counts nothing and refuses at max`, async (t) => {
     const { store, scope } = await shared
     const { prefix: p, counters } = scope()
     const rules = [{ max: 2, windowMs: MINUTE }]
-    await refuseIfFull(store, `${p}k`, rules, at(0))
+    await refuseIfAnyFull(store, [{ key: `${p}k`, rules }], at(0))
     t.same(await counters(), {}, 'no counter, no refusal, nothing counted')
     await enforceRateLimit(store, `${p}k`, rules, at(0))
-    await refuseIfFull(store, `${p}k`, rules, at(0))
+    await refuseIfAnyFull(store, [{ key: `${p}k`, rules }], at(0))
     t.same(await counters(), { k: 1 }, 'below max: not refused, not counted')
     await enforceRateLimit(store, `${p}k`, rules, at(0))
-    t.match(await refusalOf(refuseIfFull(store, `${p}k`, rules, at(20 * SECOND))), { code: 'SECURELOGIN_RATE_LIMITED', retryAfter: 40 }, 'at max: refused with the seconds left')
-    t.equal((await refusalOf(refuseIfFull(store, `${p}k`, rules, at(20 * SECOND), refusedAfter)))?.seconds, 40, 'or with the given refusal')
-    await refuseIfFull(store, `${p}k`, rules, at(MINUTE))
+    t.match(await refusalOf(refuseIfAnyFull(store, [{ key: `${p}k`, rules }], at(20 * SECOND))), { code: 'SECURELOGIN_RATE_LIMITED', retryAfter: 40 }, 'at max: refused with the seconds left')
+    t.equal((await refusalOf(refuseIfAnyFull(store, [{ key: `${p}k`, rules, refusal: refusedAfter }], at(20 * SECOND))))?.seconds, 40, 'or with the given refusal')
+    await refuseIfAnyFull(store, [{ key: `${p}k`, rules }], at(MINUTE))
     t.pass('a window that has ended refuses nothing')
+  })
+
+  t.test(`${dialect}: refuseIfAnyFull reads every check's counters in one statement and refuses with the first full check, in order`, async (t) => {
+    const { store, scope } = await shared
+    const { prefix: p, counters } = scope()
+    const minute = [{ max: 1, windowMs: MINUTE }]
+    const hour = [{ max: 1, windowMs: HOUR }]
+    const refusedBy = (name: string) => (seconds: number) => Object.assign(new Error(name), { seconds })
+    const reads: string[][] = []
+    const counting: Store = { ...store, readCounters: async (keys) => { reads.push([...keys]); return await store.readCounters(keys) } }
+    await enforceRateLimit(store, `${p}a`, minute, at(0))
+    await enforceRateLimit(store, `${p}b`, minute, at(0))
+    await slidingWindow.take(store, `${p}lock`, hour, at(0))
+    const lock = { key: `${p}lock`, rules: hour, refusal: refusedBy('lock'), sliding: true }
+    const a = { key: `${p}a`, rules: minute, refusal: refusedBy('a') }
+    const b = { key: `${p}b`, rules: minute, refusal: refusedBy('b') }
+    const before = await counters()
+
+    t.match(await refusalOf(refuseIfAnyFull(counting, [lock, a, b], at(SECOND))), { message: 'lock', seconds: 3599 }, 'the first check, a sliding window')
+    t.same(reads, [[`${p}lock#0`, `${p}a`, `${p}b`]], 'every counter of every check in one read')
+    t.match(await refusalOf(refuseIfAnyFull(counting, [b, a], at(SECOND))), { message: 'b', seconds: 59 }, 'in the order given')
+    t.match(await refusalOf(refuseIfAnyFull(counting, [a, lock], at(MINUTE))), { message: 'lock' }, 'a fixed window that has ended is passed over')
+    await refuseIfAnyFull(counting, [a, b, { key: `${p}never`, rules: minute }], at(MINUTE))
+    await refuseIfAnyFull(counting, [], at(0))
+    t.same(await counters(), before, 'nothing counted by any of it')
   })
 
   t.test(`${dialect}: takeSlots takes a slot of every rule of every limit, or none`, async (t) => {
@@ -118,13 +143,13 @@ for (const dialect of dialects) {
     t.same(await slidingWindow.take(store, `${p}k`, rules, at(40 * SECOND)), [`${p}k#1`], 'then the next')
     const full = await refusalOf(slidingWindow.take(store, `${p}k`, rules, at(50 * SECOND)))
     t.match(full, { code: 'SECURELOGIN_RATE_LIMITED', retryAfter: 10 }, 'both taken: refused until the first frees, a window after it was taken')
-    t.equal((await refusalOf(slidingWindow.refuseIfFull(store, `${p}k`, rules, at(50 * SECOND), refusedAfter)))?.seconds, 10, 'refuseIfFull tells the same')
-    t.match(await refusalOf(slidingWindow.refuseIfFull(store, `${p}k`, rules, at(50 * SECOND))), { code: 'SECURELOGIN_RATE_LIMITED', retryAfter: 10 }, 'with 429 by default')
+    t.equal((await refusalOf(refuseIfAnyFull(store, [{ key: `${p}k`, rules, refusal: refusedAfter, sliding: true }], at(50 * SECOND))))?.seconds, 10, 'refuseIfAnyFull tells the same')
+    t.match(await refusalOf(refuseIfAnyFull(store, [{ key: `${p}k`, rules, sliding: true }], at(50 * SECOND))), { code: 'SECURELOGIN_RATE_LIMITED', retryAfter: 10 }, 'with 429 by default')
     t.same(await slidingWindow.take(store, `${p}k`, rules, at(MINUTE)), [`${p}k#0`], 'exactly a window after it was taken, a slot is free again')
     t.match(await refusalOf(slidingWindow.take(store, `${p}k`, rules, at(MINUTE + 39 * SECOND + 500))), { retryAfter: 1 }, 'half a second before the next frees: 1 second')
 
     await slidingWindow.free(store, [`${p}k#0`, `${p}k#1`])
-    await slidingWindow.refuseIfFull(store, `${p}k`, rules, at(MINUTE + 40 * SECOND))
+    await refuseIfAnyFull(store, [{ key: `${p}k`, rules, sliding: true }], at(MINUTE + 40 * SECOND))
     t.same(await slidingWindow.take(store, `${p}k`, rules, at(MINUTE + 40 * SECOND)), [`${p}k#0`], 'free gives slots back at once')
   })
 
