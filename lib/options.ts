@@ -209,8 +209,13 @@ function durationMs (value: Duration | undefined, schema: TSchema): number {
   return parseDuration(orDefault(value, schema)) as number
 }
 
-function rateLimitRules (value: RateLimitRule | RateLimitRule[] | undefined, schema: TSchema): ResolvedRateLimitRule[] {
-  return [orDefault(value, schema)].flat().map((rule) => ({ max: rule.max, windowMs: parseDuration(rule.window) as number }))
+function rateLimitRules (name: string, value: RateLimitRule | RateLimitRule[] | undefined, schema: TSchema): ResolvedRateLimitRule[] {
+  const rules = [orDefault(value, schema)].flat().map((rule) => ({ max: rule.max, windowMs: parseDuration(rule.window) as number }))
+  // Each rule's counter is named by its window: two rules with one window ('1h' and '60m') would
+  // count every request twice on one counter. Only the smaller max could matter anyway.
+  const windows = rules.map((rule) => rule.windowMs)
+  if (new Set(windows).size !== windows.length) fail(`rateLimit.${name}: two rules have the same window; keep the one with the smaller max`)
+  return rules
 }
 
 type RateLimitName = keyof typeof LIMITS
@@ -218,7 +223,7 @@ const RATE_LIMIT_NAMES = Object.keys(LIMITS) as RateLimitName[]
 
 /** Every rule with its defaults filled in; `rateLimit: false` leaves every list empty. */
 function resolveRateLimits (limits: SecureLoginOptions['rateLimit']): ResolvedOptions['rateLimit'] {
-  return Object.fromEntries(RATE_LIMIT_NAMES.map((name) => [name, limits === false ? [] : rateLimitRules(limits?.[name], LIMITS[name])])) as ResolvedOptions['rateLimit']
+  return Object.fromEntries(RATE_LIMIT_NAMES.map((name) => [name, limits === false ? [] : rateLimitRules(name, limits?.[name], LIMITS[name])])) as ResolvedOptions['rateLimit']
 }
 
 function resolveCookies (cookies: SecureLoginOptions['cookies']): ResolvedCookieOptions | undefined {

@@ -71,6 +71,8 @@ const invalid: Array<[string, (o: Record<string, any>) => void, RegExp]> = [
   ['refreshTokenTtl shorter than accessTokenTtl', (o) => { o.jwt.accessTokenTtl = '1h'; o.jwt.refreshTokenTtl = '30m' }, /jwt\.refreshTokenTtl must not be shorter than jwt\.accessTokenTtl/],
   ['rateLimit.sendsPerPhone.max 0', (o) => { o.rateLimit = { sendsPerPhone: { max: 0, window: '1h' } } }, /rateLimit\.sendsPerPhone\.max must be an integer/],
   ['rateLimit.sendsPerIp not an object', (o) => { o.rateLimit = { sendsPerIp: 5 } }, /rateLimit\.sendsPerIp must be \{ max, window \}/],
+  // One counter per window: each send would count twice on it, and the second take of a max-1 rule refuses every send.
+  ['rateLimit.sendsPerPhone, two rules of one window', (o) => { o.rateLimit = { sendsPerPhone: [{ max: 3, window: '60m' }, { max: 1, window: '1h' }] } }, /^fastify-securelogin: rateLimit\.sendsPerPhone: two rules have the same window; keep the one with the smaller max$/],
 ]
 const durationOptions: Array<[string, (o: Record<string, any>, value: unknown) => void]> = [
   ['jwt.accessTokenTtl', (o, v) => { o.jwt.accessTokenTtl = v }],

@@ -94,7 +94,7 @@ export function createStore (database: SecureLoginDatabase, dialect: 'sqlite' | 
         set: countInWindow,
         setWhere: sql`${expiredWindow} OR ${rateLimits.count} < ${sql.param(p('max'), rateLimits.count)}`,
       })
-      .returning({ count: rateLimits.count }).prepare(UNNAMED)),
+      .returning({ count: rateLimits.count, windowStart: rateLimits.windowStart }).prepare(UNNAMED)),
     // One slot of a sliding window: free when it was last taken a window ago or more.
     takeSlidingSlot: lazy(() => db.insert(rateLimits).values({ key: p('key'), windowStart: p('now'), count: 1 })
       .onConflictDoUpdate({
@@ -113,7 +113,11 @@ export function createStore (database: SecureLoginDatabase, dialect: 'sqlite' | 
     markPhoneVerified: lazy(() => db.update(users).set({ phoneVerifiedAt: sql`${sql.param(p('now'), users.phoneVerifiedAt)}` })
       .where(and(eq(users.id, p('userId')), isNull(users.phoneVerifiedAt))).prepare(UNNAMED)),
     freeSlot: lazy(() => db.update(rateLimits).set({ windowStart: sql`${sql.param(p('never'), rateLimits.windowStart)}` }).where(eq(rateLimits.key, p('key'))).prepare(UNNAMED)),
-    releaseRateLimit: lazy(() => db.update(rateLimits).set({ count: sql`${rateLimits.count} - 1` }).where(and(eq(rateLimits.key, p('key')), gt(rateLimits.count, 0))).prepare(UNNAMED)),
+    // Gives back a hit taken in the window that began at `windowStart`, and only in that window: once
+    // another request has started a new one on the row, the hit went with the old window, and taking
+    // one from the new window would let one request more through it.
+    releaseRateLimit: lazy(() => db.update(rateLimits).set({ count: sql`${rateLimits.count} - 1` })
+      .where(and(eq(rateLimits.key, p('key')), eq(rateLimits.windowStart, sql.param(p('windowStart'), rateLimits.windowStart)), gt(rateLimits.count, 0))).prepare(UNNAMED)),
     insertUser: lazy(() => db.insert(users)
       .values({ id: p('id'), phone: p('phone'), username: p('username'), createdAt: p('now') })
       .onConflictDoNothing({ target: users.phone })
@@ -370,7 +374,8 @@ export function createStore (database: SecureLoginDatabase, dialect: 'sqlite' | 
      * Counts one hit on each of `counters` if every one has room, or on none: returns the index of
      * the first full one (nothing counted), or -1. On better-sqlite3 the upserts run synchronously
      * in one transaction (one commit, and nothing to give back); elsewhere each is its own upsert
-     * and the hits already counted are taken back. Either way concurrent callers never overshoot.
+     * and the hits already counted are given back, each only to the window it was counted in.
+     * Either way concurrent callers never overshoot.
      */
     async takeRateLimits (counters: ReadonlyArray<{ key: string, windowMs: number, max: number }>, now: Date): Promise<number> {
       const values = counters.map(({ key, windowMs, max }) => ({ key, now, windowFloor: new Date(now.getTime() - windowMs), max }))
@@ -388,9 +393,14 @@ export function createStore (database: SecureLoginDatabase, dialect: 'sqlite' | 
         }
         return full
       }
+      const taken: Array<{ key: string, windowStart: Date }> = []
       for (const [index, counter] of values.entries()) {
-        if ((await prepared.takeRateLimit().execute(counter)).length === 1) continue
-        for (const taken of values.slice(0, index)) await prepared.releaseRateLimit().execute({ key: taken.key })
+        const [row] = await prepared.takeRateLimit().execute(counter)
+        if (row !== undefined) {
+          taken.push({ key: counter.key, windowStart: row.windowStart })
+          continue
+        }
+        for (const hit of taken) await prepared.releaseRateLimit().execute(hit)
         return index
       }
       return -1
