@@ -1,4 +1,4 @@
-import { createHmac } from 'node:crypto'
+import { createHmac, randomUUID } from 'node:crypto'
 import type { FastifyBaseLogger, FastifyRequest } from 'fastify'
 import t, { type Test } from 'tap'
 import { accountIdFor } from '../lib/accounts.js'
@@ -81,6 +81,26 @@ t.test('the delivery tracker waits for every delivery still running', async (t) 
   await waiting
   t.equal(settled, true, 'once all have ended')
 })
+
+/**
+ * Makes `new Date()` answer `clock.at` until the test ends (a date of a given time is left alone,
+ * and every date is still an instance of Date): the check reads its moment that way.
+ */
+function frozenDate (t: Test, at: number): { at: number } {
+  const RealDate = Date
+  const clock = { at }
+  class FrozenDate extends RealDate {
+    constructor (...args: unknown[]) {
+      if (args.length === 0) super(clock.at)
+      else super(...(args as [number]))
+    }
+
+    static [Symbol.hasInstance] (value: unknown): boolean { return value instanceof RealDate }
+  }
+  globalThis.Date = FrozenDate as DateConstructor
+  t.teardown(() => { globalThis.Date = RealDate })
+  return clock
+}
 
 interface Sent { message: SmsMessage, signal: AbortSignal }
 
@@ -172,6 +192,30 @@ for (const dialect of dialects) {
     t.ok(challenge !== undefined, 'the challenge stays, with its cooldown')
     const checked = await verifyLoginCode(ctx, { phone, code: sent[0]!.message.code, request }).then(() => undefined, (error: { code?: string }) => error)
     t.match(checked, { code: 'SECURELOGIN_OTP_INVALID' }, 'even the code that was to be sent does not work')
+  })
+
+  t.test(`${dialect}: a verifying vendor without a name whose check fails is logged as 'custom'`, async (t) => {
+    const vendor = { async start () {}, async check (): Promise<boolean> { throw new Error('vendor down') } }
+    const { ctx, request, lines } = await contextFor(t, dialect, { sms: vendor })
+    const phone = '+14155550187'
+    await ctx.store.registerUser('6f1c1b5e-2d3a-4b7c-9d8e-0f1a2b3c4d5e', phone, undefined, new Date())
+    await sendLoginCode(ctx, { phone, request })
+    const checked = await verifyLoginCode(ctx, { phone, code: '123456', request }).then(() => undefined, (error: { code?: string }) => error)
+    t.match(checked, { code: 'SECURELOGIN_SMS_SEND_FAILED' })
+    t.match(lines, [{ level: 'error', fields: { provider: 'custom' }, message: 'fastify-securelogin: SMS vendor call failed' }])
+  })
+
+  t.test(`${dialect}: a code is open until the millisecond before its expiry; at that millisecond it has expired (not run out of attempts)`, async (t) => {
+    const { ctx, request } = await contextFor(t, dialect)
+    const phone = '+14155550188'
+    await ctx.store.registerUser('6f1c1b5e-2d3a-4b7c-9d8e-0f1a2b3c4d5e', phone, undefined, new Date())
+    const expiresAt = Date.now() + 60_000
+    await ctx.store.openChallenge({ phone, challengeId: randomUUID(), codeHash: 'a hash no code has', now: new Date(), expiresAt: new Date(expiresAt), resendIntervalMs: 0 })
+    const check = () => verifyLoginCode(ctx, { phone, code: '123456', request }).then(() => undefined, (error: { code?: string }) => error)
+    const clock = frozenDate(t, expiresAt - 1)
+    t.match(await check(), { code: 'SECURELOGIN_OTP_INVALID' }, 'a millisecond before: compared, and wrong')
+    clock.at = expiresAt
+    t.match(await check(), { code: 'SECURELOGIN_OTP_EXPIRED' }, 'at its expiry: expired')
   })
 
   t.test(`${dialect}: a check that cannot give back its wrong-code slot is logged as a warning, and still answers`, async (t) => {
