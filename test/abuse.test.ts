@@ -221,6 +221,20 @@ for (const dialect of dialects) {
     t.equal((await post(test.app, '/verify_sms', { phone, token: test.outbox.lastCodeFor(phone) })).statusCode, 200)
   })
 
+  t.test(`${dialect}: a number's wrong codes lock that number, not another`, async (t) => {
+    const test = await buildApp(t, dialect, { rateLimit: { failedVerifiesPerPhone: { max: 1, window: '1d' } } })
+    const phone = testPhone()
+    const other = testPhone()
+    for (const number of [phone, other]) {
+      await post(test.app, '/register', { phone: number })
+      await post(test.app, '/login', { phone: number })
+    }
+    const code = test.outbox.lastCodeFor(phone)
+    await post(test.app, '/verify_sms', { phone, token: code === '000000' ? '111111' : '000000' })
+    t.equal((await post(test.app, '/verify_sms', { phone, token: code })).json().code, 'SECURELOGIN_PHONE_LOCKED', 'one wrong code locks the number')
+    t.equal((await post(test.app, '/verify_sms', { phone: other, token: test.outbox.lastCodeFor(other) })).statusCode, 200, 'another number signs in')
+  })
+
   t.test(`${dialect}: 50 parallel wrong guesses over several codes never exceed the budget`, async (t) => {
     const test = await buildApp(t, dialect, { otp: { resendInterval: 0.001, maxAttempts: 10 }, rateLimit: { failedVerifiesPerPhone: { max: 7, window: '1d' }, verifiesPerIp: { max: 1000, window: '1h' } } })
     const phone = testPhone()
