@@ -1,4 +1,6 @@
 import { createHmac, randomUUID } from 'node:crypto'
+import { setFlagsFromString } from 'node:v8'
+import { runInNewContext } from 'node:vm'
 import type { FastifyBaseLogger, FastifyRequest } from 'fastify'
 import t, { type Test } from 'tap'
 import { accountIdFor } from '../lib/accounts.js'
@@ -101,6 +103,22 @@ function frozenDate (t: Test, at: number): { at: number } {
   t.teardown(() => { globalThis.Date = RealDate })
   return clock
 }
+
+t.test('the delivery tracker lets go of a delivery once it has ended', async (t) => {
+  // A tracker lives as long as the app: one that kept every ended delivery would grow with every SMS.
+  setFlagsFromString('--expose-gc')
+  const gc = runInNewContext('gc') as () => void
+  const deliveries = createDeliveryTracker()
+  const ended = (() => {
+    const delivery = Promise.resolve()
+    deliveries.track(delivery)
+    return new WeakRef(delivery)
+  })()
+  await deliveries.settled()
+  await new Promise((resolve) => setTimeout(resolve, 0))
+  gc()
+  t.equal(ended.deref(), undefined, 'collected: the tracker no longer holds it')
+})
 
 interface Sent { message: SmsMessage, signal: AbortSignal }
 
