@@ -89,6 +89,19 @@ for (const dialect of dialects) {
     t.equal((await post(test.app, '/verify_sms', { phone, token: '246810' })).json().code, 'SECURELOGIN_OTP_ATTEMPTS_EXCEEDED', 'the attempt limit holds for it too')
   })
 
+  t.test(`${dialect}: with signUp 'register' a test number without an account is refused its fixed code and gets none`, async (t) => {
+    const previous = process.env.NODE_ENV
+    process.env.NODE_ENV = 'test'
+    t.teardown(() => { if (previous === undefined) delete process.env.NODE_ENV; else process.env.NODE_ENV = previous })
+    const phone = '+15555550101'
+    const test = await buildApp(t, dialect, { testNumbers: { [phone]: '246810' } })
+    t.equal((await post(test.app, '/login', { phone })).statusCode, 200)
+    const refused = await post(test.app, '/verify_sms', { phone, token: '246810' })
+    t.equal(refused.statusCode, 401, 'the right code, but no account to sign in to')
+    t.equal(refused.json().code, 'SECURELOGIN_OTP_INVALID')
+    t.equal(await count(test, 'securelogin_users'), 0, 'and no account was made')
+  })
+
   t.test(`${dialect}: a userid that is not the number's costs exactly what a wrong code costs`, async (t) => {
     const test = await buildApp(t, dialect, { otp: { maxAttempts: 3 } })
     const phone = testPhone()
@@ -206,6 +219,20 @@ for (const dialect of dialects) {
     await test.app.secureLogin.unlockPhone(phone)
     t.equal((await post(test.app, '/login', { phone })).statusCode, 200, 'unlockPhone lets the owner in again')
     t.equal((await post(test.app, '/verify_sms', { phone, token: test.outbox.lastCodeFor(phone) })).statusCode, 200)
+  })
+
+  t.test(`${dialect}: a number's wrong codes lock that number, not another`, async (t) => {
+    const test = await buildApp(t, dialect, { rateLimit: { failedVerifiesPerPhone: { max: 1, window: '1d' } } })
+    const phone = testPhone()
+    const other = testPhone()
+    for (const number of [phone, other]) {
+      await post(test.app, '/register', { phone: number })
+      await post(test.app, '/login', { phone: number })
+    }
+    const code = test.outbox.lastCodeFor(phone)
+    await post(test.app, '/verify_sms', { phone, token: code === '000000' ? '111111' : '000000' })
+    t.equal((await post(test.app, '/verify_sms', { phone, token: code })).json().code, 'SECURELOGIN_PHONE_LOCKED', 'one wrong code locks the number')
+    t.equal((await post(test.app, '/verify_sms', { phone: other, token: test.outbox.lastCodeFor(other) })).statusCode, 200, 'another number signs in')
   })
 
   t.test(`${dialect}: 50 parallel wrong guesses over several codes never exceed the budget`, async (t) => {

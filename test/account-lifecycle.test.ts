@@ -136,6 +136,10 @@ for (const dialect of dialects) {
     await post(test.app, '/login', { phone: signInNumber })
     const bySignIn = await call(test.app, 'POST', '/phone/verify', stolen, { phone: signInNumber, token: sent.get(signInNumber) as string })
     t.equal(bySignIn.json().code, 'SECURELOGIN_OTP_INVALID', 'a sign-in code does not move an account')
+    // Nor does a change code sign in (here, with signUp 'on-verify', it would make the number an account).
+    const asSignIn = await post(test.app, '/verify_sms', { phone: attackerNumber, token: sent.get(attackerNumber) as string })
+    t.equal(asSignIn.json().code, 'SECURELOGIN_OTP_INVALID', 'a change code does not sign in')
+    t.equal(await test.app.secureLogin.findUser({ phone: attackerNumber }), undefined, 'nor make an account')
     t.equal((await call(test.app, 'GET', '/me', victim.access_token)).statusCode, 200, 'the victim keeps the account and the session')
     // The owner's own code still works, and cannot then sign anyone in.
     const own = await call(test.app, 'POST', '/phone/verify', attacker.access_token, { phone: attackerNumber, token: sent.get(attackerNumber) as string })

@@ -1,6 +1,6 @@
 import t from 'tap'
 import type { SecureLoginEvent } from '../lib/index.js'
-import { buildApp, dialects, post, testPhone } from './helper.js'
+import { buildApp, dialects, post, signIn, testPhone } from './helper.js'
 
 // onEvent: an audit trail of every sign-in step, handed over after the action and never on the
 // request's path.
@@ -76,6 +76,26 @@ for (const dialect of dialects) {
     t.equal((await post(test.app, '/refresh', {}, tokens.refresh_token)).statusCode, 401)
     await settle()
     t.match(events.at(-1), { type: 'refresh.reuse', userid: tokens.userid, sid: String })
+  })
+
+  t.test(`${dialect}: a refused code names its account and why: a userid that is not the number's, a wrong change-of-number code`, async (t) => {
+    const events: SecureLoginEvent[] = []
+    const test = await buildApp(t, dialect, { onEvent: (event) => { events.push(event) } })
+    const caller = await signIn(test, testPhone())
+    const phone = testPhone()
+    await post(test.app, '/register', { phone })
+    const userid = (await post(test.app, '/login', { phone })).json().userid as string
+    await post(test.app, '/verify_sms', { phone, token: test.outbox.lastCodeFor(phone), userid: '00000000-0000-4000-8000-000000000000' })
+    const newPhone = testPhone()
+    await post(test.app, '/phone', { phone: newPhone }, caller.access_token)
+    const code = test.outbox.lastCodeFor(newPhone)
+    t.equal((await post(test.app, '/phone/verify', { phone: newPhone, token: code === '000000' ? '111111' : '000000' }, caller.access_token)).json().code, 'SECURELOGIN_OTP_INVALID')
+    await settle()
+
+    t.match(events.filter((event) => event.type === 'otp.failed'), [
+      { userid, reason: 'userid-mismatch' },
+      { userid: caller.userid, reason: 'wrong-code' },
+    ], 'the mismatch names the number\'s account; the change, the account that asked it')
   })
 
   t.test(`${dialect}: a throwing or hanging handler neither breaks nor delays a request`, async (t) => {

@@ -1,8 +1,10 @@
-import { createHmac } from 'node:crypto'
+import { createHmac, randomUUID } from 'node:crypto'
+import { setFlagsFromString } from 'node:v8'
+import { runInNewContext } from 'node:vm'
 import type { FastifyBaseLogger, FastifyRequest } from 'fastify'
 import t, { type Test } from 'tap'
 import { accountIdFor } from '../lib/accounts.js'
-import { createDeliveryTracker, createSmsBudget, sendLoginCode, verifyLoginCode, type ChallengeContext } from '../lib/challenges.js'
+import { createDeliveryTracker, createSmsBudget, sendLoginCode, sendPhoneChangeCode, verifyLoginCode, type ChallengeContext } from '../lib/challenges.js'
 import { migrate, type SmsMessage } from '../lib/index.js'
 import type { EventFields } from '../lib/events.js'
 import { resolveOptions, type SecureLoginOptions } from '../lib/options.js'
@@ -80,6 +82,42 @@ t.test('the delivery tracker waits for every delivery still running', async (t) 
   release()
   await waiting
   t.equal(settled, true, 'once all have ended')
+})
+
+/**
+ * Makes `new Date()` answer `clock.at` until the test ends (a date of a given time is left alone,
+ * and every date is still an instance of Date): the check reads its moment that way.
+ */
+function frozenDate (t: Test, at: number): { at: number } {
+  const RealDate = Date
+  const clock = { at }
+  class FrozenDate extends RealDate {
+    constructor (...args: unknown[]) {
+      if (args.length === 0) super(clock.at)
+      else super(...(args as [number]))
+    }
+
+    static [Symbol.hasInstance] (value: unknown): boolean { return value instanceof RealDate }
+  }
+  globalThis.Date = FrozenDate as DateConstructor
+  t.teardown(() => { globalThis.Date = RealDate })
+  return clock
+}
+
+t.test('the delivery tracker lets go of a delivery once it has ended', async (t) => {
+  // A tracker lives as long as the app: one that kept every ended delivery would grow with every SMS.
+  setFlagsFromString('--expose-gc')
+  const gc = runInNewContext('gc') as () => void
+  const deliveries = createDeliveryTracker()
+  const ended = (() => {
+    const delivery = Promise.resolve()
+    deliveries.track(delivery)
+    return new WeakRef(delivery)
+  })()
+  await deliveries.settled()
+  await new Promise((resolve) => setTimeout(resolve, 0))
+  gc()
+  t.equal(ended.deref(), undefined, 'collected: the tracker no longer holds it')
 })
 
 interface Sent { message: SmsMessage, signal: AbortSignal }
@@ -172,6 +210,91 @@ for (const dialect of dialects) {
     t.ok(challenge !== undefined, 'the challenge stays, with its cooldown')
     const checked = await verifyLoginCode(ctx, { phone, code: sent[0]!.message.code, request }).then(() => undefined, (error: { code?: string }) => error)
     t.match(checked, { code: 'SECURELOGIN_OTP_INVALID' }, 'even the code that was to be sent does not work')
+  })
+
+  t.test(`${dialect}: a verifying vendor without a name whose check fails is logged as 'custom'`, async (t) => {
+    const vendor = { async start () {}, async check (): Promise<boolean> { throw new Error('vendor down') } }
+    const { ctx, request, lines } = await contextFor(t, dialect, { sms: vendor })
+    const phone = '+14155550187'
+    await ctx.store.registerUser('6f1c1b5e-2d3a-4b7c-9d8e-0f1a2b3c4d5e', phone, undefined, new Date())
+    await sendLoginCode(ctx, { phone, request })
+    const checked = await verifyLoginCode(ctx, { phone, code: '123456', request }).then(() => undefined, (error: { code?: string }) => error)
+    t.match(checked, { code: 'SECURELOGIN_SMS_SEND_FAILED' })
+    t.match(lines, [{ level: 'error', fields: { provider: 'custom' }, message: 'fastify-securelogin: SMS vendor call failed' }])
+  })
+
+  t.test(`${dialect}: a code is open until the millisecond before its expiry; at that millisecond it has expired (not run out of attempts)`, async (t) => {
+    const { ctx, request } = await contextFor(t, dialect)
+    const phone = '+14155550188'
+    await ctx.store.registerUser('6f1c1b5e-2d3a-4b7c-9d8e-0f1a2b3c4d5e', phone, undefined, new Date())
+    const expiresAt = Date.now() + 60_000
+    await ctx.store.openChallenge({ phone, challengeId: randomUUID(), codeHash: 'a hash no code has', now: new Date(), expiresAt: new Date(expiresAt), resendIntervalMs: 0 })
+    const check = () => verifyLoginCode(ctx, { phone, code: '123456', request }).then(() => undefined, (error: { code?: string }) => error)
+    const clock = frozenDate(t, expiresAt - 1)
+    t.match(await check(), { code: 'SECURELOGIN_OTP_INVALID' }, 'a millisecond before: compared, and wrong')
+    clock.at = expiresAt
+    t.match(await check(), { code: 'SECURELOGIN_OTP_EXPIRED' }, 'at its expiry: expired')
+  })
+
+  t.test(`${dialect}: in the background, a failure other than the vendor's is logged, with the number masked`, async (t) => {
+    const { ctx, provider, request, lines } = await contextFor(t, dialect, { smsDelivery: 'background' })
+    provider.failure = new Error('vendor down')
+    ctx.store = { ...ctx.store, killChallenge: async () => { throw new Error('database gone') } }
+    const phone = '+14155550189'
+    await ctx.store.registerUser('6f1c1b5e-2d3a-4b7c-9d8e-0f1a2b3c4d5e', phone, undefined, new Date())
+    await sendLoginCode(ctx, { phone, request })
+    await ctx.deliveries.settled()
+    const errors = lines.filter((line) => line.level === 'error')
+    t.equal(errors.length, 2, 'the vendor\'s failure, logged by the vendor call, and the one after it')
+    t.match(errors[1], { fields: { err: { message: 'database gone' }, phone: '+14*******89' }, message: 'fastify-securelogin: SMS delivery failed' })
+  })
+
+  t.test(`${dialect}: with a verifying vendor a sign-in's challenge stores no hash, and a change of number's a mark of its account`, async (t) => {
+    const vendor = { name: 'test-verify', async start () {}, async check () { return true } }
+    const { ctx, request } = await contextFor(t, dialect, { sms: vendor })
+    const phone = '+14155550190'
+    await ctx.store.registerUser('6f1c1b5e-2d3a-4b7c-9d8e-0f1a2b3c4d5e', phone, undefined, new Date())
+    await sendLoginCode(ctx, { phone, request })
+    t.equal((await ctx.store.findChallenge(phone))?.codeHash, null, 'a sign-in: nothing')
+    const newPhone = '+14155550192'
+    await sendPhoneChangeCode(ctx, { phone: newPhone, request, userId: '6f1c1b5e-2d3a-4b7c-9d8e-0f1a2b3c4d5e' })
+    t.match((await ctx.store.findChallenge(newPhone))?.codeHash, /^owner:[A-Za-z0-9_-]{43}$/, 'a change: the mark')
+  })
+
+  t.test(`${dialect}: a resend is refused until the cooldown's last millisecond, and allowed at its end`, async (t) => {
+    const { ctx, sent, request } = await contextFor(t, dialect, { otp: { resendInterval: '30s' } })
+    const phone = '+14155550193'
+    await ctx.store.registerUser('6f1c1b5e-2d3a-4b7c-9d8e-0f1a2b3c4d5e', phone, undefined, new Date())
+    const clock = frozenDate(t, Date.now())
+    const start = clock.at
+    await sendLoginCode(ctx, { phone, request })
+    clock.at = start + 30_000 - 1
+    const tooSoon = await sendLoginCode(ctx, { phone, request }).then(() => undefined, (error: { code?: string, retryAfter?: number }) => error)
+    t.match(tooSoon, { code: 'SECURELOGIN_OTP_RESEND_TOO_SOON', retryAfter: 1 }, 'a millisecond before its end')
+    clock.at = start + 30_000
+    await sendLoginCode(ctx, { phone, request })
+    t.equal(sent.length, 2, 'at its end a new code is sent')
+  })
+
+  t.test(`${dialect}: inside the cooldown the answer is the cooldown's, even once the number's allowance is spent`, async (t) => {
+    const { ctx, sent, request } = await contextFor(t, dialect, { otp: { resendInterval: '30s' }, rateLimit: { sendsPerPhone: { max: 1, window: '1h' } } })
+    const phone = '+14155550194'
+    await ctx.store.registerUser('6f1c1b5e-2d3a-4b7c-9d8e-0f1a2b3c4d5e', phone, undefined, new Date())
+    await sendLoginCode(ctx, { phone, request })
+    const again = await sendLoginCode(ctx, { phone, request }).then(() => undefined, (error: { code?: string, retryAfter?: number }) => error)
+    t.match(again, { code: 'SECURELOGIN_OTP_RESEND_TOO_SOON' }, 'told to wait for the cooldown, not the hour')
+    t.ok((again?.retryAfter ?? Infinity) <= 30, `${again?.retryAfter} s`)
+    t.equal(sent.length, 1)
+  })
+
+  t.test(`${dialect}: a change of number to a number that has an account sends nothing and logs why`, async (t) => {
+    const { ctx, sent, request, lines } = await contextFor(t, dialect)
+    const holder = '+14155550195'
+    const { user } = await ctx.store.registerUser('6f1c1b5e-2d3a-4b7c-9d8e-0f1a2b3c4d5e', holder, undefined, new Date())
+    await ctx.store.markPhoneVerified(user.id, new Date())
+    await sendPhoneChangeCode(ctx, { phone: holder, request, userId: '7a2d2c6f-3e4b-4c8d-8e9f-1a2b3c4d5e6f' })
+    t.same(sent, [])
+    t.same(lines, [{ level: 'info', fields: { phone: '+14*******95' }, message: 'fastify-securelogin: no SMS sent: a change of number to a number that has an account' }])
   })
 
   t.test(`${dialect}: a check that cannot give back its wrong-code slot is logged as a warning, and still answers`, async (t) => {
