@@ -1,4 +1,5 @@
 import { randomBytes, randomUUID } from 'node:crypto'
+import pg from 'pg'
 import t from 'tap'
 import { accountIdFor, deleteAccount, phoneKeyFor, registerAccount, type AccountContext } from '../lib/accounts.js'
 import { isUniqueViolation } from '../lib/db/faults.js'
@@ -195,6 +196,36 @@ for (const dialect of dialects) {
     const moved = await test.app.inject({ method: 'POST', url: '/api/auth/phone/verify', payload: { phone: newPhone, token: test.outbox.lastCodeFor(newPhone) }, headers: { authorization: `Bearer ${mover.access_token}` } })
     t.equal(moved.statusCode, 200, moved.body)
     t.same(await reasonsOf(mover.userid), ['phone_changed', null], 'the earlier session ended; the new one is live')
+  })
+
+  t.test(`${dialect}: a code opens no session for an account disabled before it is used, or while`, async (t) => {
+    const { database, store } = await storeOf(t, dialect)
+    const phone = testPhone()
+    const { user } = await store.registerUser(randomUUID(), phone, undefined, new Date())
+    const use = (challengeId: string) => store.consumeIntoSession({ phone, challengeId, userId: user.id, now: new Date(), expiresAt: new Date(Date.now() + 60_000), device: { userAgent: null, ip: null } })
+    await database.query("UPDATE securelogin_users SET status = 'disabled' WHERE id = $1", [user.id])
+    t.equal(await use(await openCode(store, phone)), undefined, 'disabled before: no session')
+    await database.query("UPDATE securelogin_users SET status = 'active' WHERE id = $1", [user.id])
+
+    // The row lock is PostgreSQL's: SQLite runs one writer at a time, and PGlite has one connection.
+    if (database.url === undefined) return
+    const disabler = new pg.Client({ connectionString: database.url })
+    await disabler.connect()
+    database.beforeClose.push(() => disabler.end())
+    const challengeId = await openCode(store, phone)
+    // A disabling in progress (uncommitted) while the code is used.
+    await disabler.query('BEGIN')
+    await disabler.query("UPDATE securelogin_users SET status = 'disabled' WHERE id = $1", [user.id])
+    let settled = false
+    const using = use(challengeId).finally(() => { settled = true })
+    for (let waited = 0; !settled && waited < 5000; waited += 20) {
+      const waiting = await disabler.query("SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'")
+      if (Number(waiting.rows[0].n) > 0) break
+      await new Promise((resolve) => setTimeout(resolve, 20))
+    }
+    await disabler.query('COMMIT')
+    t.equal(await using, undefined, 'it waited for the disabling, then opened nothing')
+    t.same(await database.query('SELECT id FROM securelogin_sessions'), [], 'no session left behind')
   })
 
   t.test(`${dialect}: setting an active account active again ends none of its sessions`, async (t) => {

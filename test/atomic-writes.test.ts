@@ -1,4 +1,9 @@
-import t from 'tap'
+import { join } from 'node:path'
+import Database from 'better-sqlite3'
+import { drizzle as drizzleProxy } from 'drizzle-orm/sqlite-proxy'
+import t, { type Test } from 'tap'
+import { migrate, type SecureLoginDatabase } from '../lib/index.js'
+import { createStore } from '../lib/store/index.js'
 import { buildApp, dialects, post, testPhone } from './helper.js'
 
 // A fault between two writes must leave both or neither: here the session insert fails (a trigger
@@ -31,3 +36,55 @@ for (const dialect of dialects) {
     t.equal((await post(app, '/verify_sms', { phone, token: code })).json().code, 'SECURELOGIN_OTP_EXPIRED', 'and only once')
   })
 }
+
+/**
+ * An asynchronous SQLite driver (libSQL's kind), here Drizzle's sqlite-proxy over better-sqlite3:
+ * the store takes its other path, one async transaction for the code and its session, and hits
+ * given back for a refused take of several counters. A file of its own per test.
+ */
+function asyncSqlite (t: Test) {
+  const sqlite = new Database(join(t.testdir(), 'async.db'))
+  t.teardown(() => sqlite.close())
+  const db = drizzleProxy(async (text, params, method) => {
+    const statement = sqlite.prepare(text)
+    if (!statement.reader) { statement.run(...params); return { rows: [] } }
+    const rows = statement.raw().all(...params) as unknown[][]
+    return { rows: method === 'get' ? rows[0] ?? [] : rows }
+  })
+  return { db: db as unknown as SecureLoginDatabase, sqlite }
+}
+
+t.test('async sqlite: a code and its session are written both or neither, and once', async (t) => {
+  const { db, sqlite } = asyncSqlite(t)
+  await migrate(db)
+  const store = createStore(db, 'sqlite')
+  const now = new Date()
+  const phone = '+14155550191'
+  const challengeId = '00000000-0000-4000-8000-000000000001'
+  const { user } = await store.registerUser('6f1c1b5e-2d3a-4b7c-9d8e-0f1a2b3c4d5e', phone, undefined, now)
+  await store.openChallenge({ phone, challengeId, codeHash: 'h', now, expiresAt: new Date(now.getTime() + 60_000), resendIntervalMs: 0 })
+  const consume = () => store.consumeIntoSession({ phone, challengeId, userId: user.id, now, expiresAt: new Date(now.getTime() + 3_600_000), device: { userAgent: null, ip: null } })
+
+  sqlite.exec("CREATE TRIGGER refuse_sessions BEFORE INSERT ON securelogin_sessions BEGIN SELECT RAISE(ABORT, 'no sessions now'); END")
+  await t.rejects(consume(), 'the session insert fails')
+  t.equal((await store.findChallenge(phone))?.consumedAt, null, 'and the code was not used up')
+  sqlite.exec('DROP TRIGGER refuse_sessions')
+
+  const session = await consume()
+  t.match(session, { userId: user.id, generation: 0, revokedAt: null }, 'the code opens a session')
+  t.ok((await store.findChallenge(phone))?.consumedAt instanceof Date, 'and is used up')
+  t.equal(await consume(), undefined, 'only once')
+  t.same(sqlite.prepare('SELECT count(*) AS n FROM securelogin_sessions').get(), { n: 1 }, 'one session in all')
+})
+
+t.test('async sqlite: takeRateLimits counts a hit on every counter or on none', async (t) => {
+  const { db, sqlite } = asyncSqlite(t)
+  await migrate(db)
+  const store = createStore(db, 'sqlite')
+  const now = new Date()
+  const full = { key: 'full', windowMs: 60_000, max: 1 }
+  const room = { key: 'room', windowMs: 60_000, max: 5 }
+  t.equal(await store.takeRateLimits([full], now), -1, 'the last hit a counter allows')
+  t.equal(await store.takeRateLimits([room, full], now), 1, 'refused by the full counter')
+  t.same(sqlite.prepare('SELECT key, count FROM securelogin_rate_limits ORDER BY key').all(), [{ key: 'full', count: 1 }, { key: 'room', count: 0 }], 'the hit on the other given back')
+})

@@ -28,6 +28,7 @@ async function storeFor (t: Test, dialect: Dialect) {
   let tests = 0
   return {
     store,
+    database,
     /** A key prefix of its own (or the one given), and its counters by key without the prefix. */
     scope (given?: string) {
       const prefix = given ?? `t${++tests}:`
@@ -170,6 +171,60 @@ for (const dialect of dialects) {
     await slidingWindow.reset(store, `${p}k`, rules)
     t.same(await counters(), {}, 'reset deletes every slot of every rule')
   })
+
+  t.test(`${dialect}: readRateLimit reads a counter only inside its window`, async (t) => {
+    const { store, scope } = await shared
+    const { prefix: p } = scope()
+    const counter = { key: `${p}k`, windowMs: MINUTE, max: 5 }
+    await store.takeRateLimits([counter], at(0))
+    await store.takeRateLimits([counter], at(SECOND))
+    t.same(await store.readRateLimit(`${p}k`, MINUTE, at(MINUTE - 1)), { count: 2, resetAt: at(MINUTE) }, 'the last millisecond of the window')
+    t.equal(await store.readRateLimit(`${p}k`, MINUTE, at(MINUTE)), undefined, 'a window that has ended holds no count, from its very end')
+    t.equal(await store.readRateLimit(`${p}never`, MINUTE, at(0)), undefined, 'nor does a counter never hit')
+  })
+
+  t.test(`${dialect}: takeSlidingSlot takes a slot once a window at most, and one of two takers at once`, async (t) => {
+    const { store, scope } = await shared
+    const { prefix: p } = scope()
+    t.equal(await store.takeSlidingSlot(`${p}s`, MINUTE, at(0)), true, 'a slot never taken')
+    t.equal(await store.takeSlidingSlot(`${p}s`, MINUTE, at(MINUTE - 1)), false, 'taken less than a window ago')
+    t.equal(await store.takeSlidingSlot(`${p}s`, MINUTE, at(MINUTE)), true, 'exactly a window after it was taken')
+    const both = await Promise.all([store.takeSlidingSlot(`${p}t`, MINUTE, at(0)), store.takeSlidingSlot(`${p}t`, MINUTE, at(0))])
+    t.same(both.sort(), [false, true], 'two at once: one gets it')
+  })
+
+  t.test(`${dialect}: takeRateLimits throws a database error, never taking it for room or a full counter`, async (t) => {
+    const { store, scope, database } = await shared
+    const { prefix: p } = scope()
+    const broken = `${p}broken`
+    if (dialect === 'sqlite') {
+      await database.query(`CREATE TRIGGER refuse_counters BEFORE INSERT ON securelogin_rate_limits WHEN NEW.key = '${broken}' BEGIN SELECT RAISE(ABORT, 'counters refused by the test'); END`)
+    } else {
+      await database.query("CREATE FUNCTION refuse_counters() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'counters refused by the test'; END $$")
+      await database.query(`CREATE TRIGGER refuse_counters BEFORE INSERT ON securelogin_rate_limits FOR EACH ROW WHEN (NEW.key = '${broken}') EXECUTE FUNCTION refuse_counters()`)
+    }
+    t.teardown(() => database.query('DROP TRIGGER refuse_counters' + (dialect === 'sqlite' ? '' : ' ON securelogin_rate_limits')))
+    const counters = [{ key: `${p}ok`, windowMs: MINUTE, max: 5 }, { key: broken, windowMs: MINUTE, max: 5 }]
+    const failed = await store.takeRateLimits(counters, at(0)).then(() => undefined, (error: Error) => error)
+    // Drizzle wraps the driver's error on PostgreSQL (as its cause), not on better-sqlite3's sync path.
+    t.match(failed?.cause ?? failed, { message: 'counters refused by the test' }, 'the take fails with the database\'s error')
+  })
+
+  // better-sqlite3 runs the takes in one synchronous transaction: a take refused by its second
+  // counter never holds the first, not even while it is being refused.
+  if (dialect === 'sqlite') {
+    t.test('sqlite: a take refused part-way holds no slot a take beside it could have had', async (t) => {
+      const { store, scope } = await shared
+      const { prefix: p, counters } = scope()
+      const a = { key: `${p}a`, windowMs: MINUTE, max: 1 }
+      const full = { key: `${p}full`, windowMs: MINUTE, max: 1 }
+      t.equal(await store.takeRateLimits([full], at(0)), -1)
+      const [refused, beside] = await Promise.all([store.takeRateLimits([a, full], at(SECOND)), store.takeRateLimits([a], at(SECOND))])
+      t.equal(refused, 1, 'refused by its full counter')
+      t.equal(beside, -1, 'the other take got the free slot')
+      t.same(await counters(), { a: 1, full: 1 }, 'one hit on each, none given back')
+    })
+  }
 
   t.test(`${dialect}: enforceClientLimit counts IPv6 clients per /64, /56 and /48, narrowest first`, async (t) => {
     const { store, scope } = await shared

@@ -283,6 +283,8 @@ for (const dialect of dialects) {
       }
       t.equal((await me(test, keep.access_token)).statusCode, 200, 'the current session stays')
       t.equal((await me(test, stranger.access_token)).statusCode, 200, 'other users are untouched')
+      const ended = await test.database.query('SELECT revoked_reason FROM securelogin_sessions WHERE revoked_at IS NOT NULL')
+      t.same(ended.map((row) => row.revoked_reason), others.map(() => 'logout_all_other_sessions'), 'each ended session records why it ended')
     })
 
     t.test('a fresh-only route refuses a refreshed token', async (t) => {
