@@ -1,4 +1,5 @@
-import { hash, type Algorithm } from '@node-rs/argon2'
+import { hash, type Algorithm, type Version } from '@node-rs/argon2'
+import { pbkdf2Sync, scryptSync } from 'node:crypto'
 import t from 'tap'
 import { ARGON2_PARAMETERS, hashPassword, verifyAgainstDummyHash, verifyPassword } from '../lib/passwords/hash.js'
 
@@ -160,4 +161,44 @@ t.test('an unknown account costs what a wrong password costs', async (t) => {
 t.test('the dummy hash is made once, even for concurrent first calls', async (t) => {
   const answers = await Promise.all(Array.from({ length: 4 }, () => verifyAgainstDummyHash('a guess')))
   t.same(answers, [false, false, false, false])
+})
+
+t.test('each cost bound lets in the cost it names', async (t) => {
+  // What is at a bound verifies, so a bound cannot quietly move by one.
+  const atBounds = {
+    'argon2 256 MiB of memory (one pass: a rehash)': [await hash(PASSWORD, { memoryCost: 262_144, timeCost: 1, parallelism: 1 }), true],
+    'argon2 memory times passes of 2^20': [await hash(PASSWORD, { memoryCost: 65_536, timeCost: 16, parallelism: 1 }), false],
+    'argon2 16 lanes': [await hash(PASSWORD, { memoryCost: 19_456, timeCost: 2, parallelism: 16 }), false],
+  } as const
+  for (const [why, [stored, needsRehash]] of Object.entries(atBounds)) {
+    t.same(await verifyPassword(stored, PASSWORD), { ok: true, needsRehash }, why)
+  }
+  // Werkzeug's format around hashlib's output (pbkdf2_hmac, scrypt with dklen=64), made here.
+  const salt = 'boundSalt'
+  const pbkdf2 = pbkdf2Sync(PASSWORD, salt, 2_000_000, 16, 'md5').toString('hex')
+  t.same(await verifyPassword(`pbkdf2:md5:2000000$${salt}$${pbkdf2}`, PASSWORD), { ok: true, needsRehash: true }, 'pbkdf2 two million iterations')
+  // n·r·p of 2^20 with p > 1, which also needs the memory ceiling to grow with p.
+  const scrypt = scryptSync(PASSWORD, salt, 64, { N: 1024, r: 8, p: 128, maxmem: 132 * 1024 * 8 * 128 }).toString('hex')
+  t.same(await verifyPassword(`scrypt:1024:8:128$${salt}$${scrypt}`, PASSWORD), { ok: true, needsRehash: true }, 'scrypt n·r·p of 2^20')
+})
+
+t.test('a right password under a malformed Werkzeug method is still refused', async (t) => {
+  const [, scryptSalt, scryptHex] = WERKZEUG.scrypt.split('$') as [string, string, string]
+  const [, pbkdf2Salt, pbkdf2Hex] = WERKZEUG.pbkdf2Sha256At600k.split('$') as [string, string, string]
+  const refused = {
+    'scrypt with four arguments': `scrypt:32768:8:1:1$${scryptSalt}$${scryptHex}`,
+    'pbkdf2 with three arguments': `pbkdf2:sha256:600000:1$${pbkdf2Salt}$${pbkdf2Hex}`,
+  }
+  for (const [why, stored] of Object.entries(refused)) {
+    t.same(await verifyPassword(stored, PASSWORD), { ok: false, needsRehash: false }, why)
+  }
+})
+
+t.test('an Argon2id hash of version 0x10 verifies and asks for a rehash, with or without its v=', async (t) => {
+  // `Version` is a const enum with no runtime object under tsx: 0 is 0x10.
+  const v16 = await hash(PASSWORD, { ...ARGON2_PARAMETERS, version: 0 as Version })
+  t.match(v16, /^\$argon2id\$v=16\$/)
+  t.same(await verifyPassword(v16, PASSWORD), { ok: true, needsRehash: true }, 'v=16')
+  // The PHC format reads a missing version as 0x10.
+  t.same(await verifyPassword(v16.replace('v=16$', ''), PASSWORD), { ok: true, needsRehash: true }, 'no v=')
 })
