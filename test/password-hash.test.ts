@@ -20,6 +20,9 @@ const WERKZEUG = {
   pbkdf2Sha1At1000: 'pbkdf2:sha1:1000$46ffjfNU$742ed7a00c43b8225ff59bbf7df3374a44c08088',
   pbkdf2Sha512: 'pbkdf2:sha512:50000$LwR3rkP0NoF1OhYN$db01cf66c3a95017677230c30adf321f99c85d26efcc98352f1a6b4a6317af8609b9be8fedd05a0bf003d5a47d2d05e9a285d60da34ec977b13d379a224a2402',
   pbkdf2Md5: 'pbkdf2:md5:1000$3nno3LhS$3d8e6836b724f4b991f08aeed06a1db4',
+  // The two digests Werkzeug accepted that no default used; made with hashlib.pbkdf2_hmac only.
+  pbkdf2Sha224: 'pbkdf2:sha224:1000$mutSalt224$bf38c19283602df45a3671b68e39cb42fb5bf2c461c0fc1ffb7cd8e2',
+  pbkdf2Sha384: 'pbkdf2:sha384:1000$mutSalt384$2cafc6d3fe49269f8b557fab5a70a1401f9ab170c902c9a49b9310db0039a53a312cb259b81ca089067ad12d15bad759',
   // No count: Werkzeug 3.1 reads its default, 1,000,000. Made with hashlib (no release writes this
   // form); the salt has token_urlsafe's '-' and '_', as Werkzeug's main branch now makes them.
   pbkdf2NoCount: 'pbkdf2:sha256$Zx-_token_urlsafe$5a54e00a71a44f49245bf82fd523a726fcd3a2a3ea3d10b2949faf9180b9830f',
@@ -188,6 +191,15 @@ t.test('a right password under a malformed Werkzeug method is still refused', as
   const refused = {
     'scrypt with four arguments': `scrypt:32768:8:1:1$${scryptSalt}$${scryptHex}`,
     'pbkdf2 with three arguments': `pbkdf2:sha256:600000:1$${pbkdf2Salt}$${pbkdf2Hex}`,
+    // Counts Python's int() reads but no Werkzeug wrote; Number() reads them too.
+    'signed count': `pbkdf2:sha256:+600000$${pbkdf2Salt}$${pbkdf2Hex}`,
+    'count with a space after': `pbkdf2:sha256:600000 $${pbkdf2Salt}$${pbkdf2Hex}`,
+    'count with a leading zero': `pbkdf2:sha256:0600000$${pbkdf2Salt}$${pbkdf2Hex}`,
+    'scrypt n with a space before': `scrypt: 32768:8:1$${scryptSalt}$${scryptHex}`,
+    // Buffer.from(…, 'hex') reads upper case and drops a last odd digit; Werkzeug compares the text.
+    'upper-case scrypt hex': `scrypt:32768:8:1$${scryptSalt}$${scryptHex.toUpperCase()}`,
+    'pbkdf2 hex with one digit more': `pbkdf2:sha256:600000$${pbkdf2Salt}$${pbkdf2Hex}0`,
+    'scrypt hex with one digit more': `scrypt:32768:8:1$${scryptSalt}$${scryptHex}0`,
   }
   for (const [why, stored] of Object.entries(refused)) {
     t.same(await verifyPassword(stored, PASSWORD), { ok: false, needsRehash: false }, why)
