@@ -105,3 +105,58 @@ for (const dialect of dialects) {
     t.equal((await test.database.query('SELECT id FROM securelogin_sessions')).length, 2, 'the one ended an hour ago and the live one stay')
   })
 }
+
+for (const dialect of dialects) {
+  t.test(`${dialect}: a deleted account goes once its ended sessions are purged; a password account without a number is not unproven`, async (t) => {
+    const test = await buildApp(t, dialect, { purgeInterval: false })
+    const { users, sessions } = (dialect === 'sqlite' ? sqliteTables : postgresTables) as unknown as typeof postgresTables
+    const db = test.database.db as unknown as import('drizzle-orm/pg-core').PgDatabase<any, any, any>
+    const now = new Date()
+    const old = new Date(now.getTime() - 8 * 24 * HOUR)
+    const forgotten = randomUUID()
+    const remembered = randomUUID()
+    await db.insert(users).values([
+      // Deleted: no number, no name; one of them has a session that ended an hour ago.
+      { id: forgotten, phone: null, status: 'deleted', createdAt: old },
+      { id: remembered, phone: null, status: 'deleted', createdAt: old },
+      // A password account that never added a number: nothing to prove.
+      { id: randomUUID(), phone: null, email: 'carol@example.com', passwordHash: 'h', authType: 'PASSWORD', createdAt: old },
+      // An unproven phone account past the ttl.
+      { id: randomUUID(), phone: '+14155550123', createdAt: old },
+    ])
+    await db.insert(sessions).values({ id: randomUUID(), userId: remembered, generation: 0, createdAt: old, refreshedAt: old, expiresAt: new Date(now.getTime() + 30 * 24 * HOUR), revokedAt: new Date(now.getTime() - HOUR), revokedReason: 'deleted' })
+
+    t.equal((await purgeExpired(test.database.db, { now })).accounts, 2, 'the unproven one and the deleted one without sessions, both counted')
+    const left = async () => (await test.database.query('SELECT id, email FROM securelogin_users')).map((row) => String(row.email ?? row.id)).sort()
+    t.same(await left(), ['carol@example.com', remembered].sort(), 'the password account stays, and so does the deleted one whose ended session is kept')
+    t.same(await purgeExpired(test.database.db, { now: new Date(now.getTime() + 2 * 24 * HOUR) }), { challenges: 0, sessions: 1, counters: 0, accounts: 1 }, 'once its session is purged, the deleted account goes in the same run')
+    t.same(await left(), ['carol@example.com'], 'only the password account is left')
+  })
+}
+
+for (const dialect of dialects) {
+  t.test(`${dialect}: when a batch falls back to one account at a time, an error other than a reference fails the purge`, async (t) => {
+    const test = await buildApp(t, dialect, { purgeInterval: false })
+    const { users } = (dialect === 'sqlite' ? sqliteTables : postgresTables) as unknown as typeof postgresTables
+    const db = test.database.db as unknown as import('drizzle-orm/pg-core').PgDatabase<any, any, any>
+    const old = new Date(Date.now() - 8 * 24 * HOUR)
+    const referenced = '00000000-0000-4000-8000-000000000001'
+    const refused = '00000000-0000-4000-8000-000000000002'
+    await db.insert(users).values([{ id: referenced, phone: '+14155550131', createdAt: old }, { id: refused, phone: '+14155550132', createdAt: old }])
+    await test.database.query('CREATE TABLE app_orders (id integer PRIMARY KEY, user_id uuid NOT NULL REFERENCES securelogin_users (id))'.replace('uuid', dialect === 'sqlite' ? 'text' : 'uuid'))
+    await test.database.query('INSERT INTO app_orders (id, user_id) VALUES (1, $1)', [referenced])
+    // The batch fails on the reference (the refused account's delete, after the referenced one's,
+    // goes through there); then, one account at a time, the refused one's delete fails otherwise.
+    const refusal = `old.id = '${refused}' AND EXISTS (SELECT 1 FROM securelogin_users WHERE id = '${referenced}')`
+    if (dialect === 'sqlite') {
+      await test.database.query(`CREATE TRIGGER refuse_purge BEFORE DELETE ON securelogin_users WHEN ${refusal} BEGIN SELECT RAISE(ABORT, 'not now'); END`)
+    } else {
+      await test.database.query(`CREATE FUNCTION refuse_purge() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN IF ${refusal.replace('old.id', 'old.id::text')} THEN RAISE EXCEPTION 'not now'; END IF; RETURN old; END $$`)
+      await test.database.query('CREATE TRIGGER refuse_purge BEFORE DELETE ON securelogin_users FOR EACH ROW EXECUTE FUNCTION refuse_purge()')
+    }
+    const error = await purgeExpired(test.database.db, {}).then(() => undefined, (error: Error) => error)
+    // Drizzle may wrap the driver's error ("Failed query: …", the driver's as its cause).
+    t.match(`${error?.message} ${(error?.cause as Error | undefined)?.message}`, /not now/, 'the error is thrown, not passed over like a reference')
+    t.equal((await test.database.query('SELECT id FROM securelogin_users')).length, 2, 'both accounts stay')
+  })
+}
