@@ -198,6 +198,18 @@ for (const dialect of dialects) {
     t.same(await reasonsOf(mover.userid), ['phone_changed', null], 'the earlier session ended; the new one is live')
   })
 
+  t.test(`${dialect}: the store registers a number once: a second registration answers the first account, not a creation`, async (t) => {
+    const { store } = await storeOf(t, dialect)
+    const phone = testPhone()
+    const first = await store.registerUser(randomUUID(), phone, 'Ada', new Date())
+    t.equal(first.created, true)
+    t.equal(first.user.username, 'Ada', 'the name given is stored')
+    const second = await store.registerUser(randomUUID(), phone, 'Ada', new Date())
+    t.equal(second.created, false, 'registerAccount deletes what it believes it created when the number changed hands meanwhile: a false creation would delete the existing account')
+    t.equal(second.user.id, first.user.id)
+    t.equal(second.user.username, 'Ada', 'the same name again keeps it')
+  })
+
   t.test(`${dialect}: a code opens no session for an account disabled before it is used, or while`, async (t) => {
     const { database, store } = await storeOf(t, dialect)
     const phone = testPhone()

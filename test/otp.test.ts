@@ -255,5 +255,14 @@ for (const dialect of dialects) {
       await post(test.app, '/register', { phone, username: 'squatter again' })
       t.equal((await test.database.query('SELECT username FROM securelogin_users'))[0]!.username, null, 'nor does registering rename it once proven')
     })
+
+    t.test('a registration without a name after one with a name leaves the unproven account unnamed', async (t) => {
+      const test = await buildApp(t, dialect)
+      const phone = testPhone()
+      await post(test.app, '/register', { phone, username: 'squatter' })
+      t.equal((await test.database.query('SELECT username FROM securelogin_users'))[0]!.username, 'squatter', 'the first registration names it')
+      t.equal((await post(test.app, '/register', { phone })).statusCode, 201)
+      t.equal((await test.database.query('SELECT username FROM securelogin_users'))[0]!.username, null, 'either may be the owner\'s: no name')
+    })
   })
 }
