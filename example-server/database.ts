@@ -22,5 +22,8 @@ export async function openDatabase (url: string): Promise<{ db: SecureLoginDatab
   // better-sqlite3 waits for a busy file synchronously, which dbTimeout cannot interrupt: keep it short.
   const sqlite = new Database(file, { timeout: 1_000 })
   sqlite.pragma('journal_mode = WAL')
+  // Said, not left to chance: better-sqlite3 gives FULL on the run that creates the file and NORMAL
+  // after (docs/databases.md).
+  sqlite.pragma('synchronous = NORMAL')
   return { db: drizzle(sqlite), close: async () => { sqlite.close() } }
 }

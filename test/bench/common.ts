@@ -2,8 +2,9 @@
 // The server and the load generator (test/bench/load-generator.mjs, plain JS) each run in a process
 // of their own, so that on a 2-core machine each gets a core, and neither shares an event loop with
 // this process, which only directs the run and prints the tables.
-import { fork, type ChildProcess } from 'node:child_process'
+import { execFileSync, fork, type ChildProcess } from 'node:child_process'
 import { loadavg } from 'node:os'
+import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
 export const HOST = '127.0.0.1'
@@ -38,7 +39,21 @@ export interface ServerHandle {
   stop: () => Promise<void>
 }
 
-const serverFile = fileURLToPath(new URL('./server.ts', import.meta.url))
+let serverFile: string | undefined
+
+/**
+ * The bench server as plain JavaScript, compiled once per run by tsc (test/bench/tsconfig.json) into
+ * .bench-build/: run under a TypeScript loader, a server's memory and startup would be the loader's
+ * as much as ours (tsx keeps a module-loading thread and its caches: about 50 MB more RSS for the
+ * same bare server in our runs).
+ */
+function compiledServer (): string {
+  if (serverFile !== undefined) return serverFile
+  const repo = fileURLToPath(new URL('../../', import.meta.url))
+  execFileSync(process.execPath, [join(repo, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join(repo, 'test', 'bench', 'tsconfig.json')], { stdio: 'inherit' })
+  serverFile = join(repo, '.bench-build', 'test', 'bench', 'server.js')
+  return serverFile
+}
 
 /** Each bench server's peak resident set (bytes) over its whole life, by scenario, recorded as it stops. */
 export const peakRss = new Map<string, number>()
@@ -53,9 +68,9 @@ export function peakRssNote (): string {
  * `nodeFlags` go to the child's Node (the soak's `--expose-gc`).
  */
 export async function startServer (scenario: string, env: Record<string, string> = {}, nodeFlags: string[] = []): Promise<ServerHandle> {
-  const child: ChildProcess = fork(serverFile, [scenario], {
+  const child: ChildProcess = fork(compiledServer(), [scenario], {
     // BENCH_SERVER_FLAGS: more flags for every server, e.g. '--cpu-prof --cpu-prof-dir=/tmp/prof' to profile one.
-    execArgv: ['--import', 'tsx', ...nodeFlags, ...(process.env.BENCH_SERVER_FLAGS ?? '').split(' ').filter(Boolean)],
+    execArgv: [...nodeFlags, ...(process.env.BENCH_SERVER_FLAGS ?? '').split(' ').filter(Boolean)],
     env: { ...process.env, ...env },
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   })
@@ -95,7 +110,7 @@ export async function startServer (scenario: string, env: Record<string, string>
       if (exited) return
       const answer = reply('cpu', 10_000)
       child.send({ type: 'cpu' })
-      peakRss.set(env.BENCH_SCALE === undefined ? scenario : `${scenario} (${env.BENCH_SCALE} accounts)`, (await answer.catch(() => ({ maxRss: NaN }))).maxRss)
+      peakRss.set([scenario, env.BENCH_SQLITE_SYNC, env.BENCH_SCALE === undefined ? undefined : `${env.BENCH_SCALE} accounts`].filter(Boolean).join(' '), (await answer.catch(() => ({ maxRss: NaN }))).maxRss)
       child.send({ type: 'stop' })
       const timer = setTimeout(() => { if (!exited) child.kill('SIGKILL') }, 10_000)
       await exit

@@ -4,7 +4,7 @@
 //   BENCH_DURATION / BENCH_WARMUP                 seconds per sign-in step / warm-up (4 / 1)
 //   BENCH_ROUNDS / BENCH_ROUND_SECONDS            GET / rounds and seconds per round (3 / 2)
 //   BENCH_CONNECTIONS / BENCH_SIGNIN_CONNECTIONS  (50 / 20)
-//   BENCH_SQLITE_SYNC=NORMAL  run SQLite with synchronous=NORMAL instead of the default FULL
+//   BENCH_SQLITE_SYNC=NORMAL  run SQLite under this `synchronous` only (by default: FULL, then NORMAL)
 //   BENCH_PIPELINING          requests in flight per connection (1)
 //   --smoke                   about a second per case, one round: for CI, so that the benchmark
 //                             cannot rot. It fails on any non-2xx answer or a case that served
@@ -44,7 +44,9 @@ if (scaleMode) {
 const http = await httpBench()
 phase('GET /')
 const rows: Row[] = [...http.rows]
-rows.push(...await signinBench('sqlite'))
+// SQLite under both settings an app may run with (docs/databases.md): the smoke run only the first.
+const syncs = process.env.BENCH_SQLITE_SYNC !== undefined ? [undefined] : smoke ? ['FULL' as const] : ['FULL' as const, 'NORMAL' as const]
+for (const synchronous of syncs) rows.push(...await signinBench('sqlite', { synchronous }))
 phase('sign-in SQLite')
 if (await postgresReachable()) {
   rows.push(...await signinBench('postgres'))

@@ -29,7 +29,7 @@ export async function runScale (users: number): Promise<void> {
   for (const dialect of dialects) {
     const empty = await signinBench(dialect)
     let report: ScaleReport | undefined
-    const large = await signinBench(dialect, users, (r) => { report = r })
+    const large = await signinBench(dialect, { scale: users, onScale: (r) => { report = r } })
     all.push(...empty, ...large)
     notes.push(`${dialect === 'sqlite' ? 'SQLite' : 'PostgreSQL'}, ${users.toLocaleString('en-US')} accounts:\n\n${comparison(empty, large)}\n\n${report === undefined ? '' : housekeepingNote(report)}`)
   }

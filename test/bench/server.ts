@@ -18,12 +18,8 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { randomUUID } from 'node:crypto'
-import Database from 'better-sqlite3'
-import { drizzle as drizzleSqlite } from 'drizzle-orm/better-sqlite3'
-import { drizzle as drizzlePg } from 'drizzle-orm/node-postgres'
 import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify'
 import { createSigner, createVerifier } from 'fast-jwt'
-import pg from 'pg'
 import secureLogin, { purgeExpired, type SecureLoginDatabase, type SmsMessage } from '../../lib/index.js'
 import { createStore } from '../../lib/store/index.js'
 
@@ -43,6 +39,8 @@ let execRaw: ((text: string) => Promise<void>) | undefined
 let dialect: 'sqlite' | 'postgres' | undefined
 let database: SecureLoginDatabase | undefined
 let stopping = false
+/** What 'ready' answers besides the port: the seeding's time, SQLite's `synchronous`. */
+const info: Record<string, unknown> = {}
 
 async function stop (): Promise<void> {
   if (stopping) return
@@ -64,11 +62,17 @@ function accessLikeToken (): string {
 
 async function sqliteDatabase (): Promise<SecureLoginDatabase> {
   const dir = mkdtempSync(join(tmpdir(), 'securelogin-bench-'))
+  // Each database's driver is loaded only by the servers that use it, as an app loads one: the
+  // peak RSS reported is then what such an app's process would hold.
+  const { default: Database } = await import('better-sqlite3')
+  const { drizzle: drizzleSqlite } = await import('drizzle-orm/better-sqlite3')
   const sqlite = new Database(join(dir, 'bench.db'))
   sqlite.pragma('journal_mode = WAL')
   sqlite.pragma('busy_timeout = 5000')
-  // Default: SQLite's own (FULL), as docs/getting-started.md sets the database up. BENCH_SQLITE_SYNC=NORMAL to compare.
+  // BENCH_SQLITE_SYNC: FULL or NORMAL (test/bench/run.ts runs both). Unset, the connection keeps
+  // what it has: FULL on this new file, which it just switched to WAL (see docs/databases.md).
   if (process.env.BENCH_SQLITE_SYNC) sqlite.pragma(`synchronous = ${process.env.BENCH_SQLITE_SYNC.replace(/[^A-Za-z]/g, '')}`)
+  info.synchronous = ['OFF', 'NORMAL', 'FULL', 'EXTRA'][sqlite.pragma('synchronous', { simple: true }) as number]
   cleanups.push(() => { sqlite.close(); rmSync(dir, { recursive: true, force: true }) })
   countRows = async () => Object.fromEntries(TABLES.map((table) => [table, (sqlite.prepare(`SELECT count(*) AS n FROM ${table}`).get() as { n: number }).n]))
   execRaw = async (text) => { sqlite.exec(text) }
@@ -79,6 +83,8 @@ async function sqliteDatabase (): Promise<SecureLoginDatabase> {
 
 async function postgresDatabase (): Promise<SecureLoginDatabase> {
   const url = process.env.BENCH_PG_URL ?? 'postgres://root@127.0.0.1:5432/test'
+  const { default: pg } = await import('pg')
+  const { drizzle: drizzlePg } = await import('drizzle-orm/node-postgres')
   const name = `securelogin_bench_${randomBytes(6).toString('hex')}`
   const admin = new pg.Client({ connectionString: url, connectionTimeoutMillis: 3000 })
   await admin.connect()
@@ -237,7 +243,6 @@ async function stats (): Promise<Record<string, unknown>> {
 }
 
 async function main (): Promise<Record<string, unknown>> {
-  const info: Record<string, unknown> = {}
   const sent: Outbox = []
   process.on('message', (message: { type: string }) => {
     if (message.type === 'stop') void stop()

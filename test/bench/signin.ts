@@ -43,12 +43,17 @@ export interface ScaleReport { seedMs: number, revokedRows: number, revocationMs
 
 /**
  * The four steps on a fresh database, or with `scale` on one first filled with that many accounts
- * and sessions (test/bench/server.ts, seedScale); then `onScale` gets the housekeeping's cost.
+ * and sessions (test/bench/server.ts, seedScale); then `onScale` gets the housekeeping's cost. On
+ * SQLite, `synchronous` sets the pragma (else BENCH_SQLITE_SYNC, else the connection's own); the
+ * group names the one the server ran with.
  */
-export async function signinBench (dialect: 'sqlite' | 'postgres', scale = 0, onScale?: (report: ScaleReport) => void): Promise<Row[]> {
+export async function signinBench (dialect: 'sqlite' | 'postgres', { scale = 0, onScale, synchronous }: { scale?: number, onScale?: (report: ScaleReport) => void, synchronous?: 'FULL' | 'NORMAL' } = {}): Promise<Row[]> {
   const size = scale === 0 ? '' : `, ${scale.toLocaleString('en-US')} accounts`
-  const group = `sign-in, ${dialect === 'sqlite' ? 'SQLite file (WAL)' : 'PostgreSQL'}${size}`
-  const server = await startServer(`signin-${dialect}`, scale === 0 ? {} : { BENCH_SCALE: String(scale) })
+  const server = await startServer(`signin-${dialect}`, {
+    ...(scale === 0 ? {} : { BENCH_SCALE: String(scale) }),
+    ...(synchronous === undefined ? {} : { BENCH_SQLITE_SYNC: synchronous }),
+  })
+  const group = `sign-in, ${dialect === 'sqlite' ? `SQLite file (WAL, synchronous ${String(server.info.synchronous)})` : 'PostgreSQL'}${size}`
   try {
     const rows: Row[] = []
     // register: an endless supply of new numbers; login: each registered number once, so every
