@@ -127,49 +127,60 @@ async function sendCode (ctx: ChallengeContext, args: { phone: string, locale?: 
   const { options, store, hashKey, log } = ctx
   const { phone } = args
   const now = new Date()
-  await enforceClientLimit(store, 'send', clientAddress(args.request), options.rateLimit.sendsPerIp, now)
-  // The app's CAPTCHA or risk check, before anything is counted against the number.
-  if (options.beforeSend !== undefined && await options.beforeSend(args.request, phone) !== true) throw new SendRefusedError()
-
-  // A request inside the cooldown is refused before it counts against the number's allowance, so
-  // such requests cannot exhaust it and lock the owner out. The upsert below re-checks the
-  // cooldown atomically for requests that race past this read.
-  const previous = await store.findChallenge(phone)
-  if (previous !== undefined && previous.sentAt.getTime() + options.otpResendIntervalMs > now.getTime()) {
-    throw resendTooSoon(previous.sentAt, now, options.otpResendIntervalMs)
+  const address = clientAddress(args.request)
+  const countClient = () => enforceClientLimit(store, 'send', address, options.rateLimit.sendsPerIp, now)
+  // The app's CAPTCHA or risk check, after the client is counted and before anything is counted
+  // against the number. It may wait for a service, so it runs outside the unit of work below.
+  if (options.beforeSend !== undefined) {
+    await countClient()
+    if (await options.beforeSend(args.request, phone) !== true) throw new SendRefusedError()
   }
-  // A locked number gets no code, and a number whose allowances are spent gets none either: read
-  // here, before a new code would replace the owner's pending one. The sends are counted once the
-  // challenge is opened, for the one request that opened it: a burst of parallel requests spends
-  // one send, not twenty.
-  const budget: Refusal = (seconds) => ctx.budget.exhausted(seconds, log)
-  const sendLimits: Limit[] = [
-    { key: `send:phone:${phone}`, rules: options.rateLimit.sendsPerPhone },
-    // Across numbers, for every code opened (with or without an account, which must look the
-    // same): runs of sequential numbers, and the app's whole SMS bill.
-    { key: `send:prefix:${phone.slice(0, -3)}`, rules: options.rateLimit.sendsPerPrefix },
-    { key: 'send:global', rules: options.rateLimit.sendsGlobal, refusal: budget },
-  ]
-  await refuseIfAnyFull(store, [{ key: lockKey(phone), rules: options.rateLimit.failedVerifiesPerPhone, refusal: phoneLocked, sliding: true }, ...sendLimits], now)
 
-  const recipient = await recipientOf()
-  const fixedCode = options.phonePolicy.testNumbers.get(phone)
-  const deliver = recipient.deliver && fixedCode === undefined
-  const challengeId = randomUUID()
-  const code = fixedCode ?? generateCode(options.otpLength)
-  // Verifying vendors keep the code themselves; a null hash sends checks to them.
-  const codeHash = options.smsVerifies && deliver ? vendorCheckMark(hashKey, phone, challengeId, recipient.owner) : hashCode(hashKey, phone, challengeId, code, recipient.owner)
-  const challenge = await store.openChallenge({
-    phone, challengeId, codeHash, now, expiresAt: new Date(now.getTime() + options.otpTtlMs), resendIntervalMs: options.otpResendIntervalMs,
+  // From the client's count to the counted sends, the code is opened with its writes committed
+  // together: this part only awaits the store (recipientOf reads the account).
+  const { recipient, deliver, challengeId, code, fixedCode } = await store.unitOfWork(async () => {
+    if (options.beforeSend === undefined) await countClient()
+    // A request inside the cooldown is refused before it counts against the number's allowance, so
+    // such requests cannot exhaust it and lock the owner out. The upsert below re-checks the
+    // cooldown atomically for requests that race past this read.
+    const previous = await store.findChallenge(phone)
+    if (previous !== undefined && previous.sentAt.getTime() + options.otpResendIntervalMs > now.getTime()) {
+      throw resendTooSoon(previous.sentAt, now, options.otpResendIntervalMs)
+    }
+    // A locked number gets no code, and a number whose allowances are spent gets none either: read
+    // here, before a new code would replace the owner's pending one. The sends are counted once the
+    // challenge is opened, for the one request that opened it: a burst of parallel requests spends
+    // one send, not twenty.
+    const budget: Refusal = (seconds) => ctx.budget.exhausted(seconds, log)
+    const sendLimits: Limit[] = [
+      { key: `send:phone:${phone}`, rules: options.rateLimit.sendsPerPhone },
+      // Across numbers, for every code opened (with or without an account, which must look the
+      // same): runs of sequential numbers, and the app's whole SMS bill.
+      { key: `send:prefix:${phone.slice(0, -3)}`, rules: options.rateLimit.sendsPerPrefix },
+      { key: 'send:global', rules: options.rateLimit.sendsGlobal, refusal: budget },
+    ]
+    await refuseIfAnyFull(store, [{ key: lockKey(phone), rules: options.rateLimit.failedVerifiesPerPhone, refusal: phoneLocked, sliding: true }, ...sendLimits], now)
+
+    const recipient = await recipientOf()
+    const fixedCode = options.phonePolicy.testNumbers.get(phone)
+    const deliver = recipient.deliver && fixedCode === undefined
+    const challengeId = randomUUID()
+    const code = fixedCode ?? generateCode(options.otpLength)
+    // Verifying vendors keep the code themselves; a null hash sends checks to them.
+    const codeHash = options.smsVerifies && deliver ? vendorCheckMark(hashKey, phone, challengeId, recipient.owner) : hashCode(hashKey, phone, challengeId, code, recipient.owner)
+    const challenge = await store.openChallenge({
+      phone, challengeId, codeHash, now, expiresAt: new Date(now.getTime() + options.otpTtlMs), resendIntervalMs: options.otpResendIntervalMs,
+    })
+    if (challenge === undefined) throw resendTooSoon((await store.findChallenge(phone))?.sentAt ?? now, now, options.otpResendIntervalMs)
+    try {
+      // Atomically, all or none: requests that raced past the reads above cannot overshoot.
+      await takeSlots(store, sendLimits, now)
+    } catch (error) {
+      await store.withdrawChallenge(phone, challengeId)
+      throw error
+    }
+    return { recipient, deliver, challengeId, code, fixedCode }
   })
-  if (challenge === undefined) throw resendTooSoon((await store.findChallenge(phone))?.sentAt ?? now, now, options.otpResendIntervalMs)
-  try {
-    // Atomically, all or none: requests that raced past the reads above cannot overshoot.
-    await takeSlots(store, sendLimits, now)
-  } catch (error) {
-    await store.withdrawChallenge(phone, challengeId)
-    throw error
-  }
 
   if (deliver) {
     const provider = options.sms
@@ -269,24 +280,32 @@ async function checkCode<T> (ctx: ChallengeContext, args: { phone: string, code:
   const { options, store, hashKey, log } = ctx
   const { phone, code } = args
   const now = new Date()
-  await enforceClientLimit(store, 'verify', clientAddress(args.request), options.rateLimit.verifiesPerIp, now)
-
-  // Every check takes one of the number's wrong-code slots (failedVerifiesPerPhone, a sliding
-  // window) before anything is compared, and gives it back unless it was a wrong guess: guesses
-  // spread over codes, resends, addresses, window boundaries and concurrent requests cannot exceed
-  // the budget. A locked number is refused even the right code.
-  const failures = options.rateLimit.failedVerifiesPerPhone
-  const slots = await slidingWindow.take(store, lockKey(phone), failures, now, phoneLocked)
+  const address = clientAddress(args.request)
+  // Everything a check counts before it compares, committed together: it only awaits the store.
+  const counted = await store.unitOfWork(async () => {
+    await enforceClientLimit(store, 'verify', address, options.rateLimit.verifiesPerIp, now)
+    // Every check takes one of the number's wrong-code slots (failedVerifiesPerPhone, a sliding
+    // window) before anything is compared, and gives it back unless it was a wrong guess: guesses
+    // spread over codes, resends, addresses, window boundaries and concurrent requests cannot exceed
+    // the budget. A locked number is refused even the right code.
+    const slots = await slidingWindow.take(store, lockKey(phone), options.rateLimit.failedVerifiesPerPhone, now, phoneLocked)
+    try {
+      const mismatch = check.mismatch !== undefined && await check.mismatch()
+      const challenge = await store.recordAttempt(phone, now, options.otpMaxAttempts)
+      if (challenge === undefined) {
+        const current = await store.findChallenge(phone)
+        const open = current !== undefined && current.consumedAt === null && current.expiresAt > now
+        throw open ? new OtpAttemptsExceededError() : new OtpExpiredError()
+      }
+      return { slots, mismatch, challenge }
+    } catch (error) {
+      await freeSlots(ctx, slots)
+      throw error
+    }
+  })
+  const { slots, mismatch, challenge } = counted
   let wrongGuess = false
   try {
-    const mismatch = check.mismatch !== undefined && await check.mismatch()
-    const challenge = await store.recordAttempt(phone, now, options.otpMaxAttempts)
-    if (challenge === undefined) {
-      const current = await store.findChallenge(phone)
-      const open = current !== undefined && current.consumedAt === null && current.expiresAt > now
-      throw open ? new OtpAttemptsExceededError() : new OtpExpiredError()
-    }
-
     let approved: boolean
     if (mismatch) {
       approved = false
@@ -310,8 +329,11 @@ async function checkCode<T> (ctx: ChallengeContext, args: { phone: string, code:
     }
     return await check.onMatch(challenge.challengeId, now)
   } finally {
-    if (!wrongGuess) {
-      await slidingWindow.free(store, slots).catch((error: unknown) => log.warn({ err: loggableError(error) }, 'fastify-securelogin: could not give back a wrong-code slot'))
-    }
+    if (!wrongGuess) await freeSlots(ctx, slots)
   }
+}
+
+/** Gives back wrong-code slots taken by a check that was not a wrong guess; a failure only costs the owner a slot. */
+async function freeSlots (ctx: ChallengeContext, slots: readonly string[]): Promise<void> {
+  await slidingWindow.free(ctx.store, slots).catch((error: unknown) => ctx.log.warn({ err: loggableError(error) }, 'fastify-securelogin: could not give back a wrong-code slot'))
 }

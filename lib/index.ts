@@ -97,7 +97,9 @@ const secureLogin: FastifyPluginAsync<SecureLoginOptions> = async (fastify, rawO
     fastify.log.warn({ count: options.phonePolicy.testNumbers.size }, 'fastify-securelogin: test numbers sign in without an SMS outside development (allowTestNumbersInProduction)')
   }
   if (rawOptions.rateLimit === false) fastify.log.warn('fastify-securelogin: rateLimit: false, every limit is off (codes can be requested and guessed without bound)')
-  const store = withDeadline(createStore(options.db, options.dialect), options.dbTimeoutMs)
+  const store = withDeadline(createStore(options.db, options.dialect, (problem) => {
+    fastify.log.error({ problem }, 'fastify-securelogin: a unit of work broke its rule (it must only await the store): please report this bug')
+  }), options.dbTimeoutMs)
   const accessJwt = await registerAccessJwt(fastify, options)
   if (options.cookies !== undefined) await ensureCookieSupport(fastify)
   const tokens = createTokenService(options, accessJwt)

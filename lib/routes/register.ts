@@ -62,8 +62,11 @@ export const registerRoute: FastifyPluginAsyncTypebox<{ ctx: SecureLoginContext 
     // anyone's: it is checked, and not kept.
     const username = body.username === undefined || ctx.options.signUp === 'on-verify' ? undefined : normalizeUsername(body.username)
     const now = new Date()
-    await enforceClientLimit(ctx.store, 'register', address, ctx.options.rateLimit.registersPerIp, now)
-    const user = await registerAccount(ctx, phone, username, now)
+    // Counted and registered with the writes committed together (both only await the store).
+    const user = await ctx.store.unitOfWork(async () => {
+      await enforceClientLimit(ctx.store, 'register', address, ctx.options.rateLimit.registersPerIp, now)
+      return registerAccount(ctx, phone, username, now)
+    })
     return reply.code(201).send({ message: 'registered successfully', userid: user.id })
   })
 }

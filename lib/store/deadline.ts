@@ -6,6 +6,8 @@ export const RETRY_AFTER_SECONDS = 2
 
 type AsyncMethods = Record<string, (...args: never[]) => Promise<unknown>>
 
+const UNBOUNDED = new Set(['unitOfWork'])
+
 /**
  * The store with every call bounded by `timeoutMs` and every sign of a database that cannot serve
  * now (lost or refused connections, a restart, a timeout, a busy SQLite file) turned into 503
@@ -17,6 +19,12 @@ type AsyncMethods = Record<string, (...args: never[]) => Promise<unknown>>
 export function withDeadline<Store extends AsyncMethods> (store: Store, timeoutMs: number): Store {
   const bounded = {} as Record<string, unknown>
   for (const [name, method] of Object.entries(store)) {
+    // A unit of work runs other store calls, each bounded on its own: bounding their sum would
+    // answer 503 for a request whose every call was in time, and leave the work running on.
+    if (UNBOUNDED.has(name)) {
+      bounded[name] = method
+      continue
+    }
     bounded[name] = (...args: never[]) => new Promise((resolve, reject) => {
       const timer = setTimeout(() => reject(unavailable(new Error(`no answer within ${timeoutMs} ms (dbTimeout) to ${name}`))), timeoutMs)
       method.apply(bounded, args).then((value) => {

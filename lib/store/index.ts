@@ -7,6 +7,7 @@ import type { SecureLoginDatabase } from '../options.js'
 import { isForeignKeyViolation } from '../db/faults.js'
 import { createAccountStore, DELETED } from './accounts.js'
 import { createPasswordStore } from './passwords.js'
+import { createUnitOfWork, type UnitOfWorkMisuse } from './unit-of-work.js'
 
 // Both dialects' tables have the same column keys and JS types, and Drizzle's query builders build
 // dialect-specific SQL at run time, so the store is written once against the PostgreSQL types.
@@ -28,7 +29,7 @@ export const PURGE_BATCH = 1000
 /** The hash of a code that can never be entered (see killChallenge). */
 const DEAD_CODE_HASH = '-'
 
-export function createStore (database: SecureLoginDatabase, dialect: 'sqlite' | 'postgres') {
+export function createStore (database: SecureLoginDatabase, dialect: 'sqlite' | 'postgres', unitMisuse?: UnitOfWorkMisuse) {
   const db = database as unknown as Db
   const t = (dialect === 'sqlite' ? sqliteTables.tables : postgresTables.tables) as unknown as Tables
   const { users, otpChallenges, sessions, rateLimits, phoneHistory } = t
@@ -216,6 +217,8 @@ export function createStore (database: SecureLoginDatabase, dialect: 'sqlite' | 
   return {
     ...createAccountStore(db, t),
     ...createPasswordStore(db, t, dialect),
+    /** Runs a request's store calls with their writes committed together (see lib/store/unit-of-work.ts). */
+    unitOfWork: createUnitOfWork(database, unitMisuse),
 
     async findUserByPhone (phone: string): Promise<User | undefined> {
       const rows = await prepared.findUserByPhone().execute({ phone })

@@ -1,0 +1,145 @@
+import { join } from 'node:path'
+import { Writable } from 'node:stream'
+import Database from 'better-sqlite3'
+import Fastify from 'fastify'
+import t from 'tap'
+import secureLogin, { migrate } from '../lib/index.js'
+import { withDeadline } from '../lib/store/deadline.js'
+import { createStore } from '../lib/store/index.js'
+import type { UnitOfWorkMisuse } from '../lib/store/unit-of-work.js'
+import { buildApp, createOutbox, createTestDatabase, dialects, post, TEST_SECRET, testPhone } from './helper.js'
+
+// store.unitOfWork (lib/store/unit-of-work.ts): on better-sqlite3 a request's writes are committed
+// together, and only grouped: nothing is rolled back, and every unit's writes are committed by the
+// time it returns. Each SQLite test reads through a second connection to the same file, which sees
+// only what was committed.
+
+type Tap = Parameters<typeof createTestDatabase>[0]
+
+async function sqliteStore (t: Tap) {
+  const file = join(t.testdir(), 'unit.db')
+  const database = await createTestDatabase(t, 'sqlite', file)
+  await migrate(database.db)
+  const observer = new Database(file, { readonly: true })
+  const writer = new Database(file, { timeout: 0 })
+  t.teardown(() => { observer.close(); writer.close() })
+  const client = (database.db as unknown as { $client: Database.Database }).$client
+  const countersSeen = () => (observer.prepare('SELECT key, count FROM securelogin_rate_limits ORDER BY key').all() as Array<{ key: string, count: number }>)
+  const misused: Array<Parameters<UnitOfWorkMisuse>[0]> = []
+  return { store: createStore(database.db, 'sqlite', (problem) => misused.push(problem)), client, countersSeen, writer, misused }
+}
+
+t.test('sqlite: a unit\'s writes are one transaction, committed when it returns', async (t) => {
+  const { store, client, countersSeen, writer, misused } = await sqliteStore(t)
+  const now = new Date()
+  const answer = await store.unitOfWork(async () => {
+    // BEGIN IMMEDIATE, not BEGIN: the write lock from the start, so a unit whose first statement
+    // reads is never refused its first write because another process wrote in between.
+    t.throws(() => writer.exec('BEGIN IMMEDIATE'), { code: 'SQLITE_BUSY' }, 'another connection cannot write while the unit is open, even before its first write')
+    await store.hitRateLimit('a', 60_000, now)
+    await store.hitRateLimit('b', 60_000, now)
+    t.same(countersSeen(), [], 'inside the unit, another connection sees none of its writes yet')
+    t.equal(client.inTransaction, true)
+    return 42
+  })
+  t.equal(answer, 42, 'the work\'s answer')
+  t.equal(client.inTransaction, false, 'nothing left open')
+  t.same(countersSeen(), [{ key: 'a', count: 1 }, { key: 'b', count: 1 }], 'both committed')
+  t.same(misused, [], 'it only awaited the store')
+})
+
+t.test('sqlite: what a unit counted before it threw stays counted', async (t) => {
+  const { store, client, countersSeen } = await sqliteStore(t)
+  const refused = new Error('refused after counting')
+  await t.rejects(store.unitOfWork(async () => {
+    await store.hitRateLimit('client', 60_000, new Date())
+    throw refused
+  }), refused, 'the work\'s error')
+  t.equal(client.inTransaction, false)
+  t.same(countersSeen(), [{ key: 'client', count: 1 }], 'committed, not rolled back: a refused request is still counted')
+})
+
+t.test('sqlite: a unit that finds another\'s transaction open joins it and still commits at its own end', async (t) => {
+  const { store, client, countersSeen, misused } = await sqliteStore(t)
+  const now = new Date()
+  // Against the contract (the first unit awaits something other than the store), to stand for
+  // interleaved awaits: the second unit runs while the first one's transaction is open.
+  let release!: () => void
+  const held = new Promise<void>((resolve) => { release = resolve })
+  const first = store.unitOfWork(async () => {
+    await store.hitRateLimit('first', 60_000, now)
+    await held
+    await store.hitRateLimit('first-after', 60_000, now)
+  })
+  await new Promise((resolve) => setImmediate(resolve))
+  t.equal(client.inTransaction, true, 'the first unit\'s transaction is open')
+  await store.unitOfWork(async () => { await store.hitRateLimit('second', 60_000, now) })
+  t.same(countersSeen(), [{ key: 'first', count: 1 }, { key: 'second', count: 1 }], 'the second unit returned with its writes (and what shared its transaction) committed')
+  release()
+  await first
+  t.equal(client.inTransaction, false)
+  t.same(countersSeen().map((row) => row.key), ['first', 'first-after', 'second'])
+  t.same(misused, ['joined-open-transaction', 'waited-for-io'], 'both broken rules are told: the second unit joined, the first waited for the event loop')
+})
+
+t.test('a unit of work is not bounded by dbTimeout as a whole: each store call in it is', async (t) => {
+  const delay = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
+  // Three calls of 40 ms under a 100 ms dbTimeout: each is in time, their sum is not.
+  const store = withDeadline({
+    unitOfWork: async <T>(work: () => Promise<T>) => work(),
+    slowCall: async () => { await delay(40); return 'answered' },
+  }, 100)
+  const answers = await store.unitOfWork(async () => [await store.slowCall(), await store.slowCall(), await store.slowCall()])
+  t.same(answers, ['answered', 'answered', 'answered'], 'no 503 for a request whose every call was in time')
+  await t.rejects(withDeadline({ lateCall: async () => { await delay(150) } }, 100).lateCall(), { code: 'SECURELOGIN_UNAVAILABLE' }, 'while a single call past dbTimeout still answers 503')
+})
+
+t.test('sqlite: each sign-in step commits its counted writes as one unit, and no unit waits for anything but the store', async (t) => {
+  const database = await createTestDatabase(t, 'sqlite')
+  let logged = ''
+  const app = Fastify({ logger: { level: 'error', stream: new Writable({ write (chunk, _encoding, done) { logged += chunk.toString(); done() } }) } })
+  database.beforeClose.push(() => app.close())
+  const outbox = createOutbox()
+  // An app hook that waits for a service: it must run outside the unit.
+  const beforeSend = async () => { await new Promise((resolve) => setTimeout(resolve, 5)); return true }
+  await app.register(secureLogin, { db: database.db, sms: outbox.provider, jwt: { secret: TEST_SECRET }, beforeSend })
+  await app.ready()
+  const client = (database.db as unknown as { $client: Database.Database }).$client
+  let units = 0
+  const exec = client.exec.bind(client)
+  client.exec = (source: string) => { if (source === 'BEGIN IMMEDIATE') units += 1; return exec(source) }
+  const unitsOf = async (url: string, payload: object, status: number) => {
+    units = 0
+    const answer = await post(app, url, payload)
+    t.equal(answer.statusCode, status, answer.body)
+    return units
+  }
+  const phone = testPhone()
+  t.equal(await unitsOf('/register', { phone }, 201), 1, 'register: the client\'s count and the account')
+  t.equal(await unitsOf('/login', { phone }, 200), 1, 'login: the code and its counted sends (the client\'s count comes before beforeSend)')
+  const code = outbox.lastCodeFor(phone)
+  t.equal(await unitsOf('/verify_sms', { phone, token: code === '000000' ? '111111' : '000000' }, 401), 1, 'a wrong code: the client\'s count, the slot and the attempt')
+  t.equal(await unitsOf('/verify_sms', { phone, token: code }, 200), 1, 'the right code')
+  t.equal(logged, '', 'no unit broke its rule (beforeSend waited outside)')
+  t.equal(client.inTransaction, false)
+})
+
+for (const dialect of dialects) {
+  t.test(`${dialect}: every sign-in step leaves no transaction open, and a wrong code stays counted`, async (t) => {
+    const test = await buildApp(t, dialect, { rateLimit: { failedVerifiesPerPhone: { max: 3, window: '1h' } } })
+    const phone = testPhone()
+    t.equal((await post(test.app, '/register', { phone })).statusCode, 201)
+    t.equal((await post(test.app, '/login', { phone })).statusCode, 200)
+    const code = test.outbox.lastCodeFor(phone)
+    const wrong = code === '000000' ? '111111' : '000000'
+    t.equal((await post(test.app, '/verify_sms', { phone, token: wrong })).statusCode, 401)
+    const client = (test.database.db as unknown as { $client: { inTransaction?: boolean } }).$client
+    if (dialect === 'sqlite') t.equal(client.inTransaction, false, 'committed before the answer')
+    const counters = await test.database.query('SELECT key, count FROM securelogin_rate_limits')
+    t.ok(counters.some((row) => String(row.key).startsWith('verify:ip:')), 'the client\'s check is counted')
+    t.equal(counters.filter((row) => String(row.key).startsWith(`verify:fail:phone:${phone}#`)).length, 1, 'the wrong guess keeps its slot')
+    t.equal((await test.database.query('SELECT attempts FROM securelogin_otp_challenges'))[0]!.attempts, 1, 'the attempt is counted')
+    t.equal((await post(test.app, '/verify_sms', { phone, token: code })).statusCode, 200)
+    if (dialect === 'sqlite') t.equal(client.inTransaction, false)
+  })
+}
