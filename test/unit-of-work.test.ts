@@ -6,7 +6,7 @@ import t from 'tap'
 import secureLogin, { migrate } from '../lib/index.js'
 import { withDeadline } from '../lib/store/deadline.js'
 import { createStore } from '../lib/store/index.js'
-import type { UnitOfWorkMisuse } from '../lib/store/unit-of-work.js'
+import { createUnitOfWork, type UnitOfWorkMisuse } from '../lib/store/unit-of-work.js'
 import { buildApp, createOutbox, createTestDatabase, dialects, post, TEST_SECRET, testPhone } from './helper.js'
 
 // store.unitOfWork (lib/store/unit-of-work.ts): on better-sqlite3 a request's writes are committed
@@ -80,6 +80,32 @@ t.test('sqlite: a unit that finds another\'s transaction open joins it and still
   t.equal(client.inTransaction, false)
   t.same(countersSeen().map((row) => row.key), ['first', 'first-after', 'second'])
   t.same(misused, ['joined-open-transaction', 'waited-for-io'], 'both broken rules are told: the second unit joined, the first waited for the event loop')
+})
+
+t.test('sqlite: a commit that fails is an error of the unit, and leaves no transaction open', async (t) => {
+  const { store, client, countersSeen } = await sqliteStore(t)
+  // A foreign key checked at commit time: the one way to make a COMMIT fail on demand.
+  client.pragma('defer_foreign_keys = ON')
+  await t.rejects(store.unitOfWork(async () => {
+    await store.hitRateLimit('counted', 60_000, new Date())
+    client.prepare("INSERT INTO securelogin_sessions (id, user_id, generation, created_at, refreshed_at, expires_at) VALUES ('s', 'no such account', 0, 0, 0, 0)").run()
+    return 'answered'
+  }), { code: 'SQLITE_CONSTRAINT_FOREIGNKEY' }, 'the commit\'s error, not the work\'s answer: what it counted was not written')
+  t.equal(client.inTransaction, false, 'rolled back, not left open for the next request to join')
+  t.same(countersSeen(), [])
+  await store.unitOfWork(async () => { await store.hitRateLimit('next', 60_000, new Date()) })
+  t.same(countersSeen(), [{ key: 'next', count: 1 }], 'the next unit commits on its own')
+})
+
+t.test('only a synchronous better-sqlite3 connection is grouped: other drivers just run the work', async (t) => {
+  const calls: string[] = []
+  const lookalike = { inTransaction: false, exec: (source: string) => { calls.push(source) } }
+  // An asynchronous SQLite driver (libSQL): its statements are awaited, so other requests' would
+  // join a transaction held across them.
+  t.equal(await createUnitOfWork({ resultKind: 'async', $client: lookalike })(async () => 'async driver'), 'async driver')
+  // A synchronous driver whose client cannot run SQL text.
+  t.equal(await createUnitOfWork({ resultKind: 'sync', $client: { inTransaction: false } })(async () => 'no exec'), 'no exec')
+  t.same(calls, [], 'no BEGIN or COMMIT sent to either')
 })
 
 t.test('a unit of work is not bounded by dbTimeout as a whole: each store call in it is', async (t) => {
