@@ -208,6 +208,10 @@ t.test('a right password under a malformed Werkzeug method is still refused', as
     'upper-case scrypt hex': `scrypt:32768:8:1$${scryptSalt}$${scryptHex.toUpperCase()}`,
     'pbkdf2 hex with one digit more': `pbkdf2:sha256:600000$${pbkdf2Salt}$${pbkdf2Hex}0`,
     'scrypt hex with one digit more': `scrypt:32768:8:1$${scryptSalt}$${scryptHex}0`,
+    // Werkzeug's default scrypt digest of the right password, under a method name it never wrote.
+    'a scrypt digest under another method': WERKZEUG.scryptNoArguments.replace(/^scrypt\$/, 'bcrypt$'),
+    // A real Argon2id hash of the right password, one lane past the bound (16 lanes verify above).
+    'argon2 17 lanes': await hash(PASSWORD, { memoryCost: 19_456, timeCost: 2, parallelism: 17 }),
   }
   for (const [why, stored] of Object.entries(refused)) {
     t.same(await verifyPassword(stored, PASSWORD), { ok: false, needsRehash: false }, why)
