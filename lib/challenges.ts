@@ -282,7 +282,7 @@ async function checkCode<T> (ctx: ChallengeContext, args: { phone: string, code:
   const now = new Date()
   const address = clientAddress(args.request)
   // Everything a check counts before it compares, committed together: it only awaits the store.
-  const counted = await store.unitOfWork(async () => {
+  const { slots, mismatch, challenge } = await store.unitOfWork(async () => {
     await enforceClientLimit(store, 'verify', address, options.rateLimit.verifiesPerIp, now)
     // Every check takes one of the number's wrong-code slots (failedVerifiesPerPhone, a sliding
     // window) before anything is compared, and gives it back unless it was a wrong guess: guesses
@@ -303,7 +303,6 @@ async function checkCode<T> (ctx: ChallengeContext, args: { phone: string, code:
       throw error
     }
   })
-  const { slots, mismatch, challenge } = counted
   let wrongGuess = false
   try {
     let approved: boolean
