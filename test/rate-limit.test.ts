@@ -39,6 +39,16 @@ for (const dialect of dialects) {
       t.equal((await login(test.app, testPhone(), '198.51.100.2')).statusCode, 200, 'another IP is not affected')
     })
 
+    t.test('with a beforeSend hook the IP cap is the same: each request counts once, before the hook', async (t) => {
+      const asked: string[] = []
+      const beforeSend = async (_request: unknown, phone: string) => { asked.push(phone); return true }
+      const test = await buildApp(t, dialect, { beforeSend, rateLimit: { sendsPerIp: { max: 4, window: '10m' } } })
+      const answers = []
+      for (let i = 0; i < 6; i++) answers.push((await login(test.app, testPhone(), '198.51.100.3')).statusCode)
+      t.same(answers, [200, 200, 200, 200, 429, 429])
+      t.equal(asked.length, 4, 'a request over the cap never reaches the hook')
+    })
+
     t.test('concurrent requests cannot slip past the IP cap', async (t) => {
       const test = await buildApp(t, dialect, { rateLimit: { sendsPerIp: { max: 5, window: '10m' } } })
       const answers = await Promise.all(Array.from({ length: 20 }, () => login(test.app, testPhone(), '198.51.100.9')))
