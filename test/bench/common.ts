@@ -14,6 +14,8 @@ export const DURATION = Number(process.env.BENCH_DURATION ?? 4)
 export const WARMUP = Number(process.env.BENCH_WARMUP ?? 1)
 /** Requests each connection has in flight; BENCH_PIPELINING. */
 export const PIPELINING = Number(process.env.BENCH_PIPELINING ?? 1)
+/** A directory: each measured run of a server writes its CPU profile there (sampling adds to its CPU figure). */
+const PROFILE_DIR = process.env.BENCH_PROFILE
 
 export interface Row {
   group: string
@@ -33,6 +35,8 @@ export interface Row {
 
 export interface ServerHandle {
   port: number
+  /** Its scenario, SQLite synchronous setting and scale, e.g. `signin-sqlite-NORMAL`: names its profiles. */
+  name: string
   info: Record<string, unknown>
   /** Sends a message and resolves with the child's reply of the same type. */
   ask: <T = unknown>(type: string, payload?: Record<string, unknown>) => Promise<T>
@@ -100,6 +104,7 @@ export async function startServer (scenario: string, env: Record<string, string>
   }
   return {
     port: ready.port,
+    name: [scenario, env.BENCH_SQLITE_SYNC ?? process.env.BENCH_SQLITE_SYNC, env.BENCH_SCALE === undefined ? undefined : `${env.BENCH_SCALE}-accounts`].filter(Boolean).join('-'),
     info: ready,
     ask: async (type, payload = {}) => {
       const answer = reply(type, 600_000)
@@ -134,6 +139,8 @@ export interface LoadOptions {
   body?: string
   /** A sign-in step of the load generator (its dynamic requests), used instead of method/path/body: see `setStep`. */
   step?: SignInStep
+  /** With BENCH_PROFILE set: the measured run's CPU profile goes to `$BENCH_PROFILE/<profile>.cpuprofile`. */
+  profile?: string
   /** Called before each run (warm-up and measured): stop after this many responses, for scenarios with a finite supply of inputs. */
   amount?: (runSeconds: number) => number | undefined
   duration?: number
@@ -230,9 +237,12 @@ export async function load (options: LoadOptions): Promise<LoadResult> {
   const duration = options.duration ?? DURATION
   if (WARMUP > 0 && options.noWarmup !== true) await once(options, WARMUP, options.amount?.(WARMUP))
   await options.beforeMeasure?.()
+  const profileFile = PROFILE_DIR === undefined || options.server === undefined || options.profile === undefined ? undefined : join(PROFILE_DIR, `${options.profile}.cpuprofile`)
+  if (profileFile !== undefined) await options.server!.ask('profile-start')
   const before = options.server === undefined ? undefined : (await options.server.ask<{ micros: number }>('cpu')).micros
   const result = await once(options, duration, options.amount?.(duration))
   const after = options.server === undefined ? undefined : (await options.server.ask<{ micros: number }>('cpu')).micros
+  if (profileFile !== undefined) await options.server!.ask('profile-stop', { file: profileFile })
   const ok = result['2xx']
   const bad = result.non2xx + result.errors + result.timeouts
   const responses = ok + result.non2xx

@@ -45,6 +45,8 @@ export async function httpBench (): Promise<HttpResults> {
         const i = (k + round) % CASES.length
         runs[i]!.push(await load({
           port: servers[i]!.port, server: servers[i], path: '/', connections: CONNECTIONS, headers: headers[i], duration: ROUND_SECONDS, noWarmup: round > 0 || WARMUP === 0,
+          // With BENCH_PROFILE: the last round of each case.
+          profile: round === ROUNDS - 1 ? servers[i]!.name : undefined,
         }))
       }
     }

@@ -11,10 +11,12 @@
 // With BENCH_SCALE=n the signin scenarios first fill the tables as a large app's would (see
 // seedScale), and 'housekeeping' times the revocation list's read and a purge at that size.
 // It answers 'ready' with its port, 'codes' with the codes sent since the last ask, 'cpu' with its
-// CPU time so far (µs) and its peak RSS, 'memory' with process.memoryUsage(), 'stats' with its memory (after a GC when run with
+// CPU time so far (µs) and its peak RSS, 'profile-start' / 'profile-stop' (a CPU profile of what
+// happens between them, written to the file the stop names), 'memory' with process.memoryUsage(), 'stats' with its memory (after a GC when run with
 // --expose-gc), CPU time and the rows of each of the plugin's tables, and exits on 'stop'.
 import { randomBytes } from 'node:crypto'
-import { mkdtempSync, rmSync } from 'node:fs'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { Session } from 'node:inspector/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { randomUUID } from 'node:crypto'
@@ -242,6 +244,26 @@ async function stats (): Promise<Record<string, unknown>> {
   return { rss, heapUsed, cpuMicros: cpu.user + cpu.system, rows: await countRows?.() }
 }
 
+/** A CPU profile of one measured run (BENCH_PROFILE, see test/bench/common.ts), through the inspector. */
+const profiler = {
+  session: undefined as Session | undefined,
+  async start (): Promise<void> {
+    this.session = new Session()
+    this.session.connect()
+    await this.session.post('Profiler.enable')
+    // 100 µs: a sign-in step takes a few hundred, so each request shows in a few samples.
+    await this.session.post('Profiler.setSamplingInterval', { interval: 100 })
+    await this.session.post('Profiler.start')
+  },
+  async stop (file: string): Promise<void> {
+    if (this.session === undefined) return
+    const { profile } = await this.session.post('Profiler.stop')
+    this.session.disconnect()
+    this.session = undefined
+    writeFileSync(file, JSON.stringify(profile))
+  },
+}
+
 async function main (): Promise<Record<string, unknown>> {
   const sent: Outbox = []
   process.on('message', (message: { type: string }) => {
@@ -250,6 +272,8 @@ async function main (): Promise<Record<string, unknown>> {
     if (message.type === 'housekeeping') {
       housekeeping().then((answer) => send({ type: 'housekeeping', ...answer }), (error: unknown) => send({ type: 'housekeeping', error: String(error) }))
     }
+    if (message.type === 'profile-start') void profiler.start().then(() => send({ type: 'profile-start' }))
+    if (message.type === 'profile-stop') void profiler.stop((message as { file?: string }).file ?? 'bench.cpuprofile').then(() => send({ type: 'profile-stop' }))
     if (message.type === 'memory') send({ type: 'memory', ...process.memoryUsage() })
     if (message.type === 'stats') {
       stats().then((answer) => send({ type: 'stats', ...answer }), (error: unknown) => send({ type: 'stats', error: String(error) }))

@@ -27,6 +27,7 @@ async function step (server: ServerHandle, group: string, name: string, note: st
     path: '/',
     connections: SIGNIN_CONNECTIONS,
     step: sequence,
+    profile: `${server.name}-${sequence}`,
     amount: !finite
       ? undefined
       : (seconds) => Math.floor((remaining - MARGIN) * (seconds === DURATION ? 1 : seconds / (seconds + DURATION))),
