@@ -13,7 +13,7 @@ import type { Events } from './events.js'
 import { loggableError } from './redact.js'
 import { callSmsVendor } from './sms/deliver.js'
 import { isVerifyingProvider } from './sms/types.js'
-import type { Store, User } from './store/index.js'
+import type { OtpChallenge, Store, User } from './store/index.js'
 
 /** The app's check before a code is sent (`beforeSend`): false refuses the send. */
 export type BeforeSendFunction = (request: FastifyRequest, phone: string) => boolean | Promise<boolean>
@@ -265,6 +265,11 @@ export async function verifyPhoneChangeCode (ctx: ChallengeContext, args: { phon
   return checkCode(ctx, args, { owner: args.userId, userid: () => args.userId, onMatch: async (challengeId) => challengeId })
 }
 
+/** The code's hash was made by a verifying vendor's challenge (none, or an owner's mark): the vendor compares. */
+function checkedByVendor (challenge: { codeHash: string | null }): boolean {
+  return challenge.codeHash === null || challenge.codeHash.startsWith('owner:')
+}
+
 /**
  * Checks a code against the number's open challenge, then runs `onMatch`. Each call spends one of
  * the challenge's attempts before anything is compared, so concurrent guesses cannot exceed the
@@ -281,55 +286,64 @@ async function checkCode<T> (ctx: ChallengeContext, args: { phone: string, code:
   const { phone, code } = args
   const now = new Date()
   const address = clientAddress(args.request)
-  // Everything a check counts before it compares, committed together: it only awaits the store.
-  const { slots, mismatch, challenge } = await store.unitOfWork(async () => {
+
+  /** Decides with `approve`, then runs onMatch or refuses; the slots go back unless it was a wrong guess. */
+  const settle = async (slots: readonly string[], challenge: { challengeId: string, attempts: number }, mismatch: boolean, approve: () => boolean | Promise<boolean>): Promise<T> => {
+    let wrongGuess = false
+    try {
+      if (!await approve()) {
+        wrongGuess = true
+        ctx.events.emit(args.request, { type: 'otp.failed', userid: check.userid(), phone, reason: mismatch ? 'userid-mismatch' : 'wrong-code' })
+        throw withAttemptsLeft(new OtpInvalidError(), options.otpMaxAttempts - challenge.attempts)
+      }
+      return await check.onMatch(challenge.challengeId, now)
+    } finally {
+      if (!wrongGuess) await freeSlots(ctx, slots)
+    }
+  }
+
+  // Everything a check counts before it compares, committed together, and when the code's hash is
+  // ours, the comparison and what follows it (onMatch, the slot's give-back) in the same commit:
+  // this part only awaits the store. A vendor's check waits for the network, so it comes after.
+  const counted = await store.unitOfWork(async () => {
     await enforceClientLimit(store, 'verify', address, options.rateLimit.verifiesPerIp, now)
     // Every check takes one of the number's wrong-code slots (failedVerifiesPerPhone, a sliding
     // window) before anything is compared, and gives it back unless it was a wrong guess: guesses
     // spread over codes, resends, addresses, window boundaries and concurrent requests cannot exceed
     // the budget. A locked number is refused even the right code.
     const slots = await slidingWindow.take(store, lockKey(phone), options.rateLimit.failedVerifiesPerPhone, now, phoneLocked)
+    let mismatch: boolean
+    let challenge: OtpChallenge | undefined
     try {
-      const mismatch = check.mismatch !== undefined && await check.mismatch()
-      const challenge = await store.recordAttempt(phone, now, options.otpMaxAttempts)
+      mismatch = check.mismatch !== undefined && await check.mismatch()
+      challenge = await store.recordAttempt(phone, now, options.otpMaxAttempts)
       if (challenge === undefined) {
         const current = await store.findChallenge(phone)
         const open = current !== undefined && current.consumedAt === null && current.expiresAt > now
         throw open ? new OtpAttemptsExceededError() : new OtpExpiredError()
       }
-      return { slots, mismatch, challenge }
     } catch (error) {
       await freeSlots(ctx, slots)
       throw error
     }
+    if (!mismatch && checkedByVendor(challenge)) return { settled: false as const, slots, challenge }
+    const { codeHash, challengeId } = challenge
+    return { settled: true as const, value: await settle(slots, challenge, mismatch, () => !mismatch && codeHash !== null && hashesMatch(codeHash, hashCode(hashKey, phone, challengeId, code, check.owner))) }
   })
-  let wrongGuess = false
-  try {
-    let approved: boolean
-    if (mismatch) {
-      approved = false
-    } else if (challenge.codeHash === null || challenge.codeHash.startsWith('owner:')) {
-      // The vendor checks the code by number only: the challenge must first be one of this
-      // purpose and owner (a sign-in's for a sign-in, this account's change for a change).
-      const mark = vendorCheckMark(hashKey, phone, challenge.challengeId, check.owner)
-      const ours = mark === null ? challenge.codeHash === null : challenge.codeHash !== null && hashesMatch(challenge.codeHash, mark)
-      const provider = options.sms
-      if (!isVerifyingProvider(provider)) throw new OtpExpiredError()
-      approved = ours && await callSmsVendor({
-        to: phone, timeoutMs: options.smsTimeoutMs, log, provider: provider.name ?? 'custom', call: (signal) => provider.check({ to: phone, code }, signal),
-      })
-    } else {
-      approved = hashesMatch(challenge.codeHash, hashCode(hashKey, phone, challenge.challengeId, code, check.owner))
-    }
-    if (!approved) {
-      wrongGuess = true
-      ctx.events.emit(args.request, { type: 'otp.failed', userid: check.userid(), phone, reason: mismatch ? 'userid-mismatch' : 'wrong-code' })
-      throw withAttemptsLeft(new OtpInvalidError(), options.otpMaxAttempts - challenge.attempts)
-    }
-    return await check.onMatch(challenge.challengeId, now)
-  } finally {
-    if (!wrongGuess) await freeSlots(ctx, slots)
-  }
+  if (counted.settled) return counted.value
+
+  const { slots, challenge } = counted
+  return settle(slots, challenge, false, async () => {
+    // The vendor checks the code by number only: the challenge must first be one of this
+    // purpose and owner (a sign-in's for a sign-in, this account's change for a change).
+    const mark = vendorCheckMark(hashKey, phone, challenge.challengeId, check.owner)
+    const ours = mark === null ? challenge.codeHash === null : challenge.codeHash !== null && hashesMatch(challenge.codeHash, mark)
+    const provider = options.sms
+    if (!isVerifyingProvider(provider)) throw new OtpExpiredError()
+    return ours && await callSmsVendor({
+      to: phone, timeoutMs: options.smsTimeoutMs, log, provider: provider.name ?? 'custom', call: (signal) => provider.check({ to: phone, code }, signal),
+    })
+  })
 }
 
 /** Gives back wrong-code slots taken by a check that was not a wrong guess; a failure only costs the owner a slot. */

@@ -120,7 +120,36 @@ t.test('a unit of work is not bounded by dbTimeout as a whole: each store call i
   await t.rejects(withDeadline({ lateCall: async () => { await delay(150) } }, 100).lateCall(), { code: 'SECURELOGIN_UNAVAILABLE' }, 'while a single call past dbTimeout still answers 503')
 })
 
-t.test('sqlite: each sign-in step commits its counted writes as one unit, and no unit waits for anything but the store', async (t) => {
+/**
+ * Counts the write transactions `client` commits: a unit (BEGIN IMMEDIATE, always committed), a
+ * better-sqlite3 transaction() opened outside any other, and a writing statement run on its own.
+ */
+function countCommits (client: Database.Database) {
+  const counter = { commits: 0 }
+  const exec = client.exec.bind(client)
+  client.exec = (source: string) => { if (source === 'BEGIN IMMEDIATE') counter.commits += 1; return exec(source) }
+  const transaction = client.transaction.bind(client)
+  client.transaction = ((fn: (...args: unknown[]) => unknown) => {
+    const native = transaction(fn)
+    const counted = (variant: (...args: unknown[]) => unknown) => (...args: unknown[]) => { if (!client.inTransaction) counter.commits += 1; return variant(...args) }
+    return Object.assign(counted(native), { deferred: counted(native.deferred), immediate: counted(native.immediate), exclusive: counted(native.exclusive) })
+  }) as unknown as typeof client.transaction
+  const prepare = client.prepare.bind(client)
+  client.prepare = ((source: string) => {
+    const statement = prepare(source)
+    for (const method of ['run', 'all', 'get'] as const) {
+      const original = statement[method].bind(statement) as (...args: unknown[]) => unknown
+      ;(statement as unknown as Record<string, unknown>)[method] = (...args: unknown[]) => {
+        if (!statement.readonly && !client.inTransaction) counter.commits += 1
+        return original(...args)
+      }
+    }
+    return statement
+  }) as typeof client.prepare
+  return counter
+}
+
+t.test('sqlite: each sign-in step commits its writes in as few transactions as its awaits allow, and no unit waits for anything but the store', async (t) => {
   const database = await createTestDatabase(t, 'sqlite')
   let logged = ''
   const app = Fastify({ logger: { level: 'error', stream: new Writable({ write (chunk, _encoding, done) { logged += chunk.toString(); done() } }) } })
@@ -131,21 +160,19 @@ t.test('sqlite: each sign-in step commits its counted writes as one unit, and no
   await app.register(secureLogin, { db: database.db, sms: outbox.provider, jwt: { secret: TEST_SECRET }, beforeSend })
   await app.ready()
   const client = (database.db as unknown as { $client: Database.Database }).$client
-  let units = 0
-  const exec = client.exec.bind(client)
-  client.exec = (source: string) => { if (source === 'BEGIN IMMEDIATE') units += 1; return exec(source) }
-  const unitsOf = async (url: string, payload: object, status: number) => {
-    units = 0
+  const counter = countCommits(client)
+  const commitsOf = async (url: string, payload: object, status: number) => {
+    counter.commits = 0
     const answer = await post(app, url, payload)
     t.equal(answer.statusCode, status, answer.body)
-    return units
+    return counter.commits
   }
   const phone = testPhone()
-  t.equal(await unitsOf('/register', { phone }, 201), 1, 'register: the client\'s count and the account')
-  t.equal(await unitsOf('/login', { phone }, 200), 1, 'login: the code and its counted sends (the client\'s count comes before beforeSend)')
+  t.equal(await commitsOf('/register', { phone }, 201), 1, 'register: the client\'s count and the account')
+  t.equal(await commitsOf('/login', { phone }, 200), 2, 'login: the client\'s count before beforeSend, then the code and its counted sends')
   const code = outbox.lastCodeFor(phone)
-  t.equal(await unitsOf('/verify_sms', { phone, token: code === '000000' ? '111111' : '000000' }, 401), 1, 'a wrong code: the client\'s count, the slot and the attempt')
-  t.equal(await unitsOf('/verify_sms', { phone, token: code }, 200), 1, 'the right code')
+  t.equal(await commitsOf('/verify_sms', { phone, token: code === '000000' ? '111111' : '000000' }, 401), 1, 'a wrong code: the client\'s count, the slot and the attempt')
+  t.equal(await commitsOf('/verify_sms', { phone, token: code }, 200), 2, 'the right code: the counts, the attempt, the slot\'s give-back and the number proved; then, after the jwt.claims hook, the session')
   t.equal(logged, '', 'no unit broke its rule (beforeSend waited outside)')
   t.equal(client.inTransaction, false)
 })
