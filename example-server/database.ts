@@ -1,6 +1,6 @@
 import { mkdirSync } from 'node:fs'
 import { dirname } from 'node:path'
-import type { SecureLoginDatabase } from '../lib/index.js'
+import { startSqliteCheckpoints, type SecureLoginDatabase } from '../lib/index.js'
 
 /** DATABASE_URL: `postgres://…` for PostgreSQL, otherwise a SQLite file path (`file:` optional). */
 export async function openDatabase (url: string): Promise<{ db: SecureLoginDatabase, close: () => Promise<void> }> {
@@ -25,5 +25,7 @@ export async function openDatabase (url: string): Promise<{ db: SecureLoginDatab
   // Said, not left to chance: better-sqlite3 gives FULL on the run that creates the file and NORMAL
   // after (docs/databases.md).
   sqlite.pragma('synchronous = NORMAL')
-  return { db: drizzle(sqlite), close: async () => { sqlite.close() } }
+  // Checkpoints in a worker thread, not inside a request's commit (docs/databases.md).
+  const checkpoints = startSqliteCheckpoints(sqlite)
+  return { db: drizzle(sqlite), close: async () => { await checkpoints.stop(); sqlite.close() } }
 }

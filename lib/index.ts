@@ -145,6 +145,7 @@ const secureLogin: FastifyPluginAsync<SecureLoginOptions> = async (fastify, rawO
 export default fp(secureLogin, { fastify: '5.x', name: 'fastify-securelogin' })
 export { secureLogin }
 export { migrate } from './db/migrate.js'
+export { startSqliteCheckpoints, type SqliteCheckpoints } from './db/sqlite-checkpoints.js'
 /** An email address as password accounts store and look it up: for import scripts (docs/migrating-from-flask.md). */
 export { normalizeEmail } from './email.js'
 export { purgeExpired, type PurgeOptions } from './purge.js'

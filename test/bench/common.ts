@@ -104,7 +104,7 @@ export async function startServer (scenario: string, env: Record<string, string>
   }
   return {
     port: ready.port,
-    name: [scenario, env.BENCH_SQLITE_SYNC ?? process.env.BENCH_SQLITE_SYNC, env.BENCH_SCALE === undefined ? undefined : `${env.BENCH_SCALE}-accounts`].filter(Boolean).join('-'),
+    name: [scenario, env.BENCH_SQLITE_SYNC ?? process.env.BENCH_SQLITE_SYNC, process.env.BENCH_SQLITE_CHECKPOINTS, env.BENCH_SCALE === undefined ? undefined : `${env.BENCH_SCALE}-accounts`].filter(Boolean).join('-'),
     info: ready,
     ask: async (type, payload = {}) => {
       const answer = reply(type, 600_000)

@@ -22,7 +22,7 @@ import { join } from 'node:path'
 import { randomUUID } from 'node:crypto'
 import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify'
 import { createSigner, createVerifier } from 'fast-jwt'
-import secureLogin, { purgeExpired, type SecureLoginDatabase, type SmsMessage } from '../../lib/index.js'
+import secureLogin, { purgeExpired, startSqliteCheckpoints, type SecureLoginDatabase, type SmsMessage } from '../../lib/index.js'
 import { createStore } from '../../lib/store/index.js'
 
 const scenario = process.argv[2] ?? 'bare'
@@ -75,7 +75,10 @@ async function sqliteDatabase (): Promise<SecureLoginDatabase> {
   // what it has: FULL on this new file, which it just switched to WAL (see docs/databases.md).
   if (process.env.BENCH_SQLITE_SYNC) sqlite.pragma(`synchronous = ${process.env.BENCH_SQLITE_SYNC.replace(/[^A-Za-z]/g, '')}`)
   info.synchronous = ['OFF', 'NORMAL', 'FULL', 'EXTRA'][sqlite.pragma('synchronous', { simple: true }) as number]
-  cleanups.push(() => { sqlite.close(); rmSync(dir, { recursive: true, force: true }) })
+  // BENCH_SQLITE_CHECKPOINTS=worker: checkpoints in a worker thread (startSqliteCheckpoints), not in commits.
+  const checkpoints = process.env.BENCH_SQLITE_CHECKPOINTS === 'worker' ? startSqliteCheckpoints(sqlite) : undefined
+  info.checkpoints = checkpoints === undefined ? 'in commits' : 'worker'
+  cleanups.push(async () => { await checkpoints?.stop(); sqlite.close(); rmSync(dir, { recursive: true, force: true }) })
   countRows = async () => Object.fromEntries(TABLES.map((table) => [table, (sqlite.prepare(`SELECT count(*) AS n FROM ${table}`).get() as { n: number }).n]))
   execRaw = async (text) => { sqlite.exec(text) }
   dialect = 'sqlite'

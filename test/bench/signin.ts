@@ -54,7 +54,7 @@ export async function signinBench (dialect: 'sqlite' | 'postgres', { scale = 0, 
     ...(scale === 0 ? {} : { BENCH_SCALE: String(scale) }),
     ...(synchronous === undefined ? {} : { BENCH_SQLITE_SYNC: synchronous }),
   })
-  const group = `sign-in, ${dialect === 'sqlite' ? `SQLite file (WAL, synchronous ${String(server.info.synchronous)})` : 'PostgreSQL'}${size}`
+  const group = `sign-in, ${dialect === 'sqlite' ? `SQLite file (WAL, synchronous ${String(server.info.synchronous)}${server.info.checkpoints === 'worker' ? ', checkpoints in a worker' : ''})` : 'PostgreSQL'}${size}`
   try {
     const rows: Row[] = []
     // register: an endless supply of new numbers; login: each registered number once, so every

@@ -1,11 +1,14 @@
 // A host app as a user writes it, built against the packed tarball: it type-checks under --strict
 // without skipLibCheck (and without twilio installed), then signs in end to end with app.inject.
 import { randomBytes } from 'node:crypto'
+import { mkdtempSync, rmSync, statSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import Database from 'better-sqlite3'
 import { eq } from 'drizzle-orm'
 import { drizzle } from 'drizzle-orm/better-sqlite3'
 import Fastify from 'fastify'
-import secureLogin, { consoleSms, twilioVerify, type SmsProvider } from 'fastify-securelogin'
+import secureLogin, { consoleSms, startSqliteCheckpoints, twilioVerify, type SmsProvider } from 'fastify-securelogin'
 import type { tables as postgresTables } from 'fastify-securelogin/postgres'
 import type { PasswordRegisterResponse, VerifySmsResponse } from 'fastify-securelogin/schemas'
 import { sessions, users } from 'fastify-securelogin/sqlite'
@@ -65,6 +68,22 @@ try {
   let missing = ''
   try { twilioVerify({ accountSid: sid('AC'), authToken: 'token', serviceSid: sid('VA') }) } catch (error) { missing = String(error) }
   if (!missing.includes('needs the "twilio" package')) throw new Error(`twilioVerify() without twilio: ${missing || 'no error'}`)
+  // Checkpoints in a worker thread: it must find the app's better-sqlite3 from the installed package.
+  const dir = mkdtempSync(join(tmpdir(), 'securelogin-scratch-'))
+  const file = new Database(join(dir, 'app.db'))
+  file.pragma('journal_mode = WAL')
+  const checkpointErrors: string[] = []
+  const checkpoints = startSqliteCheckpoints(file, { intervalMs: 20, onError: (message) => checkpointErrors.push(message) })
+  file.exec('CREATE TABLE filler (body TEXT)')
+  const fill = file.prepare('INSERT INTO filler VALUES (?)')
+  for (let i = 0; i < 200; i++) fill.run('x'.repeat(1024))
+  const until = Date.now() + 10_000
+  while (statSync(join(dir, 'app.db')).size < 200 * 1024 && checkpointErrors.length === 0 && Date.now() < until) await new Promise((resolve) => setTimeout(resolve, 20))
+  await checkpoints.stop()
+  file.close()
+  const checkpointed = statSync(join(dir, 'app.db')).size >= 200 * 1024
+  rmSync(dir, { recursive: true, force: true })
+  if (!checkpointed || checkpointErrors.length > 0) throw new Error(`startSqliteCheckpoints: ${checkpointErrors.join('; ') || 'the worker checkpointed nothing'}`)
   console.log(`signed in as ${body.userid}`)
 } finally {
   await app.close()
