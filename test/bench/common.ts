@@ -104,7 +104,7 @@ export async function startServer (scenario: string, env: Record<string, string>
   }
   return {
     port: ready.port,
-    name: [scenario, env.BENCH_SQLITE_SYNC ?? process.env.BENCH_SQLITE_SYNC, process.env.BENCH_SQLITE_CHECKPOINTS, env.BENCH_SCALE === undefined ? undefined : `${env.BENCH_SCALE}-accounts`].filter(Boolean).join('-'),
+    name: [scenario, env.BENCH_SQLITE_SYNC ?? process.env.BENCH_SQLITE_SYNC, env.BENCH_SQLITE_CHECKPOINTS ?? process.env.BENCH_SQLITE_CHECKPOINTS, env.BENCH_SCALE === undefined ? undefined : `${env.BENCH_SCALE}-accounts`].filter(Boolean).join('-'),
     info: ready,
     ask: async (type, payload = {}) => {
       const answer = reply(type, 600_000)
@@ -115,7 +115,7 @@ export async function startServer (scenario: string, env: Record<string, string>
       if (exited) return
       const answer = reply('cpu', 10_000)
       child.send({ type: 'cpu' })
-      peakRss.set([scenario, env.BENCH_SQLITE_SYNC, env.BENCH_SCALE === undefined ? undefined : `${env.BENCH_SCALE} accounts`].filter(Boolean).join(' '), (await answer.catch(() => ({ maxRss: NaN }))).maxRss)
+      peakRss.set([scenario, env.BENCH_SQLITE_SYNC, env.BENCH_SQLITE_CHECKPOINTS === undefined ? undefined : 'checkpoints in a worker', env.BENCH_SCALE === undefined ? undefined : `${env.BENCH_SCALE} accounts`].filter(Boolean).join(' '), (await answer.catch(() => ({ maxRss: NaN }))).maxRss)
       child.send({ type: 'stop' })
       const timer = setTimeout(() => { if (!exited) child.kill('SIGKILL') }, 10_000)
       await exit

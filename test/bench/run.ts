@@ -4,7 +4,8 @@
 //   BENCH_DURATION / BENCH_WARMUP                 seconds per sign-in step / warm-up (4 / 1)
 //   BENCH_ROUNDS / BENCH_ROUND_SECONDS            GET / rounds and seconds per round (3 / 2)
 //   BENCH_CONNECTIONS / BENCH_SIGNIN_CONNECTIONS  (50 / 20)
-//   BENCH_SQLITE_SYNC=NORMAL  run SQLite under this `synchronous` only (by default: FULL, then NORMAL)
+//   BENCH_SQLITE_SYNC=NORMAL  run SQLite under this `synchronous` only (by default: FULL, NORMAL, then
+//                             NORMAL with checkpoints in a worker thread); BENCH_SQLITE_CHECKPOINTS=worker with it
 //   BENCH_PIPELINING          requests in flight per connection (1)
 //   --smoke                   about a second per case, one round: for CI, so that the benchmark
 //                             cannot rot. It fails on any non-2xx answer or a case that served
@@ -44,9 +45,13 @@ if (scaleMode) {
 const http = await httpBench()
 phase('GET /')
 const rows: Row[] = [...http.rows]
-// SQLite under both settings an app may run with (docs/databases.md): the smoke run only the first.
-const syncs = process.env.BENCH_SQLITE_SYNC !== undefined ? [undefined] : smoke ? ['FULL' as const] : ['FULL' as const, 'NORMAL' as const]
-for (const synchronous of syncs) rows.push(...await signinBench('sqlite', { synchronous }))
+// SQLite under both settings an app may run with (docs/databases.md), and as we recommend it
+// (NORMAL, checkpoints in a worker thread); the smoke run skips the plain NORMAL.
+type SqliteSetup = { synchronous?: 'FULL' | 'NORMAL', checkpoints?: 'worker' }
+const setups: SqliteSetup[] = process.env.BENCH_SQLITE_SYNC !== undefined
+  ? [{}]
+  : [{ synchronous: 'FULL' }, ...(smoke ? [] : [{ synchronous: 'NORMAL' as const }]), { synchronous: 'NORMAL', checkpoints: 'worker' }]
+for (const setup of setups) rows.push(...await signinBench('sqlite', setup))
 phase('sign-in SQLite')
 if (await postgresReachable()) {
   rows.push(...await signinBench('postgres'))

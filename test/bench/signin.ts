@@ -48,11 +48,12 @@ export interface ScaleReport { seedMs: number, revokedRows: number, revocationMs
  * SQLite, `synchronous` sets the pragma (else BENCH_SQLITE_SYNC, else the connection's own); the
  * group names the one the server ran with.
  */
-export async function signinBench (dialect: 'sqlite' | 'postgres', { scale = 0, onScale, synchronous }: { scale?: number, onScale?: (report: ScaleReport) => void, synchronous?: 'FULL' | 'NORMAL' } = {}): Promise<Row[]> {
+export async function signinBench (dialect: 'sqlite' | 'postgres', { scale = 0, onScale, synchronous, checkpoints }: { scale?: number, onScale?: (report: ScaleReport) => void, synchronous?: 'FULL' | 'NORMAL', checkpoints?: 'worker' } = {}): Promise<Row[]> {
   const size = scale === 0 ? '' : `, ${scale.toLocaleString('en-US')} accounts`
   const server = await startServer(`signin-${dialect}`, {
     ...(scale === 0 ? {} : { BENCH_SCALE: String(scale) }),
     ...(synchronous === undefined ? {} : { BENCH_SQLITE_SYNC: synchronous }),
+    ...(checkpoints === undefined ? {} : { BENCH_SQLITE_CHECKPOINTS: checkpoints }),
   })
   const group = `sign-in, ${dialect === 'sqlite' ? `SQLite file (WAL, synchronous ${String(server.info.synchronous)}${server.info.checkpoints === 'worker' ? ', checkpoints in a worker' : ''})` : 'PostgreSQL'}${size}`
   try {
