@@ -4,7 +4,7 @@ import { drizzle as drizzleProxy } from 'drizzle-orm/sqlite-proxy'
 import t, { type Test } from 'tap'
 import { migrate, type SecureLoginDatabase } from '../lib/index.js'
 import { createStore } from '../lib/store/index.js'
-import { buildApp, dialects, post, testPhone } from './helper.js'
+import { buildApp, createTestDatabase, dialects, post, testPhone } from './helper.js'
 
 // A fault between two writes must leave both or neither: here the session insert fails (a trigger
 // refuses it, as a full disk or a lost connection would), and the code must still work afterwards.
@@ -88,3 +88,27 @@ t.test('async sqlite: takeRateLimits counts a hit on every counter or on none', 
   t.equal(await store.takeRateLimits([room, full], now), 1, 'refused by the full counter')
   t.same(sqlite.prepare('SELECT key, count FROM securelogin_rate_limits ORDER BY key').all(), [{ key: 'full', count: 1 }, { key: 'room', count: 0 }], 'the hit on the other given back')
 })
+
+// The send limits a code counts against are taken all or none: a write that fails half-way (a
+// lost connection, a full disk; here a trigger refuses one counter) must not leave the others
+// counted, or a failed login would spend the number's allowance without sending anything.
+for (const dialect of dialects) {
+  t.test(`${dialect}: takeRateLimits that fails half-way leaves no hit counted`, async (t) => {
+    const database = await createTestDatabase(t, dialect)
+    await migrate(database.db)
+    const store = createStore(database.db, dialect)
+    if (dialect === 'sqlite') {
+      await database.query("CREATE TRIGGER refuse_counter BEFORE INSERT ON securelogin_rate_limits WHEN NEW.key = 'refused' BEGIN SELECT RAISE(ABORT, 'no counter now'); END")
+    } else {
+      await database.query("CREATE FUNCTION refuse_counter() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN IF NEW.key = 'refused' THEN RAISE EXCEPTION 'no counter now'; END IF; RETURN NEW; END $$")
+      await database.query('CREATE TRIGGER refuse_counter BEFORE INSERT ON securelogin_rate_limits FOR EACH ROW EXECUTE FUNCTION refuse_counter()')
+    }
+    const now = new Date()
+    const room = { key: 'room', windowMs: 60_000, max: 5 }
+    t.equal(await store.takeRateLimits([room], now), -1)
+    const failure = await store.takeRateLimits([room, { key: 'refused', windowMs: 60_000, max: 5 }], now).then(() => undefined, (error: Error) => error)
+    // Drizzle wraps PostgreSQL's error in one that names the query.
+    t.match(`${failure?.message} ${(failure?.cause as Error | undefined)?.message}`, /no counter now/, 'the failure is the caller\'s error')
+    t.same(await database.query("SELECT key, count FROM securelogin_rate_limits ORDER BY key"), [{ key: 'room', count: 1 }], 'only the hit of before: the one taken before the failure was given back')
+  })
+}

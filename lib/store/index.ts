@@ -377,7 +377,8 @@ export function createStore (database: SecureLoginDatabase, dialect: 'sqlite' | 
      * Counts one hit on each of `counters` if every one has room, or on none: returns the index of
      * the first full one (nothing counted), or -1. On better-sqlite3 the upserts run synchronously
      * in one transaction (one commit, and nothing to give back); elsewhere each is its own upsert
-     * and the hits already counted are given back, each only to the window it was counted in.
+     * and the hits already counted are given back, each only to the window it was counted in, also
+     * when an upsert fails (best effort: the give-back may fail too).
      * Either way concurrent callers never overshoot.
      */
     async takeRateLimits (counters: ReadonlyArray<{ key: string, windowMs: number, max: number }>, now: Date): Promise<number> {
@@ -397,13 +398,21 @@ export function createStore (database: SecureLoginDatabase, dialect: 'sqlite' | 
         return full
       }
       const taken: Array<{ key: string, windowStart: Date }> = []
+      const giveBack = async () => { for (const hit of taken) await prepared.releaseRateLimit().execute(hit) }
       for (const [index, counter] of values.entries()) {
-        const [row] = await prepared.takeRateLimit().execute(counter)
+        let row: { windowStart: Date } | undefined
+        try {
+          [row] = await prepared.takeRateLimit().execute(counter)
+        } catch (error) {
+          // A write that failed half-way counts nothing either, as far as the database still lets us.
+          await giveBack().catch(() => {})
+          throw error
+        }
         if (row !== undefined) {
           taken.push({ key: counter.key, windowStart: row.windowStart })
           continue
         }
-        for (const hit of taken) await prepared.releaseRateLimit().execute(hit)
+        await giveBack()
         return index
       }
       return -1
