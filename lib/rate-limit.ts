@@ -41,13 +41,15 @@ type Counters = Map<string, { count: number, windowStart: Date }>
  * counts pays for one read, not five.
  */
 export async function refuseIfAnyFull (store: Store, checks: readonly Check[], now: Date): Promise<void> {
-  const counterKeys = ({ key, rules, sliding }: Check, rule: ResolvedRateLimitRule): string[] =>
-    sliding === true ? slidingWindow.slotKeys(key, rule, rules) : [ruleKey(key, rule, rules)]
-  const counters = await store.readCounters(checks.flatMap((check) => check.rules.flatMap((rule) => counterKeys(check, rule))))
-  for (const check of checks) {
+  // Each rule's counter keys, made once: read together, then checked rule by rule.
+  const planned = checks.map(({ key, rules, sliding }) => rules.map((rule) => ({
+    rule,
+    keys: sliding === true ? slidingWindow.slotKeys(key, rule, rules) : [ruleKey(key, rule, rules)],
+  })))
+  const counters = await store.readCounters(planned.flatMap((rules) => rules.flatMap(({ keys }) => keys)))
+  for (const [index, check] of checks.entries()) {
     const refusal = check.refusal ?? rateLimited
-    for (const rule of check.rules) {
-      const keys = counterKeys(check, rule)
+    for (const { rule, keys } of planned[index]!) {
       if (check.sliding === true) {
         const { free, secondsUntilFree } = slotsInUse(keys, counters, rule, now)
         if (free.length === 0) throw refusal(secondsUntilFree)
