@@ -35,7 +35,7 @@ export interface Row {
 
 export interface ServerHandle {
   port: number
-  /** Its scenario, SQLite synchronous setting and scale, e.g. `signin-sqlite-NORMAL`: names its profiles. */
+  /** Its scenario, SQLite settings and scale, e.g. `signin-sqlite-NORMAL-worker`: names its profiles. */
   name: string
   info: Record<string, unknown>
   /** Sends a message and resolves with the child's reply of the same type. */
@@ -102,9 +102,12 @@ export async function startServer (scenario: string, env: Record<string, string>
     await exit
     throw new Error(`bench server ${scenario}: ${ready.error}`)
   }
+  // What this server is (`signin-sqlite NORMAL worker 10000 accounts`): names its profiles and its peak RSS.
+  const setting = (name: string) => env[name] ?? process.env[name]
+  const setup = [scenario, setting('BENCH_SQLITE_SYNC'), setting('BENCH_SQLITE_CHECKPOINTS'), env.BENCH_SCALE === undefined ? undefined : `${env.BENCH_SCALE} accounts`].filter(Boolean)
   return {
     port: ready.port,
-    name: [scenario, env.BENCH_SQLITE_SYNC ?? process.env.BENCH_SQLITE_SYNC, env.BENCH_SQLITE_CHECKPOINTS ?? process.env.BENCH_SQLITE_CHECKPOINTS, env.BENCH_SCALE === undefined ? undefined : `${env.BENCH_SCALE}-accounts`].filter(Boolean).join('-'),
+    name: setup.join('-').replaceAll(' ', '-'),
     info: ready,
     ask: async (type, payload = {}) => {
       const answer = reply(type, 600_000)
@@ -115,7 +118,7 @@ export async function startServer (scenario: string, env: Record<string, string>
       if (exited) return
       const answer = reply('cpu', 10_000)
       child.send({ type: 'cpu' })
-      peakRss.set([scenario, env.BENCH_SQLITE_SYNC, env.BENCH_SQLITE_CHECKPOINTS === undefined ? undefined : 'checkpoints in a worker', env.BENCH_SCALE === undefined ? undefined : `${env.BENCH_SCALE} accounts`].filter(Boolean).join(' '), (await answer.catch(() => ({ maxRss: NaN }))).maxRss)
+      peakRss.set(setup.join(' '), (await answer.catch(() => ({ maxRss: NaN }))).maxRss)
       child.send({ type: 'stop' })
       const timer = setTimeout(() => { if (!exited) child.kill('SIGKILL') }, 10_000)
       await exit
