@@ -108,13 +108,20 @@ export const slidingWindow = {
   },
 
   /**
-   * Takes a slot under every rule, or none (the ones taken are freed) and throws `refusal`. Reads
-   * the slots once and tries only those that read as free; each take is still one conditional
-   * upsert, so a slot another request took meanwhile is simply not won. Returns the slots taken.
+   * Takes a slot under every rule, or none (the ones taken are freed) and throws `refusal`. First
+   * takes the first free slot in one statement; when that finds none (all busy, or the one it
+   * picked was taken meanwhile), reads the slots once and tries only those that read as free. Each
+   * take is one conditional upsert, so a slot another request took meanwhile is simply not won.
+   * Returns the slots taken.
    */
   async take (store: Store, key: string, rules: readonly ResolvedRateLimitRule[], now: Date, refusal: Refusal = rateLimited): Promise<string[]> {
     const taken: string[] = []
     for (const rule of rules) {
+      const first = await store.takeFirstFreeSlot(slidingWindow.slotKeys(key, rule, rules), rule.windowMs, now)
+      if (first !== undefined) {
+        taken.push(first)
+        continue
+      }
       const { free, secondsUntilFree } = await slidingWindow.inUse(store, key, rule, rules, now)
       let slot: string | undefined
       for (const candidate of free) {

@@ -1,3 +1,4 @@
+import { drizzle } from 'drizzle-orm/node-postgres'
 import pg from 'pg'
 import t, { type Test } from 'tap'
 import { migrate } from '../lib/index.js'
@@ -193,6 +194,27 @@ for (const dialect of dialects) {
     t.same(both.sort(), [false, true], 'two at once: one gets it')
   })
 
+  t.test(`${dialect}: takeFirstFreeSlot takes the first free slot in one statement, and never one slot twice`, async (t) => {
+    const { store, scope } = await shared
+    const { prefix: p } = scope()
+    const keys = [`${p}s#0`, `${p}s#1`, `${p}s#2`]
+    t.equal(await store.takeFirstFreeSlot(keys, MINUTE, at(0)), `${p}s#0`, 'the first slot when none is taken')
+    t.equal(await store.takeFirstFreeSlot(keys, MINUTE, at(SECOND)), `${p}s#1`, 'then the next')
+    t.equal(await store.takeFirstFreeSlot(keys, MINUTE, at(MINUTE - 1)), `${p}s#2`)
+    t.equal(await store.takeFirstFreeSlot(keys, MINUTE, at(MINUTE - 1)), undefined, 'none while every slot was taken less than a window ago')
+    t.equal(await store.takeFirstFreeSlot(keys, MINUTE, at(MINUTE)), `${p}s#0`, 'a slot exactly a window after it was taken')
+
+    const racing = [`${p}r#0`, `${p}r#1`]
+    const taken = (await Promise.all([1, 2, 3].map(() => store.takeFirstFreeSlot(racing, MINUTE, at(0))))).filter((key) => key !== undefined)
+    t.ok(taken.length >= 1, 'three at once: at least one wins a slot')
+    t.equal(new Set(taken).size, taken.length, 'and no slot is won twice')
+
+    // slidingWindow.take falls back to trying each free slot when its pick was taken meanwhile.
+    const rule = [{ max: 2, windowMs: MINUTE }]
+    const outcomes = await Promise.all([1, 2, 3].map(() => slidingWindow.take(store, `${p}w`, rule, at(0)).then((slots) => slots[0], () => 'refused')))
+    t.same(outcomes.sort(), ['refused', `${p}w#0`, `${p}w#1`], 'three takes of a window of two at once: both slots, once each, and one refusal')
+  })
+
   t.test(`${dialect}: takeRateLimits throws a database error, never taking it for room or a full counter`, async (t) => {
     const { store, scope, database } = await shared
     const { prefix: p } = scope()
@@ -264,35 +286,68 @@ t.test('clientLimitKeys: the network of each scope, host bits zeroed', async (t)
   ], 'all bits set: only the prefix kept')
 })
 
-// PostgreSQL takes a request's counters one upsert at a time and gives back the ones taken when a
-// later one is full (hostile review of takeRateLimits). A give-back that lands after another
+const inCi = process.env.CI !== undefined && process.env.CI !== ''
+
+// The fallback of slidingWindow.take, made certain: its one-statement take picks a slot that reads
+// as free while another transaction is taking it, waits for that one, and wins nothing.
+t.test('postgres: a take whose free slot is taken meanwhile tries the next free one', { skip: postgresUrl === undefined && !inCi ? 'needs SECURELOGIN_TEST_POSTGRES_URL (CI sets it)' : false }, async (t) => {
+  const database = await createTestDatabase(t, 'postgres')
+  await migrate(database.db)
+  const store = createStore(database.db, 'postgres')
+  const rule = [{ max: 2, windowMs: MINUTE }]
+  t.same(await slidingWindow.take(store, 'lock', rule, at(0)), ['lock#0'])
+  const locker = new pg.Client({ connectionString: database.url })
+  await locker.connect()
+  t.teardown(() => locker.end())
+  await locker.query('BEGIN')
+  await locker.query('UPDATE securelogin_rate_limits SET window_start = $1 WHERE key = $2', [at(2 * MINUTE), 'lock#0'])
+  const take = slidingWindow.take(store, 'lock', rule, at(2 * MINUTE)).catch((error: Error) => error.message)
+  const waiting = async () => Number((await database.query("SELECT count(*) AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"))[0]?.n)
+  for (let i = 0; i < 500 && await waiting() === 0; i++) await new Promise((resolve) => setTimeout(resolve, 10))
+  t.equal(await waiting(), 1, 'the take waits for the slot it read as free')
+  await locker.query('COMMIT')
+  t.same(await take, ['lock#1'], 'and then takes the next free slot')
+})
+
+// PostgreSQL takes a request's counters in one statement and gives back the ones it took when
+// another was full (hostile review of takeRateLimits). A give-back that lands after another
 // request started a new window on the row must not come out of that new window: it erased the
 // hit that opened it, and one more send got through that window.
-const inCi = process.env.CI !== undefined && process.env.CI !== ''
 t.test('postgres: a hit given back after its window rolled over is not taken from the new window', { skip: postgresUrl === undefined && !inCi ? 'needs SECURELOGIN_TEST_POSTGRES_URL (CI sets it)' : false }, async (t) => {
   const database = await createTestDatabase(t, 'postgres')
   await migrate(database.db)
   const store = createStore(database.db, 'postgres')
+  // Request X's store has one connection, so that a query queued behind X's take holds back X's give-back.
+  const xPool = new pg.Pool({ connectionString: database.url, max: 1 })
+  t.teardown(() => xPool.end())
+  const xStore = createStore(drizzle(xPool), 'postgres')
   const phone = { key: 'send:phone:+14155550100', rules: [{ max: 5, windowMs: MINUTE }] }
   const global = { key: 'send:global', rules: [{ max: 1, windowMs: 10 * MINUTE }] }
   for (let i = 0; i < 4; i++) await takeSlots(store, [phone], at(0))
   await takeSlots(store, [global], at(0))
   const phoneCount = async () => Number((await database.query('SELECT count FROM securelogin_rate_limits WHERE key = $1', [phone.key]))[0]?.count)
 
-  // Request X, at 59 s, takes the number's 5th send of the window opened at 0, then waits on the
-  // spent global counter's row, held here by another connection.
+  // Request X, at 59 s, waits on the spent global counter's row, held here by another connection;
+  // behind it, on X's one connection, a pause that X's give-back will have to wait for.
   const locker = new pg.Client({ connectionString: database.url })
   await locker.connect()
   t.teardown(() => locker.end())
   await locker.query('BEGIN')
   await locker.query('SELECT * FROM securelogin_rate_limits WHERE key = $1 FOR UPDATE', [global.key])
-  const x = takeSlots(store, [phone, global], at(59 * SECOND)).then(() => 'sent', (error: Error) => error.message)
+  const x = takeSlots(xStore, [phone, global], at(59 * SECOND)).then(() => 'sent', (error: Error) => error.message)
+  const xWaits = () => xPool.totalCount === 1 && xPool.idleCount === 0
+  for (let i = 0; i < 500 && !xWaits(); i++) await new Promise((resolve) => setTimeout(resolve, 10))
+  const pause = xPool.query('SELECT pg_sleep(1)')
+  t.equal(xPool.waitingCount, 1, 'the pause waits for X\'s connection')
+
+  // X takes the number's 5th send of the window opened at 0 and is refused by the global counter;
+  // its give-back waits behind the pause, while request Y, at 61 s, opens the number's next window.
+  await locker.query('COMMIT')
   for (let i = 0; i < 500 && await phoneCount() !== 5; i++) await new Promise((resolve) => setTimeout(resolve, 10))
   t.equal(await phoneCount(), 5, 'X holds the 5th send of the first window')
-
-  // Request Y, at 61 s, opens the number's next window with its send; then X is refused and gives back.
   await takeSlots(store, [phone], at(61 * SECOND))
-  await locker.query('COMMIT')
+  t.equal(await phoneCount(), 1, 'Y\'s send opened the new window')
+  await pause
   t.not(await x, 'sent', 'X is refused by the spent global budget')
   t.equal(await phoneCount(), 1, 'Y\'s send still counts in the new window')
 

@@ -104,6 +104,59 @@ export function createStore (database: SecureLoginDatabase, dialect: 'sqlite' | 
         setWhere: expiredWindow,
       })
       .returning({ count: rateLimits.count }).prepare(UNNAMED)),
+    // The first free slot of `keys` (a JSON array on SQLite, a text[] on PostgreSQL), in their order,
+    // taken with one statement: the read and the take of a sliding window's hit in one round trip.
+    // A slot another request takes in between fails the upsert's own condition, and nothing is taken.
+    takeFirstFreeSlot: lazy(() => {
+      const slot = sql.identifier('slot')
+      const slots = dialect === 'postgres'
+        ? sql`unnest(${p('keys')}::text[]) with ordinality as ${slot}(${sql.identifier('key')}, ${sql.identifier('position')})`
+        : sql`json_each(${p('keys')}) as ${slot}`
+      const slotKey = dialect === 'postgres' ? sql`${slot}.${sql.identifier('key')}` : sql`${slot}.${sql.identifier('value')}`
+      const position = dialect === 'postgres' ? sql`${slot}.${sql.identifier('position')}` : sql`${slot}.${sql.identifier('key')}`
+      const taken = sql`${sql.param(p('now'), rateLimits.windowStart)}`
+      return db.insert(rateLimits).select(db.select({
+        key: sql`${slotKey}`.as('key'),
+        windowStart: (dialect === 'postgres' ? sql`${taken}::timestamptz` : taken).as('window_start'),
+        count: sql`1`.as('count'),
+      }).from(slots)
+        .where(notExists(db.select({ key: rateLimits.key }).from(rateLimits).where(and(sql`${rateLimits.key} = ${slotKey}`, gt(rateLimits.windowStart, sql.param(p('windowFloor'), rateLimits.windowStart))))))
+        .orderBy(position).limit(1))
+        .onConflictDoUpdate({
+          target: rateLimits.key,
+          set: { windowStart: sql`excluded.${sql.identifier('window_start')}`, count: 1 },
+          setWhere: expiredWindow,
+        })
+        .returning({ key: rateLimits.key }).prepare(UNNAMED)
+    }),
+    // PostgreSQL: takeRateLimit for several counters in one statement (one round trip), each
+    // counter's window and limit read from its input row. In key order, so that two requests
+    // taking the same counters lock their rows in the same order and never deadlock.
+    takeRateLimitsAtOnce: lazy(() => {
+      const column = (name: string) => sql.identifier(name)
+      const input = db.$with('input').as(db.select({
+        key: sql<string>`${column('key')}`.as('key'),
+        windowFloor: sql`${column('window_floor')}`.as('window_floor'),
+        max: sql`${column('max')}`.as('max'),
+      }).from(sql`unnest(${p('keys')}::text[], ${p('windowFloors')}::timestamptz[], ${p('maxes')}::int[]) as ${column('counter')}(${column('key')}, ${column('window_floor')}, ${column('max')})`))
+      // ON CONFLICT sees only the row and `excluded`: its counter's window and limit come from the input by key.
+      const ofInput = (name: string) => sql`(select ${column(name)} from ${column('input')} where ${column('input')}.${column('key')} = excluded.${column('key')})`
+      const expired = sql`${rateLimits.windowStart} <= ${ofInput('window_floor')}`
+      return db.with(input).insert(rateLimits).select(db.select({
+        key: input.key,
+        windowStart: sql`${sql.param(p('now'), rateLimits.windowStart)}::timestamptz`.as('window_start'),
+        count: sql`1`.as('count'),
+      }).from(input).orderBy(input.key))
+        .onConflictDoUpdate({
+          target: rateLimits.key,
+          set: {
+            count: sql`CASE WHEN ${expired} THEN 1 ELSE ${rateLimits.count} + 1 END`,
+            windowStart: sql`CASE WHEN ${expired} THEN excluded.${sql.identifier('window_start')} ELSE ${rateLimits.windowStart} END`,
+          },
+          setWhere: sql`${expired} OR ${rateLimits.count} < ${ofInput('max')}`,
+        })
+        .returning({ key: rateLimits.key, windowStart: rateLimits.windowStart }).prepare(UNNAMED)
+    }),
     readRateLimit: lazy(() => db.select({ count: rateLimits.count, windowStart: rateLimits.windowStart }).from(rateLimits).where(eq(rateLimits.key, p('key'))).limit(1).prepare(UNNAMED)),
     // Any number of counters in one prepared statement: the keys go as one parameter (a text[] on
     // PostgreSQL, a JSON array on SQLite), so the statement is the same whatever their number.
@@ -376,9 +429,11 @@ export function createStore (database: SecureLoginDatabase, dialect: 'sqlite' | 
     /**
      * Counts one hit on each of `counters` if every one has room, or on none: returns the index of
      * the first full one (nothing counted), or -1. On better-sqlite3 the upserts run synchronously
-     * in one transaction (one commit, and nothing to give back); elsewhere each is its own upsert
-     * and the hits already counted are given back, each only to the window it was counted in, also
-     * when an upsert fails (best effort: the give-back may fail too).
+     * in one transaction (one commit, and nothing to give back); on PostgreSQL all in one statement
+     * (one round trip), and the hits it counted are given back when one counter was full; elsewhere
+     * each is its own upsert and the hits already counted are given back. A hit is given back only
+     * to the window it was counted in, also when an upsert fails (best effort: the give-back may
+     * fail too).
      * Either way concurrent callers never overshoot.
      */
     async takeRateLimits (counters: ReadonlyArray<{ key: string, windowMs: number, max: number }>, now: Date): Promise<number> {
@@ -399,6 +454,14 @@ export function createStore (database: SecureLoginDatabase, dialect: 'sqlite' | 
       }
       const taken: Array<{ key: string, windowStart: Date }> = []
       const giveBack = async () => { for (const hit of taken) await prepared.releaseRateLimit().execute(hit) }
+      if (dialect === 'postgres') {
+        taken.push(...await prepared.takeRateLimitsAtOnce().execute({
+          keys: counters.map(({ key }) => key), windowFloors: values.map(({ windowFloor }) => windowFloor.toISOString()), maxes: counters.map(({ max }) => max), now,
+        }))
+        if (taken.length === counters.length) return -1
+        await giveBack()
+        return counters.findIndex(({ key }) => !taken.some((hit) => hit.key === key))
+      }
       for (const [index, counter] of values.entries()) {
         let row: { windowStart: Date } | undefined
         try {
@@ -416,6 +479,12 @@ export function createStore (database: SecureLoginDatabase, dialect: 'sqlite' | 
         return index
       }
       return -1
+    },
+
+    /** Takes the first of the slots `keys` that is free (last taken `windowMs` ago or never); answers its key, or undefined when none was taken. */
+    async takeFirstFreeSlot (keys: readonly string[], windowMs: number, now: Date): Promise<string | undefined> {
+      const rows = await prepared.takeFirstFreeSlot().execute({ keys: dialect === 'postgres' ? keys : JSON.stringify(keys), now, windowFloor: new Date(now.getTime() - windowMs) })
+      return rows[0]?.key
     },
 
     /** Marks the slot `key` taken now, if it was free (last taken `windowMs` ago or never). */
