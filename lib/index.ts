@@ -99,7 +99,7 @@ const secureLogin: FastifyPluginAsync<SecureLoginOptions> = async (fastify, rawO
   if (rawOptions.rateLimit === false) fastify.log.warn('fastify-securelogin: rateLimit: false, every limit is off (codes can be requested and guessed without bound)')
   const store = withDeadline(createStore(options.db, options.dialect, (problem) => {
     fastify.log.error({ problem }, 'fastify-securelogin: a unit of work broke its rule (it awaited more than the store, or found a transaction of the app open on the shared connection); its writes were still committed before the answer')
-  }), options.dbTimeoutMs)
+  }, { namedStatements: options.namedStatements }), options.dbTimeoutMs)
   const accessJwt = await registerAccessJwt(fastify, options)
   if (options.cookies !== undefined) await ensureCookieSupport(fastify)
   const tokens = createTokenService(options, accessJwt)

@@ -49,6 +49,8 @@ export interface ResolvedOptions {
   /** undefined: unverified accounts are kept. */
   unverifiedAccountTtlMs: number | undefined
   dbTimeoutMs: number
+  /** `postgres.namedStatements`. */
+  namedStatements: boolean
   jwtSecret: Buffer
   issuer: string | undefined
   audience: string | undefined
@@ -200,6 +202,7 @@ const LIMITS = TOP.rateLimit.anyOf[1].properties
 const COOKIES = TOP.cookies.anyOf[1].properties
 const SESSIONS = TOP.sessions.properties
 const PASSWORD = TOP.password.properties
+const POSTGRES = TOP.postgres.properties
 
 function orDefault<T> (value: T | undefined, schema: TSchema): T {
   return value ?? schema.default as T
@@ -295,6 +298,7 @@ export function resolveOptions (options: SecureLoginOptions): ResolvedOptions {
     purgeIntervalMs: options.purgeInterval === false ? undefined : durationMs(options.purgeInterval, TOP.purgeInterval),
     unverifiedAccountTtlMs: options.unverifiedAccountTtl === false ? undefined : durationMs(options.unverifiedAccountTtl, TOP.unverifiedAccountTtl),
     dbTimeoutMs: durationMs(options.dbTimeout, TOP.dbTimeout),
+    namedStatements: orDefault(options.postgres?.namedStatements, POSTGRES.namedStatements),
     jwtSecret,
     issuer: jwt.issuer,
     audience: jwt.audience,

@@ -373,6 +373,18 @@ const CookieOptions = Type.Object({
   allowedOrigins: Type.Optional(Type.Array(Origin())),
 }, { additionalProperties: false })
 
+const PostgresOptions = Type.Object({
+  /**
+   * Names the plugin's prepared statements, so that the server parses and plans each once per
+   * connection instead of on every call (on postgres.js: `prepare: true`). Needs a direct
+   * connection, session pooling, or a transaction pooler that keeps named statements per client
+   * (PgBouncer 1.21 or later with `max_prepared_statements` above 0): behind an older transaction
+   * pooler a named statement is missing from the next server connection and the call fails.
+   * @default false
+   */
+  namedStatements: Type.Optional(Type.Boolean({ default: false })),
+}, { additionalProperties: false })
+
 const SessionOptions = Type.Object({
   /**
    * How long after a rotation the refresh token it replaced is answered 409
@@ -526,6 +538,8 @@ export const SecureLoginOptionsSchema = Type.Object({
    * @default '5s'
    */
   dbTimeout: Type.Optional(DurationBetween('100ms', '1m', { default: '5s' })),
+  /** PostgreSQL only (ignored on SQLite). */
+  postgres: Type.Optional(PostgresOptions),
   /**
    * Bound on one SMS vendor call, 1 second to 2 minutes.
    * @default '10s'

@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto'
+import { createHash, randomUUID } from 'node:crypto'
 import { and, eq, gt, inArray, isNotNull, isNull, lt, lte, ne, notExists, or, sql } from 'drizzle-orm'
 import type { PgDatabase } from 'drizzle-orm/pg-core'
 import * as postgresTables from '../db/postgres.js'
@@ -21,7 +21,6 @@ export type User = typeof postgresTables.users.$inferSelect
 export type Session = typeof postgresTables.sessions.$inferSelect
 export type OtpChallenge = typeof postgresTables.otpChallenges.$inferSelect
 
-const UNNAMED = undefined as unknown as string
 
 /** Rows one purge statement deletes at most. */
 export const PURGE_BATCH = 1000
@@ -29,7 +28,10 @@ export const PURGE_BATCH = 1000
 /** The hash of a code that can never be entered (see killChallenge). */
 const DEAD_CODE_HASH = '-'
 
-export function createStore (database: SecureLoginDatabase, dialect: 'sqlite' | 'postgres', unitMisuse?: UnitOfWorkMisuse) {
+/** How the store prepares its statements on PostgreSQL (the `postgres` option). */
+export interface StoreOptions { namedStatements?: boolean }
+
+export function createStore (database: SecureLoginDatabase, dialect: 'sqlite' | 'postgres', unitMisuse?: UnitOfWorkMisuse, { namedStatements = false }: StoreOptions = {}) {
   const db = database as unknown as Db
   const t = (dialect === 'sqlite' ? sqliteTables.tables : postgresTables.tables) as unknown as Tables
   const { users, otpChallenges, sessions, rateLimits, phoneHistory } = t
@@ -37,10 +39,16 @@ export function createStore (database: SecureLoginDatabase, dialect: 'sqlite' | 
   // The hot statements of sign-in, built and prepared once: building SQL with Drizzle and preparing
   // it (better-sqlite3) cost more CPU per call than running it. Placeholders go through the
   // column's encoder, so dates bind as on the unprepared path. Prepared on first use: better-sqlite3
-  // prepares eagerly, and the tables may not exist yet. No statement names: node-postgres would keep
-  // named statements per connection, which fails behind transaction-pooling proxies (PgBouncer,
-  // Supavisor, RDS Proxy) and collides when two versions of this library share a pool.
+  // prepares eagerly, and the tables may not exist yet. No statement names by default: the server
+  // keeps a named statement per connection, which fails behind older transaction-pooling proxies
+  // (PgBouncer before 1.21). With `postgres.namedStatements` the server parses and plans each once
+  // per connection instead of on every call; the name is a hash of the text, so two versions of
+  // this library sharing a pool never mean different statements by one name.
   const lazy = <T>(build: () => T) => { let value: T | undefined; return () => (value ??= build()) }
+  const nameOf = (query: { toSQL: () => { sql: string } }): string =>
+    (namedStatements && dialect === 'postgres' ? `securelogin_${createHash('sha256').update(query.toSQL().sql).digest('base64url').slice(0, 22)}` : undefined) as string
+  const preparedOnce = <Q extends { toSQL: () => { sql: string }, prepare: (name: string) => unknown }>(build: () => Q) =>
+    lazy(() => { const query = build(); return query.prepare(nameOf(query)) as ReturnType<Q['prepare']> })
   const p = sql.placeholder
   const expiredWindow = sql`${rateLimits.windowStart} <= ${sql.param(p('windowFloor'), rateLimits.windowStart)}`
   // A fixed-window counter's update: one more in the current window, or the first of a new one.
@@ -57,16 +65,16 @@ export function createStore (database: SecureLoginDatabase, dialect: 'sqlite' | 
   // transaction, so this only guards against a session that got past them some other way.
   const accountStillActive = sql`exists (select 1 from ${users} where ${users.id} = ${p('userId')} and ${users.status} = 'active')`
   const prepared = {
-    findUserByPhone: lazy(() => db.select().from(users).where(eq(users.phone, p('phone'))).limit(1).prepare(UNNAMED)),
+    findUserByPhone: preparedOnce(() => db.select().from(users).where(eq(users.phone, p('phone'))).limit(1)),
     // The account of a number and how many accounts the number has had before, in one statement:
     // a number with an account and one without cost the same.
-    findAccountOf: lazy(() => db.select({ user: users, endedAccounts: phoneHistory.endedAccounts })
+    findAccountOf: preparedOnce(() => db.select({ user: users, endedAccounts: phoneHistory.endedAccounts })
       .from(sql`(select 1) as ${sql.identifier('one')}`)
       .leftJoin(users, eq(users.phone, p('phone')))
       .leftJoin(phoneHistory, eq(phoneHistory.phoneKey, p('phoneKey')))
-      .limit(1).prepare(UNNAMED)),
-    findChallenge: lazy(() => db.select().from(otpChallenges).where(eq(otpChallenges.phone, p('phone'))).limit(1).prepare(UNNAMED)),
-    openChallenge: lazy(() => db.insert(otpChallenges)
+      .limit(1)),
+    findChallenge: preparedOnce(() => db.select().from(otpChallenges).where(eq(otpChallenges.phone, p('phone'))).limit(1)),
+    openChallenge: preparedOnce(() => db.insert(otpChallenges)
       .values({ phone: p('phone'), challengeId: p('challengeId'), codeHash: p('codeHash'), attempts: 0, sentAt: p('now'), expiresAt: p('expiresAt'), consumedAt: null })
       .onConflictDoUpdate({
         target: otpChallenges.phone,
@@ -80,34 +88,34 @@ export function createStore (database: SecureLoginDatabase, dialect: 'sqlite' | 
         },
         setWhere: lte(otpChallenges.sentAt, sql.param(p('sentBefore'), otpChallenges.sentAt)),
       })
-      .returning().prepare(UNNAMED)),
-    recordAttempt: lazy(() => db.update(otpChallenges)
+      .returning()),
+    recordAttempt: preparedOnce(() => db.update(otpChallenges)
       .set({ attempts: sql`${otpChallenges.attempts} + 1` })
       .where(and(eq(otpChallenges.phone, p('phone')), isNull(otpChallenges.consumedAt), gt(otpChallenges.expiresAt, sql.param(p('now'), otpChallenges.expiresAt)), lt(otpChallenges.attempts, p('maxAttempts'))))
-      .returning().prepare(UNNAMED)),
-    hitRateLimit: lazy(() => db.insert(rateLimits).values({ key: p('key'), windowStart: p('now'), count: 1 })
+      .returning()),
+    hitRateLimit: preparedOnce(() => db.insert(rateLimits).values({ key: p('key'), windowStart: p('now'), count: 1 })
       .onConflictDoUpdate({ target: rateLimits.key, set: countInWindow })
-      .returning({ count: rateLimits.count, windowStart: rateLimits.windowStart }).prepare(UNNAMED)),
+      .returning({ count: rateLimits.count, windowStart: rateLimits.windowStart })),
     // The same upsert, applied only while the window has room: a slot is taken atomically or not at all.
-    takeRateLimit: lazy(() => db.insert(rateLimits).values({ key: p('key'), windowStart: p('now'), count: 1 })
+    takeRateLimit: preparedOnce(() => db.insert(rateLimits).values({ key: p('key'), windowStart: p('now'), count: 1 })
       .onConflictDoUpdate({
         target: rateLimits.key,
         set: countInWindow,
         setWhere: sql`${expiredWindow} OR ${rateLimits.count} < ${sql.param(p('max'), rateLimits.count)}`,
       })
-      .returning({ count: rateLimits.count, windowStart: rateLimits.windowStart }).prepare(UNNAMED)),
+      .returning({ count: rateLimits.count, windowStart: rateLimits.windowStart })),
     // One slot of a sliding window: free when it was last taken a window ago or more.
-    takeSlidingSlot: lazy(() => db.insert(rateLimits).values({ key: p('key'), windowStart: p('now'), count: 1 })
+    takeSlidingSlot: preparedOnce(() => db.insert(rateLimits).values({ key: p('key'), windowStart: p('now'), count: 1 })
       .onConflictDoUpdate({
         target: rateLimits.key,
         set: { windowStart: sql`excluded.${sql.identifier('window_start')}`, count: 1 },
         setWhere: expiredWindow,
       })
-      .returning({ count: rateLimits.count }).prepare(UNNAMED)),
+      .returning({ count: rateLimits.count })),
     // The first free slot of `keys` (a JSON array on SQLite, a text[] on PostgreSQL), in their order,
     // taken with one statement: the read and the take of a sliding window's hit in one round trip.
     // A slot another request takes in between fails the upsert's own condition, and nothing is taken.
-    takeFirstFreeSlot: lazy(() => {
+    takeFirstFreeSlot: preparedOnce(() => {
       const slot = sql.identifier('slot')
       const slots = dialect === 'postgres'
         ? sql`unnest(${p('keys')}::text[]) with ordinality as ${slot}(${sql.identifier('key')}, ${sql.identifier('position')})`
@@ -127,18 +135,19 @@ export function createStore (database: SecureLoginDatabase, dialect: 'sqlite' | 
           set: { windowStart: sql`excluded.${sql.identifier('window_start')}`, count: 1 },
           setWhere: expiredWindow,
         })
-        .returning({ key: rateLimits.key }).prepare(UNNAMED)
+        .returning({ key: rateLimits.key })
     }),
     // PostgreSQL: takeRateLimit for several counters in one statement (one round trip), each
     // counter's window and limit read from its input row. In key order, so that two requests
     // taking the same counters lock their rows in the same order and never deadlock.
-    takeRateLimitsAtOnce: lazy(() => {
+    takeRateLimitsAtOnce: preparedOnce(() => {
       const column = (name: string) => sql.identifier(name)
       const input = db.$with('input').as(db.select({
         key: sql<string>`${column('key')}`.as('key'),
-        windowFloor: sql`${column('window_floor')}`.as('window_floor'),
-        max: sql`${column('max')}`.as('max'),
-      }).from(sql`unnest(${p('keys')}::text[], ${p('windowFloors')}::timestamptz[], ${p('maxes')}::int[]) as ${column('counter')}(${column('key')}, ${column('window_floor')}, ${column('max')})`))
+        windowFloor: sql`${column('window_floor')}::timestamptz`.as('window_floor'),
+        max: sql`${column('max')}::int`.as('max'),
+        // Every array as text[]: postgres.js binds text[] alike whether or not it prepares.
+      }).from(sql`unnest(${p('keys')}::text[], ${p('windowFloors')}::text[], ${p('maxes')}::text[]) as ${column('counter')}(${column('key')}, ${column('window_floor')}, ${column('max')})`))
       // ON CONFLICT sees only the row and `excluded`: its counter's window and limit come from the input by key.
       const ofInput = (name: string) => sql`(select ${column(name)} from ${column('input')} where ${column('input')}.${column('key')} = excluded.${column('key')})`
       const expired = sql`${rateLimits.windowStart} <= ${ofInput('window_floor')}`
@@ -155,30 +164,30 @@ export function createStore (database: SecureLoginDatabase, dialect: 'sqlite' | 
           },
           setWhere: sql`${expired} OR ${rateLimits.count} < ${ofInput('max')}`,
         })
-        .returning({ key: rateLimits.key, windowStart: rateLimits.windowStart }).prepare(UNNAMED)
+        .returning({ key: rateLimits.key, windowStart: rateLimits.windowStart })
     }),
-    readRateLimit: lazy(() => db.select({ count: rateLimits.count, windowStart: rateLimits.windowStart }).from(rateLimits).where(eq(rateLimits.key, p('key'))).limit(1).prepare(UNNAMED)),
+    readRateLimit: preparedOnce(() => db.select({ count: rateLimits.count, windowStart: rateLimits.windowStart }).from(rateLimits).where(eq(rateLimits.key, p('key'))).limit(1)),
     // Any number of counters in one prepared statement: the keys go as one parameter (a text[] on
     // PostgreSQL, a JSON array on SQLite), so the statement is the same whatever their number.
-    readCounters: lazy(() => db.select({ key: rateLimits.key, count: rateLimits.count, windowStart: rateLimits.windowStart }).from(rateLimits)
+    readCounters: preparedOnce(() => db.select({ key: rateLimits.key, count: rateLimits.count, windowStart: rateLimits.windowStart }).from(rateLimits)
       .where(dialect === 'postgres' ? sql`${rateLimits.key} = any(${p('keys')})` : sql`${rateLimits.key} in (select value from json_each(${p('keys')}))`)
-      .prepare(UNNAMED)),
+      ),
     // Every first sign-in of an account (with signUp 'on-verify', every new account).
-    markPhoneVerified: lazy(() => db.update(users).set({ phoneVerifiedAt: sql`${sql.param(p('now'), users.phoneVerifiedAt)}` })
-      .where(and(eq(users.id, p('userId')), isNull(users.phoneVerifiedAt))).prepare(UNNAMED)),
-    freeSlot: lazy(() => db.update(rateLimits).set({ windowStart: sql`${sql.param(p('never'), rateLimits.windowStart)}` }).where(eq(rateLimits.key, p('key'))).prepare(UNNAMED)),
+    markPhoneVerified: preparedOnce(() => db.update(users).set({ phoneVerifiedAt: sql`${sql.param(p('now'), users.phoneVerifiedAt)}` })
+      .where(and(eq(users.id, p('userId')), isNull(users.phoneVerifiedAt)))),
+    freeSlot: preparedOnce(() => db.update(rateLimits).set({ windowStart: sql`${sql.param(p('never'), rateLimits.windowStart)}` }).where(eq(rateLimits.key, p('key')))),
     // Gives back a hit taken in the window that began at `windowStart`, and only in that window: once
     // another request has started a new one on the row, the hit went with the old window, and taking
     // one from the new window would let one request more through it.
-    releaseRateLimit: lazy(() => db.update(rateLimits).set({ count: sql`${rateLimits.count} - 1` })
-      .where(and(eq(rateLimits.key, p('key')), eq(rateLimits.windowStart, sql.param(p('windowStart'), rateLimits.windowStart)), gt(rateLimits.count, 0))).prepare(UNNAMED)),
-    insertUser: lazy(() => db.insert(users)
+    releaseRateLimit: preparedOnce(() => db.update(rateLimits).set({ count: sql`${rateLimits.count} - 1` })
+      .where(and(eq(rateLimits.key, p('key')), eq(rateLimits.windowStart, sql.param(p('windowStart'), rateLimits.windowStart)), gt(rateLimits.count, 0)))),
+    insertUser: preparedOnce(() => db.insert(users)
       .values({ id: p('id'), phone: p('phone'), username: p('username'), createdAt: p('now') })
       .onConflictDoNothing({ target: users.phone })
-      .returning().prepare(UNNAMED)),
+      .returning()),
     // PostgreSQL: uses up the code and inserts the session it proves in one statement (the INSERT
     // reads the UPDATE's RETURNING), so a fault leaves both or neither.
-    consumeIntoSession: lazy(() => {
+    consumeIntoSession: preparedOnce(() => {
       const consumed = db.$with('consumed').as(db.update(otpChallenges)
         .set({ consumedAt: sql`${sql.param(p('now'), otpChallenges.consumedAt)}` })
         .where(and(eq(otpChallenges.phone, p('phone')), eq(otpChallenges.challengeId, p('challengeId')), isNull(otpChallenges.consumedAt), accountActive))
@@ -195,17 +204,17 @@ export function createStore (database: SecureLoginDatabase, dialect: 'sqlite' | 
         revokedReason: sql`null`.as('revoked_reason'),
         userAgent: sql`${p('userAgent')}::text`.as('user_agent'),
         ip: sql`${p('ip')}::text`.as('ip'),
-      }).from(consumed)).returning().prepare(UNNAMED)
+      }).from(consumed)).returning()
     }),
     // SQLite has no UPDATE in a WITH: the same two writes, in one transaction.
-    consumeChallenge: lazy(() => db.update(otpChallenges)
+    consumeChallenge: preparedOnce(() => db.update(otpChallenges)
       .set({ consumedAt: sql`${sql.param(p('now'), otpChallenges.consumedAt)}` })
       .where(and(eq(otpChallenges.phone, p('phone')), eq(otpChallenges.challengeId, p('challengeId')), isNull(otpChallenges.consumedAt), accountActive))
-      .returning({ phone: otpChallenges.phone }).prepare(UNNAMED)),
-    createSession: lazy(() => db.insert(sessions)
+      .returning({ phone: otpChallenges.phone })),
+    createSession: preparedOnce(() => db.insert(sessions)
       .values({ id: p('id'), userId: p('userId'), generation: 0, createdAt: p('now'), refreshedAt: p('now'), expiresAt: p('expiresAt'), userAgent: p('userAgent'), ip: p('ip') })
-      .returning().prepare(UNNAMED)),
-    rotateSession: lazy(() => db.update(sessions)
+      .returning()),
+    rotateSession: preparedOnce(() => db.update(sessions)
       .set({ generation: sql`${sessions.generation} + 1`, refreshedAt: sql`${sql.param(p('now'), sessions.refreshedAt)}`, userAgent: sql`${p('userAgent')}`, ip: sql`${p('ip')}` })
       .where(and(
         eq(sessions.id, p('id')),
@@ -216,7 +225,7 @@ export function createStore (database: SecureLoginDatabase, dialect: 'sqlite' | 
         gt(sessions.refreshedAt, sql.param(p('idleSince'), sessions.refreshedAt)),
         accountStillActive,
       ))
-      .returning().prepare(UNNAMED)),
+      .returning()),
   }
 
   /** Active accounts created before `createdBefore` that never proved their number, unless a code is open for it. */
@@ -456,7 +465,7 @@ export function createStore (database: SecureLoginDatabase, dialect: 'sqlite' | 
       const giveBack = async () => { for (const hit of taken) await prepared.releaseRateLimit().execute(hit) }
       if (dialect === 'postgres') {
         taken.push(...await prepared.takeRateLimitsAtOnce().execute({
-          keys: counters.map(({ key }) => key), windowFloors: values.map(({ windowFloor }) => windowFloor.toISOString()), maxes: counters.map(({ max }) => max), now,
+          keys: counters.map(({ key }) => key), windowFloors: values.map(({ windowFloor }) => windowFloor.toISOString()), maxes: counters.map(({ max }) => String(max)), now,
         }))
         if (taken.length === counters.length) return -1
         await giveBack()

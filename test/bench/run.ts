@@ -6,6 +6,7 @@
 //   BENCH_CONNECTIONS / BENCH_SIGNIN_CONNECTIONS  (50 / 20)
 //   BENCH_SQLITE_SYNC=NORMAL  run SQLite under this `synchronous` only (by default: FULL, NORMAL, then
 //                             NORMAL with checkpoints in a worker thread); BENCH_SQLITE_CHECKPOINTS=worker with it
+//   BENCH_PG_NAMED=1          run PostgreSQL with named statements only (by default: unnamed, then named)
 //   BENCH_PIPELINING          requests in flight per connection (1)
 //   --smoke                   about a second per case, one round: for CI, so that the benchmark
 //                             cannot rot. It fails on any non-2xx answer or a case that served
@@ -54,7 +55,8 @@ const setups: SqliteSetup[] = process.env.BENCH_SQLITE_SYNC !== undefined
 for (const setup of setups) rows.push(...await signinBench('sqlite', setup))
 phase('sign-in SQLite')
 if (await postgresReachable()) {
-  rows.push(...await signinBench('postgres'))
+  // PostgreSQL as it comes (unnamed statements, which any pooler takes) and with postgres.namedStatements.
+  for (const namedStatements of process.env.BENCH_PG_NAMED !== undefined ? [undefined] : [false, true]) rows.push(...await signinBench('postgres', { namedStatements }))
   phase('sign-in PostgreSQL')
 } else {
   console.log('PostgreSQL not reachable (or BENCH_PG=0): its sign-in steps are skipped.\n')

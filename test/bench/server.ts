@@ -111,6 +111,7 @@ async function postgresDatabase (): Promise<SecureLoginDatabase> {
   }
   execRaw = async (text) => { await pool.query(text) }
   dialect = 'postgres'
+  info.namedStatements = process.env.BENCH_PG_NAMED === '1'
   database = drizzlePg(pool)
   return database
 }
@@ -201,6 +202,8 @@ async function pluginApp (db: SecureLoginDatabase, sent: Outbox): Promise<Fastif
     // Every limit that a run of sequential numbers from one address would reach (the default per
     // prefix, global and per-IP register budgets are 20, 1,000 and 20 an hour).
     rateLimit: { sendsPerPhone: high, sendsPerIp: high, verifiesPerIp: high, registersPerIp: high, sendsPerPrefix: high, sendsGlobal: high },
+    // BENCH_PG_NAMED=1: named statements on PostgreSQL (test/bench/run.ts runs it both ways).
+    postgres: { namedStatements: process.env.BENCH_PG_NAMED === '1' },
   })
   return instance
 }

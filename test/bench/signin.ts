@@ -46,16 +46,18 @@ export interface ScaleReport { seedMs: number, revokedRows: number, revocationMs
  * The four steps on a fresh database, or with `scale` on one first filled with that many accounts
  * and sessions (test/bench/server.ts, seedScale); then `onScale` gets the housekeeping's cost. On
  * SQLite, `synchronous` sets the pragma (else BENCH_SQLITE_SYNC, else the connection's own); the
- * group names the one the server ran with.
+ * group names the one the server ran with. On PostgreSQL, `namedStatements` (else BENCH_PG_NAMED=1)
+ * names the store's statements.
  */
-export async function signinBench (dialect: 'sqlite' | 'postgres', { scale = 0, onScale, synchronous, checkpoints }: { scale?: number, onScale?: (report: ScaleReport) => void, synchronous?: 'FULL' | 'NORMAL', checkpoints?: 'worker' } = {}): Promise<Row[]> {
+export async function signinBench (dialect: 'sqlite' | 'postgres', { scale = 0, onScale, synchronous, checkpoints, namedStatements }: { scale?: number, onScale?: (report: ScaleReport) => void, synchronous?: 'FULL' | 'NORMAL', checkpoints?: 'worker', namedStatements?: boolean } = {}): Promise<Row[]> {
   const size = scale === 0 ? '' : `, ${scale.toLocaleString('en-US')} accounts`
   const server = await startServer(`signin-${dialect}`, {
     ...(scale === 0 ? {} : { BENCH_SCALE: String(scale) }),
     ...(synchronous === undefined ? {} : { BENCH_SQLITE_SYNC: synchronous }),
     ...(checkpoints === undefined ? {} : { BENCH_SQLITE_CHECKPOINTS: checkpoints }),
+    ...(namedStatements === undefined ? {} : { BENCH_PG_NAMED: namedStatements ? '1' : '0' }),
   })
-  const group = `sign-in, ${dialect === 'sqlite' ? `SQLite file (WAL, synchronous ${String(server.info.synchronous)}${server.info.checkpoints === 'worker' ? ', checkpoints in a worker' : ''})` : 'PostgreSQL'}${size}`
+  const group = `sign-in, ${dialect === 'sqlite' ? `SQLite file (WAL, synchronous ${String(server.info.synchronous)}${server.info.checkpoints === 'worker' ? ', checkpoints in a worker' : ''})` : `PostgreSQL${server.info.namedStatements === true ? ', named statements' : ''}`}${size}`
   try {
     const rows: Row[] = []
     // register: an endless supply of new numbers; login: each registered number once, so every
