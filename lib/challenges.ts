@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto'
 import type { FastifyBaseLogger, FastifyRequest } from 'fastify'
-import { findAccount, registerAccount } from './accounts.js'
+import { accountFound, findAccount, phoneKeyFor, registerAccount, type FoundAccount } from './accounts.js'
 import {
   AccountInactiveError, OtpAttemptsExceededError, OtpExpiredError, OtpInvalidError, OtpResendTooSoonError, PhoneLockedError, SendRefusedError, SmsBudgetExhaustedError, SmsSendFailedError, SmsTimeoutError, withAttemptsLeft, withRetryAfter,
 } from './errors.js'
@@ -8,7 +8,7 @@ import { generateCode, hashCode, hashesMatch } from './otp.js'
 import type { ResolvedOptions } from './options.js'
 import { maskPhone } from './phone.js'
 import { clientAddress } from './client-ip.js'
-import { enforceClientLimit, refuseIfAnyFull, slidingWindow, takeSlots, type Limit, type Refusal } from './rate-limit.js'
+import { enforceClientLimit, planChecks, slidingWindow, takeSlots, type Limit, type Refusal } from './rate-limit.js'
 import type { Events } from './events.js'
 import { loggableError } from './redact.js'
 import { callSmsVendor } from './sms/deliver.js'
@@ -98,8 +98,7 @@ function vendorCheckMark (hashKey: Buffer, phone: string, challengeId: string, o
  */
 export async function sendLoginCode (ctx: ChallengeContext, args: { phone: string, locale?: string, request: FastifyRequest }): Promise<{ userid: string }> {
   let userid = ''
-  await sendCode(ctx, args, async () => {
-    const found = await findAccount(ctx, args.phone)
+  await sendCode(ctx, args, (found) => {
     userid = found.userid
     // With signUp 'on-verify' a number without an account gets its code too (verify_sms makes the
     // account). A disabled account gets its code: only who proves the number learns it is disabled.
@@ -117,13 +116,10 @@ export async function sendLoginCode (ctx: ChallengeContext, args: { phone: strin
  * number does not hold it (anyone can register any number): the change takes the number from it.
  */
 export async function sendPhoneChangeCode (ctx: ChallengeContext, args: { phone: string, locale?: string, request: FastifyRequest, userId: string }): Promise<void> {
-  await sendCode(ctx, args, async () => {
-    const { user } = await findAccount(ctx, args.phone)
-    return { deliver: user === undefined || user.phoneVerifiedAt === null, userid: args.userId, owner: args.userId }
-  })
+  await sendCode(ctx, args, ({ user }) => ({ deliver: user === undefined || user.phoneVerifiedAt === null, userid: args.userId, owner: args.userId }))
 }
 
-async function sendCode (ctx: ChallengeContext, args: { phone: string, locale?: string, request: FastifyRequest }, recipientOf: () => Promise<Recipient>): Promise<void> {
+async function sendCode (ctx: ChallengeContext, args: { phone: string, locale?: string, request: FastifyRequest }, recipientOf: (found: FoundAccount) => Recipient): Promise<void> {
   const { options, store, hashKey, log } = ctx
   const { phone } = args
   const now = new Date()
@@ -136,32 +132,37 @@ async function sendCode (ctx: ChallengeContext, args: { phone: string, locale?: 
     if (await options.beforeSend(args.request, phone) !== true) throw new SendRefusedError()
   }
 
+  const budget: Refusal = (seconds) => ctx.budget.exhausted(seconds, log)
+  const sendLimits: Limit[] = [
+    { key: `send:phone:${phone}`, rules: options.rateLimit.sendsPerPhone },
+    // Across numbers, for every code opened (with or without an account, which must look the
+    // same): runs of sequential numbers, and the app's whole SMS bill.
+    { key: `send:prefix:${phone.slice(0, -3)}`, rules: options.rateLimit.sendsPerPrefix },
+    { key: 'send:global', rules: options.rateLimit.sendsGlobal, refusal: budget },
+  ]
+  const checks = planChecks([{ key: lockKey(phone), rules: options.rateLimit.failedVerifiesPerPhone, refusal: phoneLocked, sliding: true }, ...sendLimits])
+
   // From the client's count to the counted sends, the code is opened with its writes committed
-  // together: this part only awaits the store (recipientOf reads the account).
+  // together: this part only awaits the store.
   const { recipient, deliver, challengeId, code, fixedCode } = await store.unitOfWork(async () => {
     if (options.beforeSend === undefined) await countClient()
+    // The number's challenge, its account and the counters of its limits, in one read: a number
+    // with an account and one without cost the same.
+    const before = await store.readBeforeSend(phone, phoneKeyFor(hashKey, phone), checks.keys)
     // A request inside the cooldown is refused before it counts against the number's allowance, so
     // such requests cannot exhaust it and lock the owner out. The upsert below re-checks the
     // cooldown atomically for requests that race past this read.
-    const previous = await store.findChallenge(phone)
+    const previous = before.challenge
     if (previous !== undefined && previous.sentAt.getTime() + options.otpResendIntervalMs > now.getTime()) {
       throw resendTooSoon(previous.sentAt, now, options.otpResendIntervalMs)
     }
-    // A locked number gets no code, and a number whose allowances are spent gets none either: read
-    // here, before a new code would replace the owner's pending one. The sends are counted once the
-    // challenge is opened, for the one request that opened it: a burst of parallel requests spends
-    // one send, not twenty.
-    const budget: Refusal = (seconds) => ctx.budget.exhausted(seconds, log)
-    const sendLimits: Limit[] = [
-      { key: `send:phone:${phone}`, rules: options.rateLimit.sendsPerPhone },
-      // Across numbers, for every code opened (with or without an account, which must look the
-      // same): runs of sequential numbers, and the app's whole SMS bill.
-      { key: `send:prefix:${phone.slice(0, -3)}`, rules: options.rateLimit.sendsPerPrefix },
-      { key: 'send:global', rules: options.rateLimit.sendsGlobal, refusal: budget },
-    ]
-    await refuseIfAnyFull(store, [{ key: lockKey(phone), rules: options.rateLimit.failedVerifiesPerPhone, refusal: phoneLocked, sliding: true }, ...sendLimits], now)
+    // A locked number gets no code, and a number whose allowances are spent gets none either:
+    // checked here, before a new code would replace the owner's pending one. The sends are counted
+    // once the challenge is opened, for the one request that opened it: a burst of parallel
+    // requests spends one send, not twenty.
+    checks.refuseIfAnyFull(before.counters, now)
 
-    const recipient = await recipientOf()
+    const recipient = recipientOf(accountFound(hashKey, phone, before))
     const fixedCode = options.phonePolicy.testNumbers.get(phone)
     const deliver = recipient.deliver && fixedCode === undefined
     const challengeId = randomUUID()

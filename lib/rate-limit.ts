@@ -31,7 +31,41 @@ export async function enforceRateLimit (store: Store, key: string, rules: readon
 /** A limit to check before anything is counted: a fixed-window counter, or with `sliding` a sliding window's slots. */
 export interface Check extends Limit { sliding?: boolean }
 
-type Counters = Map<string, { count: number, windowStart: Date }>
+/** Counter rows by key, as they are (window not applied). */
+export type Counters = Map<string, { count: number, windowStart: Date }>
+
+/**
+ * What `checks` read, and their refusal once read: the keys of every counter of every check, in
+ * one list, so that a request reads them all in one statement (with other reads, see
+ * store.readBeforeSend), and `refuseIfAnyFull`, which throws the refusal of the first full rule
+ * of `checks`, in their order, counting nothing.
+ */
+export function planChecks (checks: readonly Check[]) {
+  // Each rule's counter keys, made once: read together, then checked rule by rule.
+  const planned = checks.map(({ key, rules, sliding }) => rules.map((rule) => ({
+    rule,
+    keys: sliding === true ? slidingWindow.slotKeys(key, rule, rules) : [ruleKey(key, rule, rules)],
+  })))
+  return {
+    keys: planned.flatMap((rules) => rules.flatMap(({ keys }) => keys)),
+    refuseIfAnyFull (counters: Counters, now: Date): void {
+      for (const [index, check] of checks.entries()) {
+        const refusal = check.refusal ?? rateLimited
+        for (const { rule, keys } of planned[index]!) {
+          if (check.sliding === true) {
+            const { free, secondsUntilFree } = slotsInUse(keys, counters, rule, now)
+            if (free.length === 0) throw refusal(secondsUntilFree)
+            continue
+          }
+          const counter = counters.get(keys[0] as string)
+          const resetAt = counter === undefined ? 0 : counter.windowStart.getTime() + rule.windowMs
+          // A counter whose window has ended counts nothing.
+          if (counter !== undefined && resetAt > now.getTime() && counter.count >= rule.max) throw refusal(secondsUntil(new Date(resetAt), now))
+        }
+      }
+    },
+  }
+}
 
 /**
  * Throws the refusal of the first full rule of `checks`, in their order, counting nothing: for
@@ -41,26 +75,8 @@ type Counters = Map<string, { count: number, windowStart: Date }>
  * counts pays for one read, not five.
  */
 export async function refuseIfAnyFull (store: Store, checks: readonly Check[], now: Date): Promise<void> {
-  // Each rule's counter keys, made once: read together, then checked rule by rule.
-  const planned = checks.map(({ key, rules, sliding }) => rules.map((rule) => ({
-    rule,
-    keys: sliding === true ? slidingWindow.slotKeys(key, rule, rules) : [ruleKey(key, rule, rules)],
-  })))
-  const counters = await store.readCounters(planned.flatMap((rules) => rules.flatMap(({ keys }) => keys)))
-  for (const [index, check] of checks.entries()) {
-    const refusal = check.refusal ?? rateLimited
-    for (const { rule, keys } of planned[index]!) {
-      if (check.sliding === true) {
-        const { free, secondsUntilFree } = slotsInUse(keys, counters, rule, now)
-        if (free.length === 0) throw refusal(secondsUntilFree)
-        continue
-      }
-      const counter = counters.get(keys[0] as string)
-      const resetAt = counter === undefined ? 0 : counter.windowStart.getTime() + rule.windowMs
-      // A counter whose window has ended counts nothing.
-      if (counter !== undefined && resetAt > now.getTime() && counter.count >= rule.max) throw refusal(secondsUntil(new Date(resetAt), now))
-    }
-  }
+  const plan = planChecks(checks)
+  plan.refuseIfAnyFull(await store.readCounters(plan.keys), now)
 }
 
 /** Which of a sliding window's slots (`keys`) are free now, and when the first busy one frees. */

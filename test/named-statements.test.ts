@@ -43,6 +43,21 @@ t.test('postgres: with namedStatements every hot statement is named by the hash 
   t.same((await held()).filter(({ name }) => afterFirst.every((seen) => seen.name !== name)).map(({ name }) => name).length, 1, 'the second sign-in prepared nothing new; only refresh\'s statement joined')
 })
 
+t.test('postgres: a named statement whose plan a migration made stale answers 503 once, then works', { skip }, async (t) => {
+  const { database } = await oneConnection(t)
+  const test = await buildApp(t, 'postgres', { postgres: { namedStatements: true } }, database)
+  await signIn(test, testPhone())
+  // A migration while the app runs changes the type of a column that login's statements read.
+  await database.query('ALTER TABLE securelogin_otp_challenges ALTER COLUMN code_hash TYPE varchar(200)')
+  const phone = testPhone()
+  await post(test.app, '/register', { phone })
+  const stale = await post(test.app, '/login', { phone })
+  t.equal(stale.statusCode, 503, 'the stale plan is a moment\'s unavailability, not a 500')
+  t.equal(stale.json().code, 'SECURELOGIN_UNAVAILABLE')
+  t.ok(stale.headers['retry-after'] !== undefined, 'with Retry-After')
+  t.equal((await post(test.app, '/login', { phone })).statusCode, 200, 'the server planned it again: the retry works')
+})
+
 t.test('postgres: by default no statement is named', { skip }, async (t) => {
   const { database, held } = await oneConnection(t)
   const test = await buildApp(t, 'postgres', {}, database)

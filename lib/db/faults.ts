@@ -20,6 +20,10 @@ const PG_UNAVAILABLE = /^(08|53|57P0|57014|40001|40P01|55P03|25006|55000)/
 // SQLite result codes of a database that is busy, locked or cannot do I/O now.
 const SQLITE_UNAVAILABLE = /^SQLITE_(BUSY|LOCKED|IOERR|FULL|CANTOPEN|PROTOCOL)/
 
+// A named statement (postgres.namedStatements) whose cached plan a migration made stale, while the
+// app ran: the server fails its next call on each connection, then plans it again.
+const STALE_PLAN = /^cached plan must not change result type/
+
 // node-postgres says these in words only.
 const NODE_PG_UNAVAILABLE = /^(Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error|Client was closed and is not queryable|Cannot use a pool after calling end)/
 
@@ -50,7 +54,8 @@ export function isDatabaseUnavailable (error: unknown): boolean {
   const code = errorCode(error)
   if (code !== undefined && (UNREACHABLE.has(code) || PG_UNAVAILABLE.test(code) || SQLITE_UNAVAILABLE.test(code))) return true
   const message = (driverError(error) as { message?: unknown } | null)?.message
-  return typeof message === 'string' && NODE_PG_UNAVAILABLE.test(message)
+  if (typeof message !== 'string') return false
+  return NODE_PG_UNAVAILABLE.test(message) || (code === '0A000' && STALE_PLAN.test(message))
 }
 
 /** A row still referenced by a foreign key (an app's table pointing at an account). */

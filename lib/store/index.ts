@@ -74,6 +74,23 @@ export function createStore (database: SecureLoginDatabase, dialect: 'sqlite' | 
       .leftJoin(phoneHistory, eq(phoneHistory.phoneKey, p('phoneKey')))
       .limit(1)),
     findChallenge: preparedOnce(() => db.select().from(otpChallenges).where(eq(otpChallenges.phone, p('phone'))).limit(1)),
+    // Everything a send reads before it writes, in one statement: the number's challenge, its
+    // account and ended accounts (as findAccountOf), and the counters its limits check, as a JSON
+    // array of [key, count, window start in ms] (a text on SQLite, parsed by the driver elsewhere).
+    readBeforeSend: preparedOnce(() => {
+      const counter = dialect === 'postgres'
+        ? sql`json_build_array(${rateLimits.key}, ${rateLimits.count}, floor(extract(epoch from ${rateLimits.windowStart}) * 1000))`
+        : sql`json_array(${rateLimits.key}, ${rateLimits.count}, ${rateLimits.windowStart})`
+      const counters = dialect === 'postgres'
+        ? sql`(select coalesce(json_agg(${counter}), '[]'::json) from ${rateLimits} where ${rateLimits.key} = any(${p('keys')}))`
+        : sql`(select json_group_array(${counter}) from ${rateLimits} where ${rateLimits.key} in (select value from json_each(${p('keys')})))`
+      return db.select({ challenge: otpChallenges, user: users, endedAccounts: phoneHistory.endedAccounts, counters: sql<unknown>`${counters}`.as('counters') })
+        .from(sql`(select 1) as ${sql.identifier('one')}`)
+        .leftJoin(otpChallenges, eq(otpChallenges.phone, p('phone')))
+        .leftJoin(users, eq(users.phone, p('phone')))
+        .leftJoin(phoneHistory, eq(phoneHistory.phoneKey, p('phoneKey')))
+        .limit(1)
+    }),
     openChallenge: preparedOnce(() => db.insert(otpChallenges)
       .values({ phone: p('phone'), challengeId: p('challengeId'), codeHash: p('codeHash'), attempts: 0, sentAt: p('now'), expiresAt: p('expiresAt'), consumedAt: null })
       .onConflictDoUpdate({
@@ -326,6 +343,23 @@ export function createStore (database: SecureLoginDatabase, dialect: 'sqlite' | 
       return rows[0]
     },
 
+    /**
+     * What a send reads before it writes, in one round trip: the challenge of `phone`, its account
+     * and how many accounts the number had before (`phoneKey`, as findAccountOf), and the counters
+     * of `keys` as readCounters reads them.
+     */
+    async readBeforeSend (phone: string, phoneKey: string, keys: readonly string[]): Promise<{ challenge: OtpChallenge | undefined, user: User | undefined, endedAccounts: number, counters: Map<string, { count: number, windowStart: Date }> }> {
+      const row = (await prepared.readBeforeSend().execute({ phone, phoneKey, keys: dialect === 'postgres' ? keys : JSON.stringify(keys) }))[0]
+      const raw = row?.counters ?? []
+      const counters = (typeof raw === 'string' ? JSON.parse(raw) : raw) as Array<[string, number, number | string]>
+      return {
+        challenge: row?.challenge ?? undefined,
+        user: row?.user ?? undefined,
+        endedAccounts: row?.endedAccounts ?? 0,
+        counters: new Map(counters.map(([key, count, windowStart]) => [key, { count: Number(count), windowStart: new Date(Number(windowStart)) }])),
+      }
+    },
+
     async findChallenge (phone: string): Promise<OtpChallenge | undefined> {
       const rows = await prepared.findChallenge().execute({ phone })
       return rows[0]
@@ -464,6 +498,8 @@ export function createStore (database: SecureLoginDatabase, dialect: 'sqlite' | 
       const taken: Array<{ key: string, windowStart: Date }> = []
       const giveBack = async () => { for (const hit of taken) await prepared.releaseRateLimit().execute(hit) }
       if (dialect === 'postgres') {
+        // One statement cannot upsert a row twice; the callers' keys are distinct (one per limit and rule window).
+        if (new Set(counters.map(({ key }) => key)).size !== counters.length) throw new Error('fastify-securelogin: takeRateLimits: a counter appears twice')
         taken.push(...await prepared.takeRateLimitsAtOnce().execute({
           keys: counters.map(({ key }) => key), windowFloors: values.map(({ windowFloor }) => windowFloor.toISOString()), maxes: counters.map(({ max }) => String(max)), now,
         }))
@@ -540,15 +576,25 @@ export function createStore (database: SecureLoginDatabase, dialect: 'sqlite' | 
         }
       }
       const staleBefore = new Date(now.getTime() - longestWindowMs)
+      // Each batch's condition is checked again by the DELETE itself: on PostgreSQL a row updated
+      // after the batch was chosen (a counter taken again, a code sent again) is then re-read, found
+      // live and kept. And the batch passes over rows another statement holds locked, instead of
+      // waiting for them: the purge then never waits with rows of its own locked, which would
+      // deadlock with a request taking several counters at once (takeRateLimits).
+      const batchOf = <Q extends { for: (strength: 'update', config: { skipLocked: true }) => unknown }>(query: Q) =>
+        dialect === 'postgres' ? query.for('update', { skipLocked: true }) as Q : query
+      const expiredChallenge = lt(otpChallenges.expiresAt, now)
+      const endedSession = or(lt(sessions.expiresAt, now), lt(sessions.revokedAt, endedBefore))
+      const staleCounter = lt(rateLimits.windowStart, staleBefore)
       return {
         challenges: await inBatches(() => db.delete(otpChallenges)
-          .where(inArray(otpChallenges.phone, db.select({ phone: otpChallenges.phone }).from(otpChallenges).where(lt(otpChallenges.expiresAt, now)).limit(PURGE_BATCH)))
+          .where(and(expiredChallenge, inArray(otpChallenges.phone, batchOf(db.select({ phone: otpChallenges.phone }).from(otpChallenges).where(expiredChallenge).limit(PURGE_BATCH)))))
           .returning({ phone: otpChallenges.phone })),
         sessions: await inBatches(() => db.delete(sessions)
-          .where(inArray(sessions.id, db.select({ id: sessions.id }).from(sessions).where(or(lt(sessions.expiresAt, now), lt(sessions.revokedAt, endedBefore))).limit(PURGE_BATCH)))
+          .where(and(endedSession, inArray(sessions.id, batchOf(db.select({ id: sessions.id }).from(sessions).where(endedSession).limit(PURGE_BATCH)))))
           .returning({ id: sessions.id })),
         counters: await inBatches(() => db.delete(rateLimits)
-          .where(inArray(rateLimits.key, db.select({ key: rateLimits.key }).from(rateLimits).where(lt(rateLimits.windowStart, staleBefore)).limit(PURGE_BATCH)))
+          .where(and(staleCounter, inArray(rateLimits.key, batchOf(db.select({ key: rateLimits.key }).from(rateLimits).where(staleCounter).limit(PURGE_BATCH)))))
           .returning({ key: rateLimits.key })),
         accounts: (unverifiedBefore === undefined ? 0 : await purgeAccounts(unproven(now, unverifiedBefore))) + await purgeAccounts(deletedAndForgotten()),
       }
