@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto'
 import type { FastifyBaseLogger, FastifyRequest } from 'fastify'
-import { accountFound, findAccount, phoneKeyFor, registerAccount, type FoundAccount } from './accounts.js'
+import { accountFound, phoneKeyFor, registerAccount, type FoundAccount } from './accounts.js'
 import {
   AccountInactiveError, OtpAttemptsExceededError, OtpExpiredError, OtpInvalidError, OtpResendTooSoonError, PhoneLockedError, SendRefusedError, SmsBudgetExhaustedError, SmsSendFailedError, SmsTimeoutError, withAttemptsLeft, withRetryAfter,
 } from './errors.js'
@@ -236,13 +236,13 @@ export interface ApprovedCode {
 export async function verifyLoginCode (ctx: ChallengeContext, args: { phone: string, code: string, userid?: string, request: FastifyRequest }): Promise<ApprovedCode> {
   const { options, store } = ctx
   const { phone } = args
-  let found: Awaited<ReturnType<typeof findAccount>> | undefined
+  let found: FoundAccount | undefined
   return checkCode(ctx, args, {
     // A userid that is not the number's looks and costs exactly like a wrong code: otherwise anyone
     // who knows a user's public id could test candidate numbers for it for free.
-    mismatch: async () => {
-      found = await findAccount(ctx, phone)
-      return args.userid !== undefined && args.userid !== found.userid
+    mismatch: (account) => {
+      found = account
+      return args.userid !== undefined && args.userid !== account.userid
     },
     userid: () => found?.user?.id,
     onMatch: async (challengeId, now) => {
@@ -279,7 +279,8 @@ function checkedByVendor (challenge: { codeHash: string | null }): boolean {
  */
 async function checkCode<T> (ctx: ChallengeContext, args: { phone: string, code: string, request: FastifyRequest }, check: {
   owner?: string
-  mismatch?: () => Promise<boolean>
+  /** Given the number's account, read with the attempt: true counts the check as a wrong code. */
+  mismatch?: (found: FoundAccount) => boolean
   userid: () => string | undefined
   onMatch: (challengeId: string, now: Date) => Promise<T>
 }): Promise<T> {
@@ -316,8 +317,14 @@ async function checkCode<T> (ctx: ChallengeContext, args: { phone: string, code:
     let mismatch: boolean
     let challenge: OtpChallenge | undefined
     try {
-      mismatch = check.mismatch !== undefined && await check.mismatch()
-      challenge = await store.recordAttempt(phone, now, options.otpMaxAttempts)
+      if (check.mismatch === undefined) {
+        mismatch = false
+        challenge = await store.recordAttempt(phone, now, options.otpMaxAttempts)
+      } else {
+        const read = await store.recordAttemptAndFindAccount(phone, phoneKeyFor(hashKey, phone), now, options.otpMaxAttempts)
+        mismatch = check.mismatch(accountFound(hashKey, phone, read))
+        challenge = read.challenge
+      }
       if (challenge === undefined) {
         const current = await store.findChallenge(phone)
         const open = current !== undefined && current.consumedAt === null && current.expiresAt > now

@@ -21,7 +21,6 @@ export type User = typeof postgresTables.users.$inferSelect
 export type Session = typeof postgresTables.sessions.$inferSelect
 export type OtpChallenge = typeof postgresTables.otpChallenges.$inferSelect
 
-
 /** Rows one purge statement deletes at most. */
 export const PURGE_BATCH = 1000
 
@@ -64,6 +63,10 @@ export function createStore (database: SecureLoginDatabase, dialect: 'sqlite' | 
   // A refresh only checks: disabling and deleting end the account's sessions in the same
   // transaction, so this only guards against a session that got past them some other way.
   const accountStillActive = sql`exists (select 1 from ${users} where ${users.id} = ${p('userId')} and ${users.status} = 'active')`
+  // One attempt at the open challenge of a number: counted before the code is compared.
+  const attemptOf = () => db.update(otpChallenges)
+    .set({ attempts: sql`${otpChallenges.attempts} + 1` })
+    .where(and(eq(otpChallenges.phone, p('phone')), isNull(otpChallenges.consumedAt), gt(otpChallenges.expiresAt, sql.param(p('now'), otpChallenges.expiresAt)), lt(otpChallenges.attempts, p('maxAttempts'))))
   const prepared = {
     findUserByPhone: preparedOnce(() => db.select().from(users).where(eq(users.phone, p('phone'))).limit(1)),
     // The account of a number and how many accounts the number has had before, in one statement:
@@ -106,10 +109,23 @@ export function createStore (database: SecureLoginDatabase, dialect: 'sqlite' | 
         setWhere: lte(otpChallenges.sentAt, sql.param(p('sentBefore'), otpChallenges.sentAt)),
       })
       .returning()),
-    recordAttempt: preparedOnce(() => db.update(otpChallenges)
-      .set({ attempts: sql`${otpChallenges.attempts} + 1` })
-      .where(and(eq(otpChallenges.phone, p('phone')), isNull(otpChallenges.consumedAt), gt(otpChallenges.expiresAt, sql.param(p('now'), otpChallenges.expiresAt)), lt(otpChallenges.attempts, p('maxAttempts'))))
-      .returning()),
+    recordAttempt: preparedOnce(() => attemptOf().returning()),
+    // PostgreSQL: the attempt and the number's account (as findAccountOf) in one statement.
+    recordAttemptAndFindAccount: preparedOnce(() => {
+      const attempt = db.$with('attempt').as(attemptOf().returning())
+      return db.with(attempt).select({
+        challenge: {
+          phone: attempt.phone, challengeId: attempt.challengeId, codeHash: attempt.codeHash, attempts: attempt.attempts, sentAt: attempt.sentAt, expiresAt: attempt.expiresAt, consumedAt: attempt.consumedAt,
+        },
+        user: users,
+        endedAccounts: phoneHistory.endedAccounts,
+      })
+        .from(sql`(select 1) as ${sql.identifier('one')}`)
+        .leftJoin(attempt, sql`true`)
+        .leftJoin(users, eq(users.phone, p('phone')))
+        .leftJoin(phoneHistory, eq(phoneHistory.phoneKey, p('phoneKey')))
+        .limit(1)
+    }),
     hitRateLimit: preparedOnce(() => db.insert(rateLimits).values({ key: p('key'), windowStart: p('now'), count: 1 })
       .onConflictDoUpdate({ target: rateLimits.key, set: countInWindow })
       .returning({ count: rateLimits.count, windowStart: rateLimits.windowStart })),
@@ -187,8 +203,7 @@ export function createStore (database: SecureLoginDatabase, dialect: 'sqlite' | 
     // Any number of counters in one prepared statement: the keys go as one parameter (a text[] on
     // PostgreSQL, a JSON array on SQLite), so the statement is the same whatever their number.
     readCounters: preparedOnce(() => db.select({ key: rateLimits.key, count: rateLimits.count, windowStart: rateLimits.windowStart }).from(rateLimits)
-      .where(dialect === 'postgres' ? sql`${rateLimits.key} = any(${p('keys')})` : sql`${rateLimits.key} in (select value from json_each(${p('keys')}))`)
-      ),
+      .where(dialect === 'postgres' ? sql`${rateLimits.key} = any(${p('keys')})` : sql`${rateLimits.key} in (select value from json_each(${p('keys')}))`)),
     // Every first sign-in of an account (with signUp 'on-verify', every new account).
     markPhoneVerified: preparedOnce(() => db.update(users).set({ phoneVerifiedAt: sql`${sql.param(p('now'), users.phoneVerifiedAt)}` })
       .where(and(eq(users.id, p('userId')), isNull(users.phoneVerifiedAt)))),
@@ -386,6 +401,16 @@ export function createStore (database: SecureLoginDatabase, dialect: 'sqlite' | 
     async recordAttempt (phone: string, now: Date, maxAttempts: number): Promise<OtpChallenge | undefined> {
       const rows = await prepared.recordAttempt().execute({ phone, now, maxAttempts })
       return rows[0]
+    },
+
+    /**
+     * recordAttempt, and the account of `phone` and how many accounts the number had before
+     * (`phoneKey`, as findAccountOf): on PostgreSQL in one round trip, elsewhere in two statements.
+     */
+    async recordAttemptAndFindAccount (phone: string, phoneKey: string, now: Date, maxAttempts: number): Promise<{ challenge: OtpChallenge | undefined, user: User | undefined, endedAccounts: number }> {
+      if (dialect !== 'postgres') return { challenge: await this.recordAttempt(phone, now, maxAttempts), ...await this.findAccountOf(phone, phoneKey) }
+      const row = (await prepared.recordAttemptAndFindAccount().execute({ phone, phoneKey, now, maxAttempts }))[0]
+      return { challenge: row?.challenge ?? undefined, user: row?.user ?? undefined, endedAccounts: row?.endedAccounts ?? 0 }
     },
 
     /**
