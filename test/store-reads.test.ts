@@ -60,3 +60,16 @@ for (const dialect of dialects) {
     t.equal((await store.recordAttemptAndFindAccount(phone, 'k', at(10 * MINUTE), 5)).challenge, undefined, 'an expired code counts nothing')
   })
 }
+
+// On SQLite the attempt and the account are two statements: the account is read first, so that a
+// read that fails spends no attempt (on PostgreSQL one statement does both or neither).
+t.test('sqlite: recordAttemptAndFindAccount spends no attempt when the account cannot be read', async (t) => {
+  const database = await createTestDatabase(t, 'sqlite')
+  await migrate(database.db)
+  const store = createStore(database.db, 'sqlite')
+  const phone = '+14155550102'
+  await store.openChallenge({ phone, challengeId: randomUUID(), codeHash: 'hash', now: at(0), expiresAt: at(10 * MINUTE), resendIntervalMs: 30_000 })
+  const failing = { ...store, findAccountOf: async () => { throw new Error('the account read failed') } }
+  await t.rejects(failing.recordAttemptAndFindAccount(phone, 'k', at(1), 5), /the account read failed/)
+  t.equal((await store.findChallenge(phone))?.attempts, 0, 'no attempt spent')
+})

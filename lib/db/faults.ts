@@ -20,8 +20,9 @@ const PG_UNAVAILABLE = /^(08|53|57P0|57014|40001|40P01|55P03|25006|55000)/
 // SQLite result codes of a database that is busy, locked or cannot do I/O now.
 const SQLITE_UNAVAILABLE = /^SQLITE_(BUSY|LOCKED|IOERR|FULL|CANTOPEN|PROTOCOL)/
 
-// A named statement (postgres.namedStatements) whose cached plan a migration made stale, while the
-// app ran: the server fails its next call on each connection, then plans it again.
+// A named statement (postgres.namedStatements) whose result type a migration changed while the app
+// ran: the server refuses it on that connection until the statement is dropped. A node-postgres
+// Pool drops the connection that failed (postgres.js re-prepares by itself), so a retry works.
 const STALE_PLAN = /^cached plan must not change result type/
 
 // node-postgres says these in words only.

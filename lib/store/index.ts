@@ -82,7 +82,7 @@ export function createStore (database: SecureLoginDatabase, dialect: 'sqlite' | 
     // array of [key, count, window start in ms] (a text on SQLite, parsed by the driver elsewhere).
     readBeforeSend: preparedOnce(() => {
       const counter = dialect === 'postgres'
-        ? sql`json_build_array(${rateLimits.key}, ${rateLimits.count}, floor(extract(epoch from ${rateLimits.windowStart}) * 1000))`
+        ? sql`json_build_array(${rateLimits.key}, ${rateLimits.count}, round(extract(epoch from ${rateLimits.windowStart}) * 1000))`
         : sql`json_array(${rateLimits.key}, ${rateLimits.count}, ${rateLimits.windowStart})`
       const counters = dialect === 'postgres'
         ? sql`(select coalesce(json_agg(${counter}), '[]'::json) from ${rateLimits} where ${rateLimits.key} = any(${p('keys')}))`
@@ -408,7 +408,11 @@ export function createStore (database: SecureLoginDatabase, dialect: 'sqlite' | 
      * (`phoneKey`, as findAccountOf): on PostgreSQL in one round trip, elsewhere in two statements.
      */
     async recordAttemptAndFindAccount (phone: string, phoneKey: string, now: Date, maxAttempts: number): Promise<{ challenge: OtpChallenge | undefined, user: User | undefined, endedAccounts: number }> {
-      if (dialect !== 'postgres') return { challenge: await this.recordAttempt(phone, now, maxAttempts), ...await this.findAccountOf(phone, phoneKey) }
+      if (dialect !== 'postgres') {
+        // The account first: a read that fails then spends no attempt (one statement on PostgreSQL: both or neither).
+        const account = await this.findAccountOf(phone, phoneKey)
+        return { challenge: await this.recordAttempt(phone, now, maxAttempts), ...account }
+      }
       const row = (await prepared.recordAttemptAndFindAccount().execute({ phone, phoneKey, now, maxAttempts }))[0]
       return { challenge: row?.challenge ?? undefined, user: row?.user ?? undefined, endedAccounts: row?.endedAccounts ?? 0 }
     },
@@ -601,11 +605,12 @@ export function createStore (database: SecureLoginDatabase, dialect: 'sqlite' | 
         }
       }
       const staleBefore = new Date(now.getTime() - longestWindowMs)
-      // Each batch's condition is checked again by the DELETE itself: on PostgreSQL a row updated
-      // after the batch was chosen (a counter taken again, a code sent again) is then re-read, found
-      // live and kept. And the batch passes over rows another statement holds locked, instead of
-      // waiting for them: the purge then never waits with rows of its own locked, which would
-      // deadlock with a request taking several counters at once (takeRateLimits).
+      // On PostgreSQL each batch locks its rows as it chooses them (FOR UPDATE, which re-reads a row
+      // updated since the statement began and keeps it only if still expired) and passes over rows
+      // another statement holds (SKIP LOCKED): a counter being taken again is not deleted once its
+      // take commits, and the purge never waits with rows of its own locked, which would deadlock
+      // with a request taking several counters at once (takeRateLimits). The DELETE states the
+      // condition again, so that it says what it deletes on either database.
       const batchOf = <Q extends { for: (strength: 'update', config: { skipLocked: true }) => unknown }>(query: Q) =>
         dialect === 'postgres' ? query.for('update', { skipLocked: true }) as Q : query
       const expiredChallenge = lt(otpChallenges.expiresAt, now)
