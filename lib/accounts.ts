@@ -34,12 +34,7 @@ export function phoneKeyFor (hashKey: Buffer, phone: string): string {
 /** A number's account, if any, and the id the number's account has or would get. */
 export interface FoundAccount { user: User | undefined, userid: string }
 
-/** The account of a number, and the id a new one would get (its id when it has one). */
-export async function findAccount (ctx: Pick<AccountContext, 'store' | 'hashKey'>, phone: string): Promise<FoundAccount> {
-  return accountFound(ctx.hashKey, phone, await ctx.store.findAccountOf(phone, phoneKeyFor(ctx.hashKey, phone)))
-}
-
-/** What findAccount answers, from a read of the account and the number's ended accounts made elsewhere (store.readBeforeSend). */
+/** A number's account and the id a new one would get, from a read of the account and the number's ended accounts (store.readBeforeSend, store.recordAttemptAndFindAccount). */
 export function accountFound (hashKey: Buffer, phone: string, { user, endedAccounts }: { user: User | undefined, endedAccounts: number }): FoundAccount {
   return { user, userid: user?.id ?? accountIdFor(hashKey, phone, endedAccounts) }
 }

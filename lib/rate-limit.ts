@@ -38,7 +38,9 @@ export type Counters = Map<string, { count: number, windowStart: Date }>
  * What `checks` read, and their refusal once read: the keys of every counter of every check, in
  * one list, so that a request reads them all in one statement (with other reads, see
  * store.readBeforeSend), and `refuseIfAnyFull`, which throws the refusal of the first full rule
- * of `checks`, in their order, counting nothing.
+ * of `checks`, in their order, counting nothing: for limits that must be counted only once the
+ * request has won (a send counts only for the request that opened the code), and for a lock that
+ * refuses before anything is spent.
  */
 export function planChecks (checks: readonly Check[]) {
   // Each rule's counter keys, made once: read together, then checked rule by rule.
@@ -65,18 +67,6 @@ export function planChecks (checks: readonly Check[]) {
       }
     },
   }
-}
-
-/**
- * Throws the refusal of the first full rule of `checks`, in their order, counting nothing: for
- * limits that must be counted only once the request has won (a send counts only for the request
- * that opened the code), and for a lock that refuses before anything is spent. Every
- * counter of every check is read in one statement: a request that checks five limits before it
- * counts pays for one read, not five.
- */
-export async function refuseIfAnyFull (store: Store, checks: readonly Check[], now: Date): Promise<void> {
-  const plan = planChecks(checks)
-  plan.refuseIfAnyFull(await store.readCounters(plan.keys), now)
 }
 
 /** Which of a sliding window's slots (`keys`) are free now, and when the first busy one frees. */

@@ -3,7 +3,7 @@ import pg from 'pg'
 import t, { type Test } from 'tap'
 import { migrate } from '../lib/index.js'
 import { parseClientAddress } from '../lib/client-ip.js'
-import { clientLimitKeys, enforceClientLimit, enforceRateLimit, refuseIfAnyFull, slidingWindow, takeSlots } from '../lib/rate-limit.js'
+import { clientLimitKeys, enforceClientLimit, enforceRateLimit, planChecks, slidingWindow, takeSlots, type Check } from '../lib/rate-limit.js'
 import { createStore, type Store } from '../lib/store/index.js'
 import { createTestDatabase, dialects, postgresUrl, type Dialect } from './helper.js'
 
@@ -17,6 +17,12 @@ const HOUR = 60 * MINUTE
 const T0 = new Date('2030-01-01T00:00:00Z').getTime()
 
 const at = (ms: number) => new Date(T0 + ms)
+
+/** planChecks over a store, as login uses it: every counter of `checks` read in one statement, then checked. */
+async function refuseIfAnyFull (store: Store, checks: readonly Check[], now: Date): Promise<void> {
+  const plan = planChecks(checks)
+  plan.refuseIfAnyFull(await store.readCounters(plan.keys), now)
+}
 
 /**
  * One migrated database of the dialect for the whole file (creating one per test would cost more
