@@ -107,7 +107,7 @@ const secureLogin: FastifyPluginAsync<SecureLoginOptions> = async (fastify, rawO
   try {
     await revocations.start()
   } catch (error) {
-    throw startupError(options.db, error, 'read-sessions')
+    throw startupError(options.db, error, 'read-revocations')
   }
   const hooks = createAuthHooks(tokens, revocations, store, { withExtraClaims: options.jwtClaims !== undefined, cookies: options.cookies, idleTimeoutMs: options.sessions.idleTimeoutMs })
   const deliveries = createDeliveryTracker()

@@ -7,8 +7,9 @@ import type { Store } from './store/index.js'
 /**
  * Every instance keeps the ids of sessions revoked within the last access-token lifetime (older
  * ones' access tokens have expired anyway) and refreshes that list from the database in the
- * background. `authenticate` then costs one Set lookup; it waits for the database only when the
- * list is older than `maxDelayMs`, and refuses (503) rather than trust a list it cannot refresh.
+ * background, each time reading only the revocations logged since its last read. `authenticate`
+ * then costs one Map lookup; it waits for the database only when the list is older than
+ * `maxDelayMs`, and refuses (503) rather than trust a list it cannot refresh.
  */
 export function createRevocationList (args: { store: Store, maxDelayMs: number, retainMs: number, log: FastifyBaseLogger }) {
   const { store, maxDelayMs, retainMs, log } = args
@@ -17,15 +18,17 @@ export function createRevocationList (args: { store: Store, maxDelayMs: number, 
   let inFlight: Promise<void> | undefined
   let timer: NodeJS.Timeout | undefined
 
+  // Where the next read resumes in the database's log of revocations; undefined until the first
+  // read, which takes the whole retention window.
+  let cursor: number | undefined
+
   async function refresh (): Promise<void> {
     const startedAt = Date.now()
-    // The whole retention window every time, not only rows newer than the last read: `revoked_at`
-    // is the revoking instance's clock at the start of its UPDATE, and that UPDATE may commit much
-    // later (a saturated pool, a busy SQLite), after a narrower cursor had already moved past it.
-    const rows = await store.sessionsRevokedSince(new Date(startedAt - retainMs))
-    for (const row of rows) revoked.set(row.id, row.revokedAt.getTime())
     const horizon = startedAt - retainMs
+    const read = await store.revocationsAfter(cursor, new Date(horizon))
+    for (const row of read.revocations) revoked.set(row.id, row.revokedAt.getTime())
     for (const [id, at] of revoked) if (at < horizon) revoked.delete(id)
+    cursor = read.cursor
     syncedAt = startedAt
   }
 

@@ -193,7 +193,7 @@ export async function freePort (): Promise<number> {
 }
 
 /** The plugin's tables, as migrate() creates them, in name order. */
-export const PLUGIN_TABLES = ['securelogin_otp_challenges', 'securelogin_phone_history', 'securelogin_rate_limits', 'securelogin_sessions', 'securelogin_users']
+export const PLUGIN_TABLES = ['securelogin_otp_challenges', 'securelogin_phone_history', 'securelogin_rate_limits', 'securelogin_revocations', 'securelogin_sessions', 'securelogin_users']
 
 /** How many migrations the package ships for the dialect (each recorded once when applied). */
 export function shippedMigrations (dialect: Dialect): number {

@@ -7,6 +7,7 @@ import t from 'tap'
 import { migrate as drizzleSqliteMigrate } from 'drizzle-orm/better-sqlite3/migrator'
 import { migrate as drizzlePgMigrate } from 'drizzle-orm/node-postgres/migrator'
 import { migrate } from '../lib/index.js'
+import { createStore } from '../lib/store/index.js'
 import { buildApp, createTestDatabase, dialects, PLUGIN_TABLES, shippedMigrations, signIn, testPhone, type Dialect, type TestDatabase } from './helper.js'
 
 const run = promisify(execFile)
@@ -179,6 +180,8 @@ for (const dialect of dialects) {
     const p = (n: number) => dialect === 'sqlite' ? '?' : `$${n}`
     await database.query(`INSERT INTO securelogin_users (id, phone, phone_verified_at, created_at) VALUES (${p(1)}, ${p(2)}, ${p(3)}, ${p(4)})`, [userid, phone, now, now])
     await database.query(`INSERT INTO securelogin_sessions (id, user_id, created_at, refreshed_at, expires_at) VALUES (${p(1)}, ${p(2)}, ${p(3)}, ${p(4)}, ${p(5)})`, [randomUUID(), userid, now, now, later])
+    const revokedBefore = randomUUID()
+    await database.query(`INSERT INTO securelogin_sessions (id, user_id, created_at, refreshed_at, expires_at, revoked_at) VALUES (${p(1)}, ${p(2)}, ${p(3)}, ${p(4)}, ${p(5)}, ${p(6)})`, [revokedBefore, userid, now, now, later, now])
 
     await migrate(database.db)
     t.same(await tableNames(dialect, database), TABLES)
@@ -186,9 +189,11 @@ for (const dialect of dialects) {
     t.equal(user?.phone, phone, 'the account keeps its number')
     t.equal(user?.id, userid, 'and its id')
     t.ok(user?.phone_verified_at, 'and its verification')
-    const sessions = await database.query('SELECT id, user_id FROM securelogin_sessions')
-    t.equal(sessions.length, 1, 'the session survived the rebuild of the table it references')
+    const sessions = await database.query('SELECT id, user_id FROM securelogin_sessions ORDER BY revoked_at IS NULL')
+    t.equal(sessions.length, 2, 'the sessions survived the rebuild of the table they reference')
     t.equal(sessions[0]?.user_id, userid)
+    const logged = await createStore(database.db, dialect).revocationsAfter(undefined, new Date(Date.now() - 60_000))
+    t.same(logged.revocations.map((row) => row.id), [revokedBefore], 'a session revoked before the upgrade is in the revocation log after it')
     if (dialect === 'sqlite') {
       t.same(await database.query('PRAGMA foreign_key_check'), [], 'every reference still holds')
       t.equal((await database.query('PRAGMA foreign_keys'))[0]?.foreign_keys, 1, 'foreign keys are enforced again afterwards')

@@ -14,7 +14,7 @@ const HOUR = 3_600_000
 for (const dialect of dialects) {
   t.test(`${dialect}: purgeExpired deletes what has expired, in batches, and keeps what is live`, async (t) => {
     const test = await buildApp(t, dialect, { purgeInterval: false })
-    const { users, otpChallenges, sessions, rateLimits } = (dialect === 'sqlite' ? sqliteTables : postgresTables) as unknown as typeof postgresTables
+    const { users, otpChallenges, sessions, rateLimits, revocations } = (dialect === 'sqlite' ? sqliteTables : postgresTables) as unknown as typeof postgresTables
     const db = test.database.db as unknown as import('drizzle-orm/pg-core').PgDatabase<any, any, any>
     const now = new Date()
     const past = new Date(now.getTime() - 2 * HOUR)
@@ -29,13 +29,17 @@ for (const dialect of dialects) {
     await inChunks([...Array.from({ length: 1_001 }, (_, i) => session(i, past)), ...Array.from({ length: 3 }, (_, i) => session(10_000 + i, future))], (chunk) => db.insert(sessions).values(chunk))
     const counter = (i: number, windowStart: Date) => ({ key: `send:ip:203.0.113.${i}`, windowStart, count: 1 })
     await inChunks([...Array.from({ length: 1_000 }, (_, i) => counter(i, new Date(now.getTime() - 8 * 24 * HOUR))), ...Array.from({ length: 5 }, (_, i) => counter(10_000 + i, now))], (chunk) => db.insert(rateLimits).values(chunk))
+    // The revocation log: rows older than the longest access-token lifetime (1 day) and recent ones.
+    const revocation = (revokedAt: Date) => ({ sessionId: randomUUID(), revokedAt })
+    await inChunks([...Array.from({ length: 1_002 }, () => revocation(new Date(now.getTime() - 25 * HOUR))), ...Array.from({ length: 4 }, () => revocation(new Date(now.getTime() - 23 * HOUR)))], (chunk) => db.insert(revocations).values(chunk))
 
-    t.same(await purgeExpired(test.database.db, { now }), { challenges: 2_345, sessions: 1_001, counters: 1_000, accounts: 0 }, 'every expired row went, over several batches')
+    t.same(await purgeExpired(test.database.db, { now }), { challenges: 2_345, sessions: 1_001, counters: 1_000, revocations: 1_002, accounts: 0 }, 'every expired row went, over several batches')
     const count = async (table: string) => Number((await test.database.query(`SELECT count(*) AS n FROM ${table}`))[0]!.n)
     t.equal(await count('securelogin_otp_challenges'), 7, 'live codes stay')
     t.equal(await count('securelogin_sessions'), 3, 'live sessions stay')
     t.equal(await count('securelogin_rate_limits'), 5, 'current counters stay')
-    t.same(await purgeExpired(test.database.db, { now }), { challenges: 0, sessions: 0, counters: 0, accounts: 0 }, 'a second run finds nothing')
+    t.equal(await count('securelogin_revocations'), 4, 'revocations whose access tokens may still be alive stay logged')
+    t.same(await purgeExpired(test.database.db, { now }), { challenges: 0, sessions: 0, counters: 0, revocations: 0, accounts: 0 }, 'a second run finds nothing')
   })
 }
 
@@ -63,7 +67,7 @@ for (const dialect of dialects) {
     // The last one is being signed into: its code is open.
     await db.insert(otpChallenges).values({ phone: '+14150020003', challengeId: randomUUID(), codeHash: 'h', attempts: 0, sentAt: now, expiresAt: new Date(now.getTime() + HOUR), consumedAt: null })
 
-    t.same(await purgeExpired(test.database.db, { now, unverifiedAccountTtl: false }), { challenges: 0, sessions: 0, counters: 0, accounts: 0 }, 'false keeps them')
+    t.same(await purgeExpired(test.database.db, { now, unverifiedAccountTtl: false }), { challenges: 0, sessions: 0, counters: 0, revocations: 0, accounts: 0 }, 'false keeps them')
     t.equal((await purgeExpired(test.database.db, { now })).accounts, 1_203, 'the default (7 days) deletes every stale unproven account, over several batches')
     const left = await test.database.query('SELECT phone FROM securelogin_users ORDER BY phone')
     t.same(left.map((row) => row.phone), ['+14150020001', '+14150020002', '+14150020003', '+14150020004', '+14150020005'], 'the proven one, the new one, the one signing in, the suspended one and the one the app\'s data refers to stay')
@@ -130,7 +134,7 @@ for (const dialect of dialects) {
     t.equal((await purgeExpired(test.database.db, { now })).accounts, 2, 'the unproven one and the deleted one without sessions, both counted')
     const left = async () => (await test.database.query('SELECT id, email FROM securelogin_users')).map((row) => String(row.email ?? row.id)).sort()
     t.same(await left(), ['carol@example.com', remembered].sort(), 'the password account stays, and so does the deleted one whose ended session is kept')
-    t.same(await purgeExpired(test.database.db, { now: new Date(now.getTime() + 2 * 24 * HOUR) }), { challenges: 0, sessions: 1, counters: 0, accounts: 1 }, 'once its session is purged, the deleted account goes in the same run')
+    t.same(await purgeExpired(test.database.db, { now: new Date(now.getTime() + 2 * 24 * HOUR) }), { challenges: 0, sessions: 1, counters: 0, revocations: 0, accounts: 1 }, 'once its session is purged, the deleted account goes in the same run')
     t.same(await left(), ['carol@example.com'], 'only the password account is left')
   })
 }

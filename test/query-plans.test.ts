@@ -48,6 +48,7 @@ async function seedAndAnalyze (database: TestDatabase): Promise<void> {
   await database.query(`INSERT INTO securelogin_otp_challenges (phone, challenge_id, code_hash, sent_at, expires_at) SELECT phone, gen_random_uuid(), 'x', now(), now() + interval '2 days' FROM securelogin_users WHERE phone LIKE '+1999%'`)
   await database.query(`INSERT INTO securelogin_rate_limits (key, window_start, count) SELECT 'seed:' || i, now(), 1 FROM generate_series(1, ${rows}) AS i`)
   await database.query(`INSERT INTO securelogin_phone_history (phone_key, ended_accounts) SELECT 'seed:' || i, 1 FROM generate_series(1, ${rows}) AS i`)
+  await database.query(`INSERT INTO securelogin_revocations (session_id, revoked_at) SELECT gen_random_uuid(), now() - interval '2 days' FROM generate_series(1, ${rows})`)
   await database.query('ANALYZE')
 }
 
@@ -103,6 +104,10 @@ for (const dialect of dialects) {
     for (const statement of statements) {
       if (/^\s*(begin|commit|rollback|savepoint|release|pragma|select pg_advisory|set )/i.test(statement.sql)) continue
       if (/__securelogin_migrations|__drizzle_migrations|__new_|CREATE |ALTER |DROP |information_schema/i.test(statement.sql)) continue
+      // The revocation log holds only the revocations since the last purge and the access tokens'
+      // lifetime, so most of its rows are due when the purge comes (all of them here), and
+      // PostgreSQL rightly reads it in order until it has a batch rather than through the index.
+      if (dialect === 'postgres' && /^delete from "securelogin_revocations"/.test(statement.sql)) continue
       const scans = await fullScans(dialect, database, statement)
       if (scans.length > 0) scanning.push(`${scans.join('; ')}\n    ${statement.sql}`)
     }

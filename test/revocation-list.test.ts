@@ -22,13 +22,18 @@ function fakeClock (t: Test): { now: number } {
 
 interface Revocation { id: string, revokedAt: Date }
 
-/** A store whose only method the list uses answers what the test puts in `rows`, or `failure`. */
+/**
+ * A store whose only method the list uses answers what the test puts in `rows` (a log: a row's
+ * position is its index + 1) from the cursor it is given, or `failure`.
+ */
 function storeDouble () {
   const double = {
     rows: [] as Revocation[],
     failure: undefined as Error | undefined,
     /** The `since` argument of every read. */
     reads: [] as Date[],
+    /** The `cursor` argument of every read. */
+    cursors: [] as Array<number | undefined>,
     /** Makes the next reads wait until the returned function is called. */
     hold (): () => void {
       let release!: () => void
@@ -37,11 +42,14 @@ function storeDouble () {
     },
     gate: Promise.resolve(),
     store: {
-      sessionsRevokedSince: async (since: Date) => {
+      revocationsAfter: async (cursor: number | undefined, since: Date) => {
         double.reads.push(since)
+        double.cursors.push(cursor)
+        const next = double.rows.length + 1
         await double.gate
         if (double.failure !== undefined) throw double.failure
-        return double.rows.filter((row) => row.revokedAt.getTime() >= since.getTime())
+        const revocations = double.rows.slice((cursor ?? 1) - 1).filter((row) => row.revokedAt.getTime() > since.getTime())
+        return { cursor: next, revocations }
       },
     } as unknown as Store,
   }
@@ -79,6 +87,20 @@ t.test('start reads the revocations of the whole retention window and trusts the
   t.type(answer, Promise, 'a list older than maxDelay is read again before answering')
   t.equal(await answer, false)
   t.equal(double.reads.length, 2)
+})
+
+t.test('each read after the first asks only for what the log holds past the last read, and the list keeps what it knew', async (t) => {
+  const clock = fakeClock(t)
+  const double = storeDouble()
+  double.rows = [{ id: 'a', revokedAt: new Date(clock.now - 10 * SECOND) }, { id: 'b', revokedAt: new Date(clock.now - 5 * SECOND) }]
+  const list = listWith(t, double.store, logDouble().log)
+  await list.start()
+  clock.now += MAX_DELAY_MS + 1
+  double.rows.push({ id: 'c', revokedAt: new Date(clock.now) })
+  t.equal(await list.isRevoked('c'), true, 'the new revocation is read')
+  t.same(double.cursors, [undefined, 3], 'the first read from the start of the log, the next from the cursor the first returned')
+  t.equal(list.isRevoked('a'), true, 'what the first read found is still on the list, though not read again')
+  t.equal(list.isRevoked('b'), true)
 })
 
 t.test('each stale check after a completed read starts a new read', async (t) => {

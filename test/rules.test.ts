@@ -57,8 +57,8 @@ for (const dialect of dialects) {
     t.equal(reread.json().code, 'SECURELOGIN_SESSION_REVOKED')
     t.equal((await me(test, live.access_token)).statusCode, 200, 'and still accepts a live one')
 
-    // The list cannot be refreshed any more: the sessions table is unreadable.
-    await test.database.query('ALTER TABLE securelogin_sessions RENAME TO securelogin_sessions_away')
+    // The list cannot be refreshed any more: the revocation log is unreadable.
+    await test.database.query('ALTER TABLE securelogin_revocations RENAME TO securelogin_revocations_away')
     t.equal((await me(test, live.access_token)).statusCode, 200, '(precondition) a list refreshed less than revocationMaxDelay ago needs no database')
     setSkew(4 * MINUTE)
     const stale = await me(test, live.access_token)
@@ -66,7 +66,7 @@ for (const dialect of dialects) {
     t.equal(stale.json().code, 'SECURELOGIN_UNAVAILABLE')
     t.equal(stale.headers['retry-after'], '2', 'with Retry-After')
     t.equal((await me(test, revoked.access_token)).statusCode, 503, 'for every session alike')
-    await test.database.query('ALTER TABLE securelogin_sessions_away RENAME TO securelogin_sessions')
+    await test.database.query('ALTER TABLE securelogin_revocations_away RENAME TO securelogin_revocations')
     t.equal((await me(test, live.access_token)).statusCode, 200, 'the database back, authenticate works again')
     t.equal((await me(test, revoked.access_token)).statusCode, 401, 'and still refuses the revoked session')
   })
@@ -192,7 +192,7 @@ for (const dialect of dialects) {
       { 'stale-8d': now - 8 * DAY, 'window-6d': now - 6 * DAY, 'now': now },
       { 'expired': { expiresAt: now - 1000, revokedAt: null }, 'live': { expiresAt: now + 1000, revokedAt: null }, 'ended-25h': { expiresAt: now + DAY, revokedAt: now - 25 * HOUR }, 'ended-23h': { expiresAt: now + DAY, revokedAt: now - 23 * HOUR } },
       { '+14155550161': now - 1000, '+14155550162': now + 1000 })
-    t.same(await purgeExpired(database.db, { now: new Date(now), unverifiedAccountTtl: false }), { challenges: 1, sessions: 2, counters: 1, accounts: 0 }, 'one expired code, the expired and the long-ended session, the stale counter')
+    t.same(await purgeExpired(database.db, { now: new Date(now), unverifiedAccountTtl: false }), { challenges: 1, sessions: 2, counters: 1, revocations: 0, accounts: 0 }, 'one expired code, the expired and the long-ended session, the stale counter')
     t.same(await left(), {
       counters: ['now', 'window-6d'],
       sessions: ['ended-23h', 'live'],

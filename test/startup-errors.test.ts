@@ -117,21 +117,21 @@ t.test('SQLite: a read-only file fails the migration naming the file', async (t)
   t.equal(driverCode(error), 'SQLITE_READONLY')
 })
 
-t.test('reading the sessions table at startup: the message says where and what to do', async (t) => {
+t.test('reading the revocation log at startup: the message says where and what to do', async (t) => {
   const file = join(t.testdir(), 'empty.db')
   const sqlite = new Database(file)
   t.teardown(() => sqlite.close())
   const db = drizzleSqlite(sqlite)
   let driverError: unknown
   try {
-    db.all(sql`SELECT id FROM securelogin_sessions`)
+    db.all(sql`SELECT seq FROM securelogin_revocations`)
   } catch (error) {
     driverError = error
   }
-  const error = startupError(db, driverError, 'read-sessions')
-  t.equal(error.message, `fastify-securelogin: cannot read the sessions table in the SQLite database ${file} (no such table: securelogin_sessions); run migrate(db) first or register with migrate: true`)
+  const error = startupError(db, driverError, 'read-revocations')
+  t.equal(error.message, `fastify-securelogin: cannot read the revocation log in the SQLite database ${file} (no such table: securelogin_revocations); run migrate(db) first or register with migrate: true`)
   t.equal(error.cause, driverError)
-  t.equal(startupError(db, error, 'read-sessions'), error, 'an error that already says it is ours is not wrapped twice')
+  t.equal(startupError(db, error, 'read-revocations'), error, 'an error that already says it is ours is not wrapped twice')
 
   // Registration with migrate: false goes through lib/index.ts, which wraps the same failure.
   t.equal((await registrationError(db, { migrate: false })).message, error.message, 'registration with migrate: false says the same')

@@ -161,12 +161,12 @@ function rowsOf (result: unknown): unknown[] {
 }
 
 /** What failed at startup, for {@link startupError}. */
-export type StartupStep = 'create-tables' | 'read-sessions'
+export type StartupStep = 'create-tables' | 'read-revocations'
 
 /**
  * The error registration fails with when the database does not work: it names the database, how
  * it was reached and what to do, and keeps the driver's error as `cause`.
- * @example throw startupError(options.db, error, 'read-sessions')
+ * @example throw startupError(options.db, error, 'read-revocations')
  */
 export function startupError (db: SecureLoginDatabase, thrown: unknown, step: StartupStep): Error {
   // The store answers an outage as SECURELOGIN_UNAVAILABLE, with the driver's error as its cause.
@@ -186,7 +186,7 @@ export function startupError (db: SecureLoginDatabase, thrown: unknown, step: St
   const hint = denied
     ? 'grant the app\'s role SELECT, INSERT, UPDATE and DELETE on the securelogin_* tables'
     : 'run migrate(db) first or register with migrate: true'
-  return say(`cannot read the sessions table in ${where} (${detail}); ${hint}`)
+  return say(`cannot read the revocation log in ${where} (${detail}); ${hint}`)
 }
 
 /** The driver's message on one line, without any password it might quote. */

@@ -1,5 +1,5 @@
 import { sql } from 'drizzle-orm'
-import { pgTable, text, integer, uuid, timestamp, index, uniqueIndex } from 'drizzle-orm/pg-core'
+import { pgTable, text, integer, bigint, uuid, timestamp, index, uniqueIndex } from 'drizzle-orm/pg-core'
 
 // Column keys and JS types match lib/db/sqlite.ts exactly: the store is written once for both.
 const at = (name: string) => timestamp(name, { withTimezone: true, mode: 'date' })
@@ -75,4 +75,21 @@ export const phoneHistory = pgTable('securelogin_phone_history', {
   endedAccounts: integer('ended_accounts').notNull(),
 })
 
-export const tables = { users, otpChallenges, sessions, rateLimits, phoneHistory }
+/**
+ * Every revocation of a session, written by a trigger on `securelogin_sessions.revoked_at`
+ * (migrations/postgres/0002) with the id of the transaction that revoked it, so that each
+ * instance's revocation list reads only what is new since its last read. Transactions commit out
+ * of the order of their ids, so a read does not resume after the highest id it saw but from the
+ * oldest transaction still running when it read (`txid_snapshot_xmin`): every revocation it could
+ * not see has an id at least that.
+ */
+export const revocations = pgTable('securelogin_revocations', {
+  seq: bigint('txid', { mode: 'number' }).notNull().default(sql`txid_current()`),
+  sessionId: uuid('session_id').notNull(),
+  revokedAt: at('revoked_at').notNull(),
+}, (t) => [
+  index('securelogin_revocations_txid_idx').on(t.seq),
+  index('securelogin_revocations_revoked_at_idx').on(t.revokedAt),
+])
+
+export const tables = { users, otpChallenges, sessions, rateLimits, phoneHistory, revocations }

@@ -75,4 +75,17 @@ export const phoneHistory = sqliteTable('securelogin_phone_history', {
   endedAccounts: integer('ended_accounts').notNull(),
 })
 
-export const tables = { users, otpChallenges, sessions, rateLimits, phoneHistory }
+/**
+ * Every revocation of a session, in the order of their commits, written by a trigger on
+ * `securelogin_sessions.revoked_at` (migrations/sqlite/0002), so that each instance's revocation
+ * list reads only what is new since its last read (`seq` after the last it saw). AUTOINCREMENT: a
+ * `seq` is never given twice, even after the purge has deleted the newest rows, and writers take
+ * turns on SQLite, so a row written after a read always has a higher `seq` than that read saw.
+ */
+export const revocations = sqliteTable('securelogin_revocations', {
+  seq: integer('seq').primaryKey({ autoIncrement: true }),
+  sessionId: text('session_id').notNull(),
+  revokedAt: integer('revoked_at', { mode: 'timestamp_ms' }).notNull(),
+}, (t) => [index('securelogin_revocations_revoked_at_idx').on(t.revokedAt)])
+
+export const tables = { users, otpChallenges, sessions, rateLimits, phoneHistory, revocations }

@@ -1,5 +1,5 @@
 import { createHash, randomUUID } from 'node:crypto'
-import { and, eq, gt, inArray, isNotNull, isNull, lt, lte, ne, notExists, or, sql } from 'drizzle-orm'
+import { and, eq, gt, gte, inArray, isNotNull, isNull, lt, lte, ne, notExists, or, sql } from 'drizzle-orm'
 import type { PgDatabase } from 'drizzle-orm/pg-core'
 import * as postgresTables from '../db/postgres.js'
 import * as sqliteTables from '../db/sqlite.js'
@@ -33,7 +33,7 @@ export interface StoreOptions { namedStatements?: boolean }
 export function createStore (database: SecureLoginDatabase, dialect: 'sqlite' | 'postgres', unitMisuse?: UnitOfWorkMisuse, { namedStatements = false }: StoreOptions = {}) {
   const db = database as unknown as Db
   const t = (dialect === 'sqlite' ? sqliteTables.tables : postgresTables.tables) as unknown as Tables
-  const { users, otpChallenges, sessions, rateLimits, phoneHistory } = t
+  const { users, otpChallenges, sessions, rateLimits, phoneHistory, revocations } = t
 
   // The hot statements of sign-in, built and prepared once: building SQL with Drizzle and preparing
   // it (better-sqlite3) cost more CPU per call than running it. Placeholders go through the
@@ -472,11 +472,21 @@ export function createStore (database: SecureLoginDatabase, dialect: 'sqlite' | 
       return rows.map((row) => row.id)
     },
 
-    /** Sessions revoked after `since`, for the revocation list every instance keeps. */
-    async sessionsRevokedSince (since: Date): Promise<Array<{ id: string, revokedAt: Date }>> {
-      const rows = await db.select({ id: sessions.id, revokedAt: sessions.revokedAt }).from(sessions)
-        .where(gt(sessions.revokedAt, since))
-      return rows.map((row) => ({ id: row.id, revokedAt: row.revokedAt as Date }))
+    /**
+     * Revocations at or after `cursor` (all of them at start, when it is undefined) that happened
+     * after `since`, for the revocation list every instance keeps, and the cursor to pass next time:
+     * the first position a revocation not seen yet can have (see the `revocations` tables). It is
+     * read before the rows, so a revocation committing in between is read twice, never missed.
+     */
+    async revocationsAfter (cursor: number | undefined, since: Date): Promise<{ cursor: number, revocations: Array<{ id: string, revokedAt: Date }> }> {
+      const firstUnseen = dialect === 'postgres'
+        ? sql`txid_snapshot_xmin(txid_current_snapshot())`
+        : sql`(select coalesce(max(${revocations.seq}), 0) + 1 from ${revocations})`
+      const [position] = await db.select({ next: firstUnseen.mapWith(Number) }).from(sql`(select 1) one`)
+      if (position === undefined) throw new Error('the revocation cursor read returned nothing')
+      const rows = await db.select({ id: revocations.sessionId, revokedAt: revocations.revokedAt }).from(revocations)
+        .where(and(cursor === undefined ? undefined : gte(revocations.seq, cursor), gt(revocations.revokedAt, since)))
+      return { cursor: position.next, revocations: rows }
     },
 
     /**
@@ -588,11 +598,11 @@ export function createStore (database: SecureLoginDatabase, dialect: 'sqlite' | 
 
     /**
      * Deletes rows no longer needed: expired challenges, sessions that expired or ended before
-     * `endedBefore` (no access token of theirs is left to refuse), counters older than the longest
+     * `endedBefore` (no access token of theirs is left to refuse) and their revocations, counters older than the longest
      * window, accounts created before `unverifiedBefore` that never proved their number (unless a
      * code is open for it), and what is left of deleted accounts once their sessions are gone.
      */
-    async purgeExpired (args: { now: Date, longestWindowMs: number, endedBefore: Date, unverifiedBefore: Date | undefined }): Promise<{ challenges: number, sessions: number, counters: number, accounts: number }> {
+    async purgeExpired (args: { now: Date, longestWindowMs: number, endedBefore: Date, unverifiedBefore: Date | undefined }): Promise<{ challenges: number, sessions: number, counters: number, revocations: number, accounts: number }> {
       const { now, longestWindowMs, endedBefore, unverifiedBefore } = args
       // In bounded batches, each its own short statement: a large table is never locked for long,
       // and other writers get in between.
@@ -616,6 +626,7 @@ export function createStore (database: SecureLoginDatabase, dialect: 'sqlite' | 
       const expiredChallenge = lt(otpChallenges.expiresAt, now)
       const endedSession = or(lt(sessions.expiresAt, now), lt(sessions.revokedAt, endedBefore))
       const staleCounter = lt(rateLimits.windowStart, staleBefore)
+      const oldRevocation = lt(revocations.revokedAt, endedBefore)
       return {
         challenges: await inBatches(() => db.delete(otpChallenges)
           .where(and(expiredChallenge, inArray(otpChallenges.phone, batchOf(db.select({ phone: otpChallenges.phone }).from(otpChallenges).where(expiredChallenge).limit(PURGE_BATCH)))))
@@ -626,6 +637,9 @@ export function createStore (database: SecureLoginDatabase, dialect: 'sqlite' | 
         counters: await inBatches(() => db.delete(rateLimits)
           .where(and(staleCounter, inArray(rateLimits.key, batchOf(db.select({ key: rateLimits.key }).from(rateLimits).where(staleCounter).limit(PURGE_BATCH)))))
           .returning({ key: rateLimits.key })),
+        revocations: await inBatches(() => db.delete(revocations)
+          .where(and(oldRevocation, inArray(revocations.seq, batchOf(db.select({ seq: revocations.seq }).from(revocations).where(oldRevocation).limit(PURGE_BATCH)))))
+          .returning({ seq: revocations.seq })),
         accounts: (unverifiedBefore === undefined ? 0 : await purgeAccounts(unproven(now, unverifiedBefore))) + await purgeAccounts(deletedAndForgotten()),
       }
     },

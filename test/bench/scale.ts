@@ -17,7 +17,7 @@ function comparison (empty: Row[], large: Row[]): string {
 
 function housekeepingNote (report: ScaleReport): string {
   const purged = Object.entries(report.purged).map(([table, rows]) => `${rows.toLocaleString('en-US')} ${table}`).join(', ')
-  return `seeded in ${(report.seedMs / 1000).toFixed(1)} s; revocation list read: ${report.revokedRows.toLocaleString('en-US')} revoked sessions in ${report.revocationMs} ms; purge: ${purged} in ${report.purgeMs} ms`
+  return `seeded in ${(report.seedMs / 1000).toFixed(1)} s; revocation list: first read ${report.revokedRows.toLocaleString('en-US')} revoked sessions in ${report.revocationMs} ms, next read ${report.nextRevokedRows} in ${report.nextRevocationMs} ms; purge: ${purged} in ${report.purgeMs} ms`
 }
 
 export async function runScale (users: number): Promise<void> {

@@ -40,7 +40,7 @@ async function step (server: ServerHandle, group: string, name: string, note: st
 }
 
 /** What `--scale` reports besides the steps: the seeding and the housekeeping at that size. */
-export interface ScaleReport { seedMs: number, revokedRows: number, revocationMs: number, purged: Record<string, number>, purgeMs: number }
+export interface ScaleReport { seedMs: number, revokedRows: number, revocationMs: number, nextRevokedRows: number, nextRevocationMs: number, purged: Record<string, number>, purgeMs: number }
 
 /**
  * The four steps on a fresh database, or with `scale` on one first filled with that many accounts
