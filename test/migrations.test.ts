@@ -81,7 +81,7 @@ async function ourMigrationRows (dialect: Dialect, database: TestDatabase): Prom
 const journalEntries = shippedMigrations
 
 for (const dialect of dialects) {
-  t.test(`${dialect}: migrate(db) creates the five tables and the unique phone index, and can run again`, async (t) => {
+  t.test(`${dialect}: migrate(db) creates the six tables and the unique phone index, and can run again`, async (t) => {
     const database = await createTestDatabase(t, dialect)
     t.same(await tableNames(dialect, database), [], 'the database starts empty')
     await migrate(database.db)

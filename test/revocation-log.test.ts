@@ -117,3 +117,14 @@ t.test('sqlite: a revocation written but not committed during a read is in the n
   other.exec('COMMIT')
   t.same(await idsOf(store, read.cursor), [late], 'the next read finds it: its position is not before the cursor')
 })
+
+t.test('postgres: the purge deletes from the log when every table is published for logical replication', { skip: postgresUrl === undefined ? 'needs SECURELOGIN_TEST_POSTGRES_URL (CI sets it)' : false }, async (t) => {
+  const database = await createTestDatabase(t, 'postgres')
+  await migrate(database.db)
+  // A change-data-capture setup: DELETE on a published table without a replica identity fails.
+  await database.query('CREATE PUBLICATION securelogin_test_all FOR ALL TABLES')
+  t.teardown(() => database.query('DROP PUBLICATION IF EXISTS securelogin_test_all'))
+  await database.query("INSERT INTO securelogin_revocations (session_id, revoked_at) VALUES (gen_random_uuid(), now() - interval '2 days')")
+  const purged = await createStore(database.db, 'postgres').purgeExpired({ now: new Date(), longestWindowMs: MINUTE, endedBefore: new Date(Date.now() - MINUTE), unverifiedBefore: undefined })
+  t.equal(purged.revocations, 1, 'the old revocation went: the log has a primary key')
+})

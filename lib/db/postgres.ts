@@ -1,5 +1,5 @@
 import { sql } from 'drizzle-orm'
-import { pgTable, text, integer, bigint, uuid, timestamp, index, uniqueIndex } from 'drizzle-orm/pg-core'
+import { pgTable, text, integer, bigint, uuid, timestamp, index, uniqueIndex, primaryKey } from 'drizzle-orm/pg-core'
 
 // Column keys and JS types match lib/db/sqlite.ts exactly: the store is written once for both.
 const at = (name: string) => timestamp(name, { withTimezone: true, mode: 'date' })
@@ -88,7 +88,9 @@ export const revocations = pgTable('securelogin_revocations', {
   sessionId: uuid('session_id').notNull(),
   revokedAt: at('revoked_at').notNull(),
 }, (t) => [
-  index('securelogin_revocations_txid_idx').on(t.seq),
+  // A primary key, so that a table in a logical-replication publication (FOR ALL TABLES) still
+  // takes the purge's DELETE; it is also the index of reads by position.
+  primaryKey({ name: 'securelogin_revocations_pkey', columns: [t.seq, t.sessionId] }),
   index('securelogin_revocations_revoked_at_idx').on(t.revokedAt),
 ])
 

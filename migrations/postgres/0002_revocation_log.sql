@@ -1,17 +1,20 @@
 CREATE TABLE "securelogin_revocations" (
 	"txid" bigint DEFAULT txid_current() NOT NULL,
 	"session_id" uuid NOT NULL,
-	"revoked_at" timestamp with time zone NOT NULL
+	"revoked_at" timestamp with time zone NOT NULL,
+	CONSTRAINT "securelogin_revocations_pkey" PRIMARY KEY("txid","session_id")
 );
 --> statement-breakpoint
-CREATE INDEX "securelogin_revocations_txid_idx" ON "securelogin_revocations" USING btree ("txid");--> statement-breakpoint
 CREATE INDEX "securelogin_revocations_revoked_at_idx" ON "securelogin_revocations" USING btree ("revoked_at");--> statement-breakpoint
 -- Written by hand: drizzle-kit does not model triggers. The trigger comes before the copy of the
 -- sessions already revoked: creating it waits for revocations in progress and holds off new ones
 -- until this migration commits, so every revocation is either copied here or logged by it.
 CREATE FUNCTION "securelogin_log_revocation"() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-  INSERT INTO "securelogin_revocations" ("session_id", "revoked_at") VALUES (NEW."id", NEW."revoked_at");
+  -- A conflict is the same session revoked again by the transaction that logged it (after setting
+  -- revoked_at back to NULL): no other transaction saw it live in between, one row is enough.
+  INSERT INTO "securelogin_revocations" ("session_id", "revoked_at") VALUES (NEW."id", NEW."revoked_at")
+    ON CONFLICT DO NOTHING;
   RETURN NULL;
 END
 $$;--> statement-breakpoint
