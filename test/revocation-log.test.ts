@@ -59,6 +59,11 @@ for (const dialect of dialects) {
 
     await database.query(revokeSql(dialect, kept))
     t.same(await idsOf(store, read.cursor), [kept], 'a revocation by the app\'s own SQL is logged as well')
+    const p = (n: number) => dialect === 'sqlite' ? '?' : `$${n}`
+    const now = dialect === 'sqlite' ? Date.now() : new Date()
+    const writtenRevoked = randomUUID()
+    await database.query(`${dialect === 'sqlite' ? 'REPLACE' : 'INSERT'} INTO securelogin_sessions (id, user_id, created_at, refreshed_at, expires_at, revoked_at) VALUES (${p(1)}, ${p(2)}, ${p(3)}, ${p(4)}, ${p(5)}, ${p(6)})`, [writtenRevoked, userId, now, now, now, now])
+    t.same(await idsOf(store, read.cursor), [kept, writtenRevoked].sort(), 'so is a session written already revoked')
     t.same((await store.revocationsAfter(undefined, new Date(Date.now() + MINUTE))).revocations, [], 'revocations before `since` are not read')
   })
 
@@ -127,4 +132,43 @@ t.test('postgres: the purge deletes from the log when every table is published f
   await database.query("INSERT INTO securelogin_revocations (session_id, revoked_at) VALUES (gen_random_uuid(), now() - interval '2 days')")
   const purged = await createStore(database.db, 'postgres').purgeExpired({ now: new Date(), longestWindowMs: MINUTE, endedBefore: new Date(Date.now() - MINUTE), unverifiedBefore: undefined })
   t.equal(purged.revocations, 1, 'the old revocation went: the log has a primary key')
+})
+
+t.test('postgres: a role with no rights on the log revokes, and the row goes to the log beside the sessions whatever its search_path', { skip: postgresUrl === undefined ? 'needs SECURELOGIN_TEST_POSTGRES_URL (CI sets it)' : false }, async (t) => {
+  const database = await createTestDatabase(t, 'postgres')
+  await migrate(database.db)
+  const store = createStore(database.db, 'postgres')
+  const [revoked] = (await sessionsOf(database, 'postgres', 1)).ids as [string]
+  const start = await store.revocationsAfter(undefined, RETAIN)
+  // An instance of the previous version: its role was granted what the tables before the log needed.
+  const role = `securelogin_test_${randomUUID().slice(0, 8)}`
+  await database.query(`CREATE ROLE ${role}`)
+  t.teardown(async () => { await database.query(`DROP OWNED BY ${role}`); await database.query(`DROP ROLE ${role}`) })
+  await database.query(`GRANT SELECT, UPDATE ON securelogin_sessions TO ${role}`)
+  // And a table of the same name earlier on its search_path.
+  await database.query('CREATE SCHEMA elsewhere')
+  await database.query('CREATE TABLE elsewhere.securelogin_revocations (txid bigint, session_id uuid, revoked_at timestamptz)')
+  await database.query(`GRANT USAGE ON SCHEMA elsewhere TO ${role}`)
+  await database.query(`GRANT ALL ON elsewhere.securelogin_revocations TO ${role}`)
+  const client = new pg.Client({ connectionString: database.url })
+  await client.connect()
+  t.teardown(() => client.end())
+  await client.query(`SET ROLE ${role}`)
+  await client.query('SET search_path TO elsewhere, public')
+  await client.query(revokeSql('postgres', revoked))
+  t.same(await idsOf(store, start.cursor), [revoked], 'the revocation is in the plugin\'s log')
+  t.same(await database.query('SELECT * FROM elsewhere.securelogin_revocations'), [], 'not in the other table')
+})
+
+t.test('postgres: purges running at once over one transaction\'s many revocations do not deadlock, and each row goes once', { skip: postgresUrl === undefined ? 'needs SECURELOGIN_TEST_POSTGRES_URL (CI sets it)' : false }, async (t) => {
+  const database = await createTestDatabase(t, 'postgres')
+  await migrate(database.db)
+  const stores = [0, 1, 2].map(() => createStore(database.db, 'postgres'))
+  const purge = (store: Store) => store.purgeExpired({ now: new Date(), longestWindowMs: MINUTE, endedBefore: new Date(Date.now() - MINUTE), unverifiedBefore: undefined })
+  for (let round = 0; round < 5; round++) {
+    // One statement, one transaction id: as logout of every session of an account, or migration 0002's copy.
+    await database.query("INSERT INTO securelogin_revocations (session_id, revoked_at) SELECT gen_random_uuid(), now() - interval '2 days' FROM generate_series(1, 3000)")
+    const purged = await Promise.all(stores.map(purge))
+    t.equal(purged.reduce((sum, result) => sum + result.revocations, 0), 3000, `round ${round}: every old revocation went once, no purge failed`)
+  }
 })

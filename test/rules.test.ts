@@ -192,7 +192,7 @@ for (const dialect of dialects) {
       { 'stale-8d': now - 8 * DAY, 'window-6d': now - 6 * DAY, 'now': now },
       { 'expired': { expiresAt: now - 1000, revokedAt: null }, 'live': { expiresAt: now + 1000, revokedAt: null }, 'ended-25h': { expiresAt: now + DAY, revokedAt: now - 25 * HOUR }, 'ended-23h': { expiresAt: now + DAY, revokedAt: now - 23 * HOUR } },
       { '+14155550161': now - 1000, '+14155550162': now + 1000 })
-    t.same(await purgeExpired(database.db, { now: new Date(now), unverifiedAccountTtl: false }), { challenges: 1, sessions: 2, counters: 1, revocations: 0, accounts: 0 }, 'one expired code, the expired and the long-ended session, the stale counter')
+    t.same(await purgeExpired(database.db, { now: new Date(now), unverifiedAccountTtl: false }), { challenges: 1, sessions: 2, counters: 1, revocations: 1, accounts: 0 }, 'one expired code, the expired and the long-ended session, the stale counter, the long-ended session\'s revocation')
     t.same(await left(), {
       counters: ['now', 'window-6d'],
       sessions: ['ended-23h', 'live'],

@@ -481,6 +481,9 @@ export function createStore (database: SecureLoginDatabase, dialect: 'sqlite' | 
     async revocationsAfter (cursor: number | undefined, since: Date): Promise<{ cursor: number, revocations: Array<{ id: string, revokedAt: Date }> }> {
       const firstUnseen = dialect === 'postgres'
         ? sql`txid_snapshot_xmin(txid_current_snapshot())`
+        // Read on a connection with no transaction of its own open: one would count its own
+        // uncommitted rows, whose positions a rollback gives out again (the store's transactions
+        // on better-sqlite3 are synchronous, so no read runs inside one).
         : sql`(select coalesce(max(${revocations.seq}), 0) + 1 from ${revocations})`
       const [position] = await db.select({ next: firstUnseen.mapWith(Number) }).from(sql`(select 1) one`)
       if (position === undefined) throw new Error('the revocation cursor read returned nothing')
@@ -638,7 +641,8 @@ export function createStore (database: SecureLoginDatabase, dialect: 'sqlite' | 
           .where(and(staleCounter, inArray(rateLimits.key, batchOf(db.select({ key: rateLimits.key }).from(rateLimits).where(staleCounter).limit(PURGE_BATCH)))))
           .returning({ key: rateLimits.key })),
         revocations: await inBatches(() => db.delete(revocations)
-          .where(and(oldRevocation, inArray(revocations.seq, batchOf(db.select({ seq: revocations.seq }).from(revocations).where(oldRevocation).limit(PURGE_BATCH)))))
+          // By the whole key: on PostgreSQL one transaction's id is on every session it revoked.
+          .where(and(oldRevocation, sql`(${revocations.seq}, ${revocations.sessionId}) in ${batchOf(db.select({ seq: revocations.seq, sessionId: revocations.sessionId }).from(revocations).where(oldRevocation).limit(PURGE_BATCH))}`))
           .returning({ seq: revocations.seq })),
         accounts: (unverifiedBefore === undefined ? 0 : await purgeAccounts(unproven(now, unverifiedBefore))) + await purgeAccounts(deletedAndForgotten()),
       }
