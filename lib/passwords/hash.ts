@@ -1,5 +1,9 @@
-import { hash, verify } from '@node-rs/argon2'
 import { pbkdf2, randomBytes, scrypt, timingSafeEqual } from 'node:crypto'
+
+// Loaded on first use: its native addon adds some 10 MB to the memory of every server that loads
+// the plugin, and password accounts are off unless the app turns them on.
+let argon2: Promise<typeof import('@node-rs/argon2')> | undefined
+const loadArgon2 = () => (argon2 ??= import('@node-rs/argon2'))
 
 /**
  * The Argon2id cost of every new password hash: OWASP's Password Storage Cheat Sheet first choice,
@@ -52,7 +56,7 @@ const POSITIVE_INTEGER = /^[1-9]\d{0,9}$/
 export async function hashPassword (password: string): Promise<string> {
   // The algorithm is left to the package's default (Argon2id, version 0x13): its `Algorithm` enum is a
   // `const enum` with no runtime value under tsx/esbuild. A test pins the prefix of the output.
-  return await hash(password.normalize('NFKC'), ARGON2_PARAMETERS)
+  return await (await loadArgon2()).hash(password.normalize('NFKC'), ARGON2_PARAMETERS)
 }
 
 /**
@@ -102,7 +106,7 @@ async function verifyArgon2 (stored: string, password: string): Promise<Password
   const passes = Number(t)
   const lanes = Number(p)
   if (memory > ARGON2_MAX_MEMORY_KIB || memory * passes > ARGON2_MAX_MEMORY_TIMES_PASSES || lanes > ARGON2_MAX_LANES) return REFUSED
-  if (!await verify(stored, password.normalize('NFKC'))) return REFUSED
+  if (!await (await loadArgon2()).verify(stored, password.normalize('NFKC'))) return REFUSED
   const needsRehash = algorithm !== 'argon2id' || version !== '19' ||
     memory < ARGON2_PARAMETERS.memoryCost || passes < ARGON2_PARAMETERS.timeCost || lanes < ARGON2_PARAMETERS.parallelism
   return { ok: true, needsRehash }
