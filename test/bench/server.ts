@@ -116,10 +116,6 @@ async function postgresDatabase (): Promise<SecureLoginDatabase> {
   return database
 }
 
-// The revocation log's rows for the sessions seeded revoked, as its trigger would have written them
-// (the trigger fires on UPDATE, and the seed INSERTs).
-const REVOCATIONS_LOGGED = 'INSERT INTO securelogin_revocations (session_id, revoked_at) SELECT id, revoked_at FROM securelogin_sessions WHERE revoked_at IS NOT NULL'
-
 /**
  * What a large app's tables hold, written straight into them (the bench's own numbers, +1212…, are
  * not among them): `n` proven accounts (+1999…) with one session each, of which 1% were revoked a
@@ -149,7 +145,6 @@ async function seedScale (n: number): Promise<number> {
       ${upTo(challenges)} INSERT INTO securelogin_rate_limits (key, window_start, count)
         SELECT 'seed:' || i, CASE WHEN i % 10 = 0 THEN ${now - 2 * day} ELSE ${now - minute} END, 1 FROM g;
       ${upTo(history)} INSERT INTO securelogin_phone_history (phone_key, ended_accounts) SELECT 'seed:' || i, 1 FROM g;
-      ${REVOCATIONS_LOGGED};
       COMMIT;`)
   } else {
     const at = (ms: number) => `to_timestamp(${ms / 1000})`
@@ -167,7 +162,6 @@ async function seedScale (n: number): Promise<number> {
       INSERT INTO securelogin_rate_limits (key, window_start, count)
         SELECT 'seed:' || i, CASE WHEN i % 10 = 0 THEN ${at(now - 2 * day)} ELSE ${at(now - minute)} END, 1 FROM generate_series(1, ${challenges}) AS i;
       INSERT INTO securelogin_phone_history (phone_key, ended_accounts) SELECT 'seed:' || i, 1 FROM generate_series(1, ${history}) AS i;
-      ${REVOCATIONS_LOGGED};
       ANALYZE;`)
   }
   return Date.now() - started
