@@ -76,7 +76,7 @@ export const phoneHistory = pgTable('securelogin_phone_history', {
 })
 
 /**
- * Every revocation of a session, written by a trigger on `securelogin_sessions.revoked_at`
+ * Every revocation of a session, written by triggers on `securelogin_sessions` (its `revoked_at` set)
  * (migrations/postgres/0002) with the id of the transaction that revoked it, so that each
  * instance's revocation list reads only what is new since its last read. Transactions commit out
  * of the order of their ids, so a read does not resume after the highest id it saw but from the

@@ -76,8 +76,8 @@ export const phoneHistory = sqliteTable('securelogin_phone_history', {
 })
 
 /**
- * Every revocation of a session, in the order of their commits, written by a trigger on
- * `securelogin_sessions.revoked_at` (migrations/sqlite/0002), so that each instance's revocation
+ * Every revocation of a session, in the order of their commits, written by triggers on
+ * `securelogin_sessions` (migrations/sqlite/0002), so that each instance's revocation
  * list reads only what is new since its last read (`seq` after the last it saw). AUTOINCREMENT: a
  * `seq` is never given twice, even after the purge has deleted the newest rows, and writers take
  * turns on SQLite, so a row written after a read always has a higher `seq` than that read saw.

@@ -1,6 +1,6 @@
 import { pbkdf2, randomBytes, scrypt, timingSafeEqual } from 'node:crypto'
 
-// Loaded on first use: its native addon adds some 10 MB to the memory of every server that loads
+// Loaded on first use: its native addon adds about 7 MB to the RSS of every server that loads
 // the plugin, and password accounts are off unless the app turns them on.
 let argon2: Promise<typeof import('@node-rs/argon2')> | undefined
 const loadArgon2 = () => (argon2 ??= import('@node-rs/argon2'))
