@@ -14,11 +14,18 @@ import { createTestDatabase, dialects, postgresUrl, type Dialect, type TestDatab
 
 const MINUTE = 60_000
 const RETAIN = new Date(Date.now() - 10 * MINUTE)
+// Tests that need a PostgreSQL server, not PGlite: two connections at once, roles, publications
+// (the helper refuses CI without one).
+const SERVER_ONLY = { skip: postgresUrl === undefined ? 'needs SECURELOGIN_TEST_POSTGRES_URL (CI sets it)' : false }
+
+/** The dialect's placeholder for the nth parameter, and the current time as its driver binds it. */
+const placeholder = (dialect: Dialect) => (n: number) => dialect === 'sqlite' ? '?' : `$${n}`
+const timeNow = (dialect: Dialect) => dialect === 'sqlite' ? Date.now() : new Date()
 
 /** An account with `count` live sessions, written straight into the tables. */
 async function sessionsOf (database: TestDatabase, dialect: Dialect, count: number): Promise<{ userId: string, ids: string[] }> {
-  const p = (n: number) => dialect === 'sqlite' ? '?' : `$${n}`
-  const now = dialect === 'sqlite' ? Date.now() : new Date()
+  const p = placeholder(dialect)
+  const now = timeNow(dialect)
   const later = dialect === 'sqlite' ? Date.now() + 86_400_000 : new Date(Date.now() + 86_400_000)
   const userId = randomUUID()
   await database.query(`INSERT INTO securelogin_users (id, phone, phone_verified_at, created_at) VALUES (${p(1)}, ${p(2)}, ${p(3)}, ${p(4)})`, [userId, `+1415555${String(Math.floor(Math.random() * 10_000)).padStart(4, '0')}`, now, now])
@@ -59,8 +66,8 @@ for (const dialect of dialects) {
 
     await database.query(revokeSql(dialect, kept))
     t.same(await idsOf(store, read.cursor), [kept], 'a revocation by the app\'s own SQL is logged as well')
-    const p = (n: number) => dialect === 'sqlite' ? '?' : `$${n}`
-    const now = dialect === 'sqlite' ? Date.now() : new Date()
+    const p = placeholder(dialect)
+    const now = timeNow(dialect)
     const writtenRevoked = randomUUID()
     await database.query(`${dialect === 'sqlite' ? 'REPLACE' : 'INSERT'} INTO securelogin_sessions (id, user_id, created_at, refreshed_at, expires_at, revoked_at) VALUES (${p(1)}, ${p(2)}, ${p(3)}, ${p(4)}, ${p(5)}, ${p(6)})`, [writtenRevoked, userId, now, now, now, now])
     t.same(await idsOf(store, read.cursor), [kept, writtenRevoked].sort(), 'so is a session written already revoked')
@@ -81,8 +88,7 @@ for (const dialect of dialects) {
   })
 }
 
-// Two connections at once: a PostgreSQL server, not PGlite (the helper refuses CI without one).
-t.test('postgres: a revocation that commits after a read that could not see it is in the next read', { skip: postgresUrl === undefined ? 'needs SECURELOGIN_TEST_POSTGRES_URL (CI sets it)' : false }, async (t) => {
+t.test('postgres: a revocation that commits after a read that could not see it is in the next read', SERVER_ONLY, async (t) => {
   const database = await createTestDatabase(t, 'postgres')
   if (database.url === undefined) throw new Error('expected a PostgreSQL server')
   await migrate(database.db)
@@ -123,7 +129,7 @@ t.test('sqlite: a revocation written but not committed during a read is in the n
   t.same(await idsOf(store, read.cursor), [late], 'the next read finds it: its position is not before the cursor')
 })
 
-t.test('postgres: the purge deletes from the log when every table is published for logical replication', { skip: postgresUrl === undefined ? 'needs SECURELOGIN_TEST_POSTGRES_URL (CI sets it)' : false }, async (t) => {
+t.test('postgres: the purge deletes from the log when every table is published for logical replication', SERVER_ONLY, async (t) => {
   const database = await createTestDatabase(t, 'postgres')
   await migrate(database.db)
   // A change-data-capture setup: DELETE on a published table without a replica identity fails.
@@ -134,7 +140,7 @@ t.test('postgres: the purge deletes from the log when every table is published f
   t.equal(purged.revocations, 1, 'the old revocation went: the log has a primary key')
 })
 
-t.test('postgres: a role with no rights on the log revokes, and the row goes to the log beside the sessions whatever its search_path', { skip: postgresUrl === undefined ? 'needs SECURELOGIN_TEST_POSTGRES_URL (CI sets it)' : false }, async (t) => {
+t.test('postgres: a role with no rights on the log revokes, and the row goes to the log beside the sessions whatever its search_path', SERVER_ONLY, async (t) => {
   const database = await createTestDatabase(t, 'postgres')
   await migrate(database.db)
   const store = createStore(database.db, 'postgres')
@@ -160,7 +166,7 @@ t.test('postgres: a role with no rights on the log revokes, and the row goes to 
   t.same(await database.query('SELECT * FROM elsewhere.securelogin_revocations'), [], 'not in the other table')
 })
 
-t.test('postgres: purges running at once over one transaction\'s many revocations do not deadlock, and each row goes once', { skip: postgresUrl === undefined ? 'needs SECURELOGIN_TEST_POSTGRES_URL (CI sets it)' : false }, async (t) => {
+t.test('postgres: purges running at once over one transaction\'s many revocations do not deadlock, and each row goes once', SERVER_ONLY, async (t) => {
   const database = await createTestDatabase(t, 'postgres')
   await migrate(database.db)
   const stores = [0, 1, 2].map(() => createStore(database.db, 'postgres'))
