@@ -21,9 +21,9 @@ export interface PurgeOptions {
 }
 
 /**
- * Deletes expired codes, ended sessions, stale rate-limit counters and accounts that never proved
- * their number within `unverifiedAccountTtl` (default 7 days), in batches of 1,000 rows a
- * statement, and answers how many of each went. For apps that run housekeeping from their own
+ * Deletes expired codes, ended sessions and their logged revocations, stale rate-limit counters
+ * and accounts that never proved their number within `unverifiedAccountTtl` (default 7 days), in
+ * batches of 1,000 rows a statement, and answers how many of each went. For apps that run housekeeping from their own
  * scheduler (register the plugin with `purgeInterval: false` then).
  * @example await purgeExpired(db, { unverifiedAccountTtl: '30d' })
  */

@@ -601,9 +601,10 @@ export function createStore (database: SecureLoginDatabase, dialect: 'sqlite' | 
 
     /**
      * Deletes rows no longer needed: expired challenges, sessions that expired or ended before
-     * `endedBefore` (no access token of theirs is left to refuse) and their revocations, counters older than the longest
-     * window, accounts created before `unverifiedBefore` that never proved their number (unless a
-     * code is open for it), and what is left of deleted accounts once their sessions are gone.
+     * `endedBefore` (no access token of theirs is left to refuse), revocations logged before it,
+     * counters older than the longest window, accounts created before `unverifiedBefore` that never
+     * proved their number (unless a code is open for it), and what is left of deleted accounts once
+     * their sessions are gone.
      */
     async purgeExpired (args: { now: Date, longestWindowMs: number, endedBefore: Date, unverifiedBefore: Date | undefined }): Promise<{ challenges: number, sessions: number, counters: number, revocations: number, accounts: number }> {
       const { now, longestWindowMs, endedBefore, unverifiedBefore } = args
