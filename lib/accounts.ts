@@ -1,7 +1,8 @@
 import { createHmac } from 'node:crypto'
 import { isUniqueViolation } from './db/faults.js'
+import { countHits } from './rate-limit.js'
 import type { RevocationList } from './revocation.js'
-import type { Store, User } from './store/index.js'
+import type { HitAt, Store, User } from './store/index.js'
 
 /** What the account operations need. */
 export interface AccountContext {
@@ -44,13 +45,22 @@ export function accountFound (hashKey: Buffer, phone: string, { user, endedAccou
  * account leaves the number while this runs (deleted, or moved to another number), the id read
  * before may be the leaving account's: the history is read again after the insert, which cannot
  * complete before that change commits (the number's unique index waits for it), and a stale id
- * is taken back and the registration done again.
+ * is taken back and the registration done again. `clientHits` (the register route's client) are
+ * counted first, by the first read of the history (see countHits), and a full one refuses (429).
  */
-export async function registerAccount (ctx: Pick<AccountContext, 'store' | 'hashKey'>, phone: string, username: string | undefined, now: Date): Promise<User> {
+export async function registerAccount (ctx: Pick<AccountContext, 'store' | 'hashKey'>, phone: string, username: string | undefined, now: Date, clientHits: readonly HitAt[] = []): Promise<User> {
   const { store, hashKey } = ctx
   const phoneKey = phoneKeyFor(hashKey, phone)
+  const [firstHit] = clientHits
   for (let attempt = 1; ; attempt++) {
-    const endedAccounts = await store.endedAccountsOf(phoneKey)
+    let endedAccounts: number
+    if (attempt === 1 && firstHit !== undefined) {
+      const read = await store.endedAccountsAfterHit(phoneKey, firstHit)
+      await countHits(store, clientHits, read.hit)
+      endedAccounts = read.endedAccounts
+    } else {
+      endedAccounts = await store.endedAccountsOf(phoneKey)
+    }
     const id = accountIdFor(hashKey, phone, endedAccounts)
     let registered: Awaited<ReturnType<Store['registerUser']>>
     try {

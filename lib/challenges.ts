@@ -8,7 +8,7 @@ import { generateCode, hashCode, hashesMatch } from './otp.js'
 import type { ResolvedOptions } from './options.js'
 import { maskPhone } from './phone.js'
 import { clientAddress } from './client-ip.js'
-import { enforceClientLimit, planChecks, slidingWindow, takeSlots, type Limit, type Refusal } from './rate-limit.js'
+import { clientLimitHits, countHits, planChecks, slidingWindow, takeSlots, type Limit, type Refusal } from './rate-limit.js'
 import type { Events } from './events.js'
 import { loggableError } from './redact.js'
 import { callSmsVendor } from './sms/deliver.js'
@@ -124,13 +124,15 @@ async function sendCode (ctx: ChallengeContext, args: { phone: string, locale?: 
   const { phone } = args
   const now = new Date()
   const address = clientAddress(args.request)
-  const countClient = () => enforceClientLimit(store, 'send', address, options.rateLimit.sendsPerIp, now)
+  const clientHits = clientLimitHits('send', address, options.rateLimit.sendsPerIp, now)
   // The app's CAPTCHA or risk check, after the client is counted and before anything is counted
   // against the number. It may wait for a service, so it runs outside the unit of work below.
   if (options.beforeSend !== undefined) {
-    await countClient()
+    await countHits(store, clientHits)
     if (await options.beforeSend(args.request, phone) !== true) throw new SendRefusedError()
   }
+  // Otherwise the client is counted by the first read (on PostgreSQL in its statement).
+  const hitsWithRead = options.beforeSend === undefined ? clientHits : []
 
   const budget: Refusal = (seconds) => ctx.budget.exhausted(seconds, log)
   const sendLimits: Limit[] = [
@@ -145,10 +147,10 @@ async function sendCode (ctx: ChallengeContext, args: { phone: string, locale?: 
   // From the client's count to the counted sends, the code is opened with its writes committed
   // together: this part only awaits the store.
   const { recipient, deliver, challengeId, code, fixedCode } = await store.unitOfWork(async () => {
-    if (options.beforeSend === undefined) await countClient()
     // The number's challenge, its account and the counters of its limits, in one read: a number
     // with an account and one without cost the same.
-    const before = await store.readBeforeSend(phone, phoneKeyFor(hashKey, phone), checks.keys)
+    const before = await store.readBeforeSend(phone, phoneKeyFor(hashKey, phone), checks.keys, hitsWithRead[0])
+    await countHits(store, hitsWithRead, before.hit)
     // A request inside the cooldown is refused before it counts against the number's allowance, so
     // such requests cannot exhaust it and lock the owner out. The upsert below re-checks the
     // cooldown atomically for requests that race past this read.
@@ -308,12 +310,13 @@ async function checkCode<T> (ctx: ChallengeContext, args: { phone: string, code:
   // ours, the comparison and what follows it (onMatch, the slot's give-back) in the same commit:
   // this part only awaits the store. A vendor's check waits for the network, so it comes after.
   const counted = await store.unitOfWork(async () => {
-    await enforceClientLimit(store, 'verify', address, options.rateLimit.verifiesPerIp, now)
     // Every check takes one of the number's wrong-code slots (failedVerifiesPerPhone, a sliding
     // window) before anything is compared, and gives it back unless it was a wrong guess: guesses
     // spread over codes, resends, addresses, window boundaries and concurrent requests cannot exceed
-    // the budget. A locked number is refused even the right code.
-    const slots = await slidingWindow.take(store, lockKey(phone), options.rateLimit.failedVerifiesPerPhone, now, phoneLocked)
+    // the budget. A locked number is refused even the right code. The client is counted first, by
+    // the same statement (verifiesPerIp: a refused client takes no slot).
+    const clientHits = clientLimitHits('verify', address, options.rateLimit.verifiesPerIp, now)
+    const slots = await slidingWindow.take(store, lockKey(phone), options.rateLimit.failedVerifiesPerPhone, now, phoneLocked, clientHits)
     let mismatch: boolean
     let challenge: OtpChallenge | undefined
     try {

@@ -1,7 +1,7 @@
 import { hex4, type ClientAddress } from './client-ip.js'
 import { RateLimitedError, withRetryAfter } from './errors.js'
 import type { ResolvedRateLimitRule } from './options.js'
-import type { Store } from './store/index.js'
+import type { HitAt, HitCount, Store } from './store/index.js'
 
 /** What a full limit answers, given the seconds until its window ends. */
 export type Refusal = (seconds: number) => Error
@@ -17,14 +17,22 @@ function secondsUntil (resetAt: Date, now: Date): number {
   return Math.max(1, Math.ceil((resetAt.getTime() - now.getTime()) / 1000))
 }
 
+/** The hits one request counts on `key`: one per rule, each rule's window its own counter. */
+export function limitHits (key: string, rules: readonly ResolvedRateLimitRule[], now: Date): HitAt[] {
+  return rules.map((rule) => ({ key: ruleKey(key, rule, rules), windowMs: rule.windowMs, max: rule.max, now }))
+}
+
 /**
- * Counts a hit on `key` under each rule and throws (429 by default, with the seconds to wait) once
- * a rule's window is full. One upsert per rule, so concurrent hits on several instances all count.
+ * Counts `hits` in order, one upsert each (so concurrent hits on several instances all count), and
+ * throws 429 with the seconds to wait at the first full one: the later ones are then not counted,
+ * so a client refused at its own limit spends nothing of its neighbours'. `firstCounted`: what
+ * counting the first answered, when the statement it guards counted it (store.readBeforeSend,
+ * store.endedAccountsAfterHit, store.takeFirstFreeSlot: on PostgreSQL one round trip fewer).
  */
-export async function enforceRateLimit (store: Store, key: string, rules: readonly ResolvedRateLimitRule[], now: Date, refusal: Refusal = rateLimited): Promise<void> {
-  for (const rule of rules) {
-    const { count, resetAt } = await store.hitRateLimit(ruleKey(key, rule, rules), rule.windowMs, now)
-    if (count > rule.max) throw refusal(secondsUntil(resetAt, now))
+export async function countHits (store: Store, hits: readonly HitAt[], firstCounted?: HitCount): Promise<void> {
+  for (const [index, { key, windowMs, max, now }] of hits.entries()) {
+    const { count, resetAt } = index === 0 && firstCounted !== undefined ? firstCounted : await store.hitRateLimit(key, windowMs, now)
+    if (count > max) throw rateLimited(secondsUntil(resetAt, now))
   }
 }
 
@@ -118,16 +126,26 @@ export const slidingWindow = {
    * takes the first free slot in one statement; when that finds none (all busy, or the one it
    * picked was taken meanwhile), reads the slots once and tries only those that read as free. Each
    * take is one conditional upsert, so a slot another request took meanwhile is simply not won.
-   * Returns the slots taken.
+   * `clientHits` are counted first (see countHits), with the first take. Returns the slots taken.
    */
-  async take (store: Store, key: string, rules: readonly ResolvedRateLimitRule[], now: Date, refusal: Refusal = rateLimited): Promise<string[]> {
+  async take (store: Store, key: string, rules: readonly ResolvedRateLimitRule[], now: Date, refusal: Refusal = rateLimited, clientHits: readonly HitAt[] = []): Promise<string[]> {
     const taken: string[] = []
-    for (const rule of rules) {
-      const first = await store.takeFirstFreeSlot(slidingWindow.slotKeys(key, rule, rules), rule.windowMs, now)
-      if (first !== undefined) {
-        taken.push(first)
-        continue
+    if (rules.length === 0) await countHits(store, clientHits)
+    for (const [index, rule] of rules.entries()) {
+      // The client's hits go with the first take (on PostgreSQL in its statement), and a refusal
+      // among them gives back the slot it took.
+      const guard = index === 0 ? clientHits : []
+      const first = await store.takeFirstFreeSlot(slidingWindow.slotKeys(key, rule, rules), rule.windowMs, now, guard[0])
+      if (first.slot !== undefined) taken.push(first.slot)
+      if (guard.length > 0) {
+        try {
+          await countHits(store, guard, first.hit)
+        } catch (error) {
+          await slidingWindow.free(store, taken)
+          throw error
+        }
       }
+      if (first.slot !== undefined) continue
       const { free, secondsUntilFree } = await slidingWindow.inUse(store, key, rule, rules, now)
       let slot: string | undefined
       for (const candidate of free) {
@@ -188,14 +206,16 @@ function networkKey (groups: number[], prefixLength: number): string {
   return `${network.join(':')}::/${prefixLength}`
 }
 
+/** The hits one request of `action` from `address` counts, in order: the client's keys, narrowest first, each under every rule. */
+export function clientLimitHits (action: ClientAction, address: ClientAddress, rules: readonly ResolvedRateLimitRule[], now: Date): HitAt[] {
+  return clientLimitKeys(address).flatMap(({ key, budget }) => limitHits(`${action}:ip:${key}`, rules.map((rule) => ({ max: rule.max * budget, windowMs: rule.windowMs })), now))
+}
+
 /**
  * Counts one request of `action` from `address` under each of the client's keys, narrowest first,
- * and throws 429 at the first full one. The wider keys are then not counted: a client refused at
- * its own limit spends nothing of its neighbours'.
+ * and throws 429 at the first full one (see countHits).
  * @example await enforceClientLimit(store, 'send', clientAddress(request), options.rateLimit.sendsPerIp, now)
  */
 export async function enforceClientLimit (store: Store, action: ClientAction, address: ClientAddress, rules: readonly ResolvedRateLimitRule[], now: Date): Promise<void> {
-  for (const { key, budget } of clientLimitKeys(address)) {
-    await enforceRateLimit(store, `${action}:ip:${key}`, rules.map((rule) => ({ max: rule.max * budget, windowMs: rule.windowMs })), now)
-  }
+  await countHits(store, clientLimitHits(action, address, rules, now))
 }

@@ -186,7 +186,9 @@ for (const dialect of dialects) {
     const code = test.outbox.lastCodeFor(newPhone)
     const answers = await Promise.all(Array.from({ length: 6 }, () => call(test.app, 'POST', '/phone/verify', caller.access_token, { phone: newPhone, token: code })))
     t.equal(answers.filter((answer) => answer.statusCode === 200).length, 1, 'exactly one moved it')
-    t.ok(answers.every((answer) => answer.statusCode === 200 || answer.statusCode === 401), answers.map((answer) => answer.body).join('\n'))
+    // Six checks of a code that allows five attempts: the sixth may find them spent before the winner used the code.
+    const refusedAsItMay = (answer: { statusCode: number, json: () => { code: string } }) => answer.statusCode === 401 || (answer.statusCode === 429 && answer.json().code === 'SECURELOGIN_OTP_ATTEMPTS_EXCEEDED')
+    t.ok(answers.every((answer) => answer.statusCode === 200 || refusedAsItMay(answer)), answers.map((answer) => answer.body).join('\n'))
     const winner = answers.find((answer) => answer.statusCode === 200)?.json()
     const sessions = (await call(test.app, 'GET', '/sessions', winner.access_token)).json().sessions
     t.equal(sessions.length, 1, 'one new session, not one per request')

@@ -3,7 +3,7 @@ import pg from 'pg'
 import t, { type Test } from 'tap'
 import { migrate } from '../lib/index.js'
 import { parseClientAddress } from '../lib/client-ip.js'
-import { clientLimitKeys, enforceClientLimit, enforceRateLimit, planChecks, slidingWindow, takeSlots, type Check } from '../lib/rate-limit.js'
+import { clientLimitKeys, countHits, enforceClientLimit, limitHits, planChecks, slidingWindow, takeSlots, type Check } from '../lib/rate-limit.js'
 import { createStore, type Store } from '../lib/store/index.js'
 import { createTestDatabase, dialects, postgresUrl, type Dialect } from './helper.js'
 
@@ -56,27 +56,30 @@ async function refusalOf (run: Promise<unknown>): Promise<{ code?: string, retry
 /** A refusal that records the seconds it was given. */
 const refusedAfter = (seconds: number) => Object.assign(new Error('refused'), { seconds })
 
+/** One request counted on `key` under each of `rules`. */
+const hit = (store: Store, key: string, rules: ReadonlyArray<{ max: number, windowMs: number }>, now: Date) => countHits(store, limitHits(key, rules, now))
+
 for (const dialect of dialects) {
   const shared = storeFor(t, dialect)
 
-  t.test(`${dialect}: enforceRateLimit`, async (t) => {
+  t.test(`${dialect}: countHits of limitHits`, async (t) => {
     const { store, scope } = await shared
     const { prefix: p, counters } = scope()
     const hourly = [{ max: 2, windowMs: HOUR }]
-    await enforceRateLimit(store, `${p}k`, hourly, at(0))
-    await enforceRateLimit(store, `${p}k`, hourly, at(0))
+    await hit(store, `${p}k`, hourly, at(0))
+    await hit(store, `${p}k`, hourly, at(0))
     t.same(await counters(), { k: 2 }, 'one rule: counted under the key itself')
-    const refused = await refusalOf(enforceRateLimit(store, `${p}k`, hourly, at(30 * MINUTE + 500)))
+    const refused = await refusalOf(hit(store, `${p}k`, hourly, at(30 * MINUTE + 500)))
     t.match(refused, { code: 'SECURELOGIN_RATE_LIMITED', retryAfter: 1800 }, 'the hit past max is refused (429) with the seconds left in the window, rounded up')
     t.same(await counters(), { k: 3 }, 'the refused hit counted too')
 
-    const refusedLate = await refusalOf(enforceRateLimit(store, `${p}k`, hourly, at(HOUR - 1), refusedAfter))
-    t.equal(refusedLate?.seconds, 1, 'the last millisecond of a window still tells 1 second, never 0')
+    const refusedLate = await refusalOf(hit(store, `${p}k`, hourly, at(HOUR - 1)))
+    t.match(refusedLate, { retryAfter: 1 }, 'the last millisecond of a window still tells 1 second, never 0')
 
     const two = [{ max: 1, windowMs: MINUTE }, { max: 5, windowMs: HOUR }]
-    await enforceRateLimit(store, `${p}multi`, two, at(0))
+    await hit(store, `${p}multi`, two, at(0))
     t.match(await counters(), { 'multi/60s': 1, 'multi/3600s': 1 }, 'several rules: one counter per window, named by its seconds')
-    t.equal((await refusalOf(enforceRateLimit(store, `${p}multi`, two, at(SECOND), refusedAfter)))?.seconds, 59, 'the full rule refuses, with its own window\'s seconds and the given refusal')
+    t.match(await refusalOf(hit(store, `${p}multi`, two, at(SECOND))), { retryAfter: 59 }, 'the full rule refuses, with its own window\'s seconds')
   })
 
   t.test(`${dialect}: refuseIfAnyFull counts nothing and refuses at max`, async (t) => {
@@ -85,10 +88,10 @@ for (const dialect of dialects) {
     const rules = [{ max: 2, windowMs: MINUTE }]
     await refuseIfAnyFull(store, [{ key: `${p}k`, rules }], at(0))
     t.same(await counters(), {}, 'no counter, no refusal, nothing counted')
-    await enforceRateLimit(store, `${p}k`, rules, at(0))
+    await hit(store, `${p}k`, rules, at(0))
     await refuseIfAnyFull(store, [{ key: `${p}k`, rules }], at(0))
     t.same(await counters(), { k: 1 }, 'below max: not refused, not counted')
-    await enforceRateLimit(store, `${p}k`, rules, at(0))
+    await hit(store, `${p}k`, rules, at(0))
     t.match(await refusalOf(refuseIfAnyFull(store, [{ key: `${p}k`, rules }], at(20 * SECOND))), { code: 'SECURELOGIN_RATE_LIMITED', retryAfter: 40 }, 'at max: refused with the seconds left')
     t.equal((await refusalOf(refuseIfAnyFull(store, [{ key: `${p}k`, rules, refusal: refusedAfter }], at(20 * SECOND))))?.seconds, 40, 'or with the given refusal')
     await refuseIfAnyFull(store, [{ key: `${p}k`, rules }], at(MINUTE))
@@ -103,8 +106,8 @@ for (const dialect of dialects) {
     const refusedBy = (name: string) => (seconds: number) => Object.assign(new Error(name), { seconds })
     const reads: string[][] = []
     const counting: Store = { ...store, readCounters: async (keys) => { reads.push([...keys]); return await store.readCounters(keys) } }
-    await enforceRateLimit(store, `${p}a`, minute, at(0))
-    await enforceRateLimit(store, `${p}b`, minute, at(0))
+    await hit(store, `${p}a`, minute, at(0))
+    await hit(store, `${p}b`, minute, at(0))
     await slidingWindow.take(store, `${p}lock`, hour, at(0))
     const lock = { key: `${p}lock`, rules: hour, refusal: refusedBy('lock'), sliding: true }
     const a = { key: `${p}a`, rules: minute, refusal: refusedBy('a') }
@@ -204,14 +207,14 @@ for (const dialect of dialects) {
     const { store, scope } = await shared
     const { prefix: p } = scope()
     const keys = [`${p}s#0`, `${p}s#1`, `${p}s#2`]
-    t.equal(await store.takeFirstFreeSlot(keys, MINUTE, at(0)), `${p}s#0`, 'the first slot when none is taken')
-    t.equal(await store.takeFirstFreeSlot(keys, MINUTE, at(SECOND)), `${p}s#1`, 'then the next')
-    t.equal(await store.takeFirstFreeSlot(keys, MINUTE, at(MINUTE - 1)), `${p}s#2`)
-    t.equal(await store.takeFirstFreeSlot(keys, MINUTE, at(MINUTE - 1)), undefined, 'none while every slot was taken less than a window ago')
-    t.equal(await store.takeFirstFreeSlot(keys, MINUTE, at(MINUTE)), `${p}s#0`, 'a slot exactly a window after it was taken')
+    t.equal((await store.takeFirstFreeSlot(keys, MINUTE, at(0))).slot, `${p}s#0`, 'the first slot when none is taken')
+    t.equal((await store.takeFirstFreeSlot(keys, MINUTE, at(SECOND))).slot, `${p}s#1`, 'then the next')
+    t.equal((await store.takeFirstFreeSlot(keys, MINUTE, at(MINUTE - 1))).slot, `${p}s#2`)
+    t.equal((await store.takeFirstFreeSlot(keys, MINUTE, at(MINUTE - 1))).slot, undefined, 'none while every slot was taken less than a window ago')
+    t.equal((await store.takeFirstFreeSlot(keys, MINUTE, at(MINUTE))).slot, `${p}s#0`, 'a slot exactly a window after it was taken')
 
     const racing = [`${p}r#0`, `${p}r#1`]
-    const taken = (await Promise.all([1, 2, 3].map(() => store.takeFirstFreeSlot(racing, MINUTE, at(0))))).filter((key) => key !== undefined)
+    const taken = (await Promise.all([1, 2, 3].map(() => store.takeFirstFreeSlot(racing, MINUTE, at(0))))).map(({ slot }) => slot).filter((key) => key !== undefined)
     t.ok(taken.length >= 1, 'three at once: at least one wins a slot')
     t.equal(new Set(taken).size, taken.length, 'and no slot is won twice')
 

@@ -38,6 +38,32 @@ for (const dialect of dialects) {
     t.same(read.counters, new Map([['a', { count: 2, windowStart: at(1) }], ['b#0', { count: 1, windowStart: at(3) }]]), 'to the millisecond')
   })
 
+  t.test(`${dialect}: a client's hit counted with the read or take it guards counts as hitRateLimit does`, async (t) => {
+    const database = await createTestDatabase(t, dialect)
+    await migrate(database.db)
+    const store = createStore(database.db, dialect)
+    const phone = '+14155550103'
+    const hit = (key: string, ms: number, max = 5) => ({ key, windowMs: MINUTE, max, now: at(ms) })
+    await store.registerUser('00000000-0000-4000-8000-000000000003', phone, undefined, at(0))
+    await database.query("INSERT INTO securelogin_phone_history (phone_key, ended_accounts) VALUES ('k', 3)")
+
+    const plain = await store.readBeforeSend(phone, 'k', [])
+    const first = await store.readBeforeSend(phone, 'k', [], hit('ip', 1))
+    t.same(first.hit, { count: 1, resetAt: at(1 + MINUTE) }, 'a first hit: one, its window from now')
+    t.same({ ...first, hit: undefined }, plain, 'the reads as without a hit')
+    t.same((await store.readBeforeSend(phone, 'k', [], hit('ip', 2))).hit, { count: 2, resetAt: at(1 + MINUTE) }, 'the next in the same window')
+    t.same(await store.hitRateLimit('ip', MINUTE, at(3)), { count: 3, resetAt: at(1 + MINUTE) }, 'one counter with hitRateLimit')
+    t.same((await store.readBeforeSend(phone, 'k', [], hit('ip', MINUTE + 1))).hit, { count: 1, resetAt: at(2 * MINUTE + 1) }, 'a window that ended starts again')
+
+    t.same(await store.endedAccountsAfterHit('k', hit('other', 0)), { endedAccounts: 3, hit: { count: 1, resetAt: at(MINUTE) } }, 'the history, and the hit')
+    t.same(await store.endedAccountsAfterHit('none', hit('other', 0)), { endedAccounts: 0, hit: { count: 2, resetAt: at(MINUTE) } }, 'a number with no history')
+
+    const slots = ['lock#0', 'lock#1']
+    t.same(await store.takeFirstFreeSlot(slots, MINUTE, at(0), hit('by', 0, 1)), { slot: 'lock#0', hit: { count: 1, resetAt: at(MINUTE) } }, 'within its max: the slot is taken')
+    t.same(await store.takeFirstFreeSlot(slots, MINUTE, at(0), hit('by', 0, 1)), { slot: undefined, hit: { count: 2, resetAt: at(MINUTE) } }, 'past its max: counted, and no slot taken')
+    t.same(await store.takeFirstFreeSlot(slots, MINUTE, at(0)), { slot: 'lock#1', hit: undefined }, 'the slot the refused hit did not take')
+  })
+
   t.test(`${dialect}: recordAttemptAndFindAccount counts the attempt as recordAttempt does, and reads the account`, async (t) => {
     const database = await createTestDatabase(t, dialect)
     await migrate(database.db)

@@ -7,7 +7,7 @@ import { clientAddress } from '../client-ip.js'
 import { sendTokensAsCookies, usesCookies } from '../cookies.js'
 import { registerWithPassword } from '../passwords/accounts.js'
 import { normalizePhone } from '../phone.js'
-import { enforceClientLimit } from '../rate-limit.js'
+import { clientLimitHits } from '../rate-limit.js'
 import { normalizeUsername } from '../username.js'
 import { refusePasswordWhileDisabled } from './password-disabled.js'
 import { cookieOriginRefusal, errorResponses, operationIdFor, refTo, swaggerConfig } from './responses.js'
@@ -62,11 +62,9 @@ export const registerRoute: FastifyPluginAsyncTypebox<{ ctx: SecureLoginContext 
     // anyone's: it is checked, and not kept.
     const username = body.username === undefined || ctx.options.signUp === 'on-verify' ? undefined : normalizeUsername(body.username)
     const now = new Date()
+    const clientHits = clientLimitHits('register', address, ctx.options.rateLimit.registersPerIp, now)
     // Counted and registered with the writes committed together (both only await the store).
-    const user = await ctx.store.unitOfWork(async () => {
-      await enforceClientLimit(ctx.store, 'register', address, ctx.options.rateLimit.registersPerIp, now)
-      return registerAccount(ctx, phone, username, now)
-    })
+    const user = await ctx.store.unitOfWork(async () => registerAccount(ctx, phone, username, now, clientHits))
     return reply.code(201).send({ message: 'registered successfully', userid: user.id })
   })
 }

@@ -1,5 +1,5 @@
 import { createHash, randomUUID } from 'node:crypto'
-import { and, eq, gt, gte, inArray, isNotNull, isNull, lt, lte, ne, notExists, or, sql } from 'drizzle-orm'
+import { and, eq, gt, gte, inArray, isNotNull, isNull, lt, lte, ne, notExists, or, sql, type SQL } from 'drizzle-orm'
 import type { PgDatabase } from 'drizzle-orm/pg-core'
 import * as postgresTables from '../db/postgres.js'
 import * as sqliteTables from '../db/sqlite.js'
@@ -49,12 +49,20 @@ export function createStore (database: SecureLoginDatabase, dialect: 'sqlite' | 
   const preparedOnce = <Q extends { toSQL: () => { sql: string }, prepare: (name: string) => unknown }>(build: () => Q) =>
     lazy(() => { const query = build(); return query.prepare(nameOf(query)) as ReturnType<Q['prepare']> })
   const p = sql.placeholder
-  const expiredWindow = sql`${rateLimits.windowStart} <= ${sql.param(p('windowFloor'), rateLimits.windowStart)}`
+  const expiredWindowOf = (floor: string) => sql`${rateLimits.windowStart} <= ${sql.param(p(floor), rateLimits.windowStart)}`
+  const expiredWindow = expiredWindowOf('windowFloor')
   // A fixed-window counter's update: one more in the current window, or the first of a new one.
-  const countInWindow = {
-    count: sql`CASE WHEN ${expiredWindow} THEN 1 ELSE ${rateLimits.count} + 1 END`,
-    windowStart: sql`CASE WHEN ${expiredWindow} THEN excluded.${sql.identifier('window_start')} ELSE ${rateLimits.windowStart} END`,
-  }
+  const countInWindowOf = (expired: SQL) => ({
+    count: sql`CASE WHEN ${expired} THEN 1 ELSE ${rateLimits.count} + 1 END`,
+    windowStart: sql`CASE WHEN ${expired} THEN excluded.${sql.identifier('window_start')} ELSE ${rateLimits.windowStart} END`,
+  })
+  const countInWindow = countInWindowOf(expiredWindow)
+  // PostgreSQL: a client's hit (see Hit) counted in a WITH of the statement it guards, with its own
+  // placeholders; `hit` answers the count and window start as hitRateLimit's upsert does.
+  const hitValues = ({ key, windowMs, now }: HitAt) => ({ hitKey: key, hitWindowFloor: new Date(now.getTime() - windowMs), now })
+  const hitFirst = () => db.$with('hit').as(db.insert(rateLimits).values({ key: p('hitKey'), windowStart: p('now'), count: 1 })
+    .onConflictDoUpdate({ target: rateLimits.key, set: countInWindowOf(expiredWindowOf('hitWindowFloor')) })
+    .returning({ count: rateLimits.count, windowStart: rateLimits.windowStart }))
   // A session opens only for an account still active when the code is used: disabling or deleting
   // it while a verify is on its way must not leave a live session behind. On PostgreSQL the account
   // row is locked (FOR SHARE) until the session is in, so setStatus and deleteAccount, which update
@@ -67,6 +75,55 @@ export function createStore (database: SecureLoginDatabase, dialect: 'sqlite' | 
   const attemptOf = () => db.update(otpChallenges)
     .set({ attempts: sql`${otpChallenges.attempts} + 1` })
     .where(and(eq(otpChallenges.phone, p('phone')), isNull(otpChallenges.consumedAt), gt(otpChallenges.expiresAt, sql.param(p('now'), otpChallenges.expiresAt)), lt(otpChallenges.attempts, p('maxAttempts'))))
+  // Everything a send reads before it writes, in one statement: the number's challenge, its
+  // account and ended accounts (as findAccountOf), and the counters its limits check, as a JSON
+  // array of [key, count, window start in ms] (a text on SQLite, parsed by the driver elsewhere).
+  const readBeforeSendOf = (afterHit: boolean) => {
+    const counter = dialect === 'postgres'
+      ? sql`json_build_array(${rateLimits.key}, ${rateLimits.count}, round(extract(epoch from ${rateLimits.windowStart}) * 1000))`
+      : sql`json_array(${rateLimits.key}, ${rateLimits.count}, ${rateLimits.windowStart})`
+    const counters = dialect === 'postgres'
+      ? sql`(select coalesce(json_agg(${counter}), '[]'::json) from ${rateLimits} where ${rateLimits.key} = any(${p('keys')}))`
+      : sql`(select json_group_array(${counter}) from ${rateLimits} where ${rateLimits.key} in (select value from json_each(${p('keys')})))`
+    const hit = hitFirst()
+    return (afterHit ? db.with(hit) : db)
+      .select({ challenge: otpChallenges, user: users, endedAccounts: phoneHistory.endedAccounts, counters: sql<unknown>`${counters}`.as('counters'), hit: afterHit ? { count: hit.count, windowStart: hit.windowStart } : sql<null>`null` })
+      // The hit answers exactly one row: the rest is read joined to it.
+      .from(afterHit ? hit : sql`(select 1) as ${sql.identifier('one')}`)
+      .leftJoin(otpChallenges, eq(otpChallenges.phone, p('phone')))
+      .leftJoin(users, eq(users.phone, p('phone')))
+      .leftJoin(phoneHistory, eq(phoneHistory.phoneKey, p('phoneKey')))
+      .limit(1)
+  }
+  // The first free slot of `keys` (a JSON array on SQLite, a text[] on PostgreSQL), in their order,
+  // taken with one statement: the read and the take of a sliding window's hit in one round trip.
+  // A slot another request takes in between fails the upsert's own condition, and nothing is taken.
+  // `hit`: only while the client's hit counted in the same statement (hitFirst) is within its max.
+  const takeFirstFreeSlotOf = (hit?: ReturnType<typeof hitFirst>) => {
+    const slot = sql.identifier('slot')
+    const slots = dialect === 'postgres'
+      ? sql`unnest(${p('keys')}::text[]) with ordinality as ${slot}(${sql.identifier('key')}, ${sql.identifier('position')})`
+      : sql`json_each(${p('keys')}) as ${slot}`
+    const slotKey = dialect === 'postgres' ? sql`${slot}.${sql.identifier('key')}` : sql`${slot}.${sql.identifier('value')}`
+    const position = dialect === 'postgres' ? sql`${slot}.${sql.identifier('position')}` : sql`${slot}.${sql.identifier('key')}`
+    const taken = sql`${sql.param(p('now'), rateLimits.windowStart)}`
+    return db.insert(rateLimits).select(db.select({
+      key: sql`${slotKey}`.as('key'),
+      windowStart: (dialect === 'postgres' ? sql`${taken}::timestamptz` : taken).as('window_start'),
+      count: sql`1`.as('count'),
+    }).from(slots)
+      .where(and(
+        notExists(db.select({ key: rateLimits.key }).from(rateLimits).where(and(sql`${rateLimits.key} = ${slotKey}`, gt(rateLimits.windowStart, sql.param(p('windowFloor'), rateLimits.windowStart))))),
+        hit === undefined ? undefined : sql`(select ${hit.count} from ${hit}) <= ${p('hitMax')}`,
+      ))
+      .orderBy(position).limit(1))
+      .onConflictDoUpdate({
+        target: rateLimits.key,
+        set: { windowStart: sql`excluded.${sql.identifier('window_start')}`, count: 1 },
+        setWhere: expiredWindow,
+      })
+      .returning({ key: rateLimits.key })
+  }
   const prepared = {
     findUserByPhone: preparedOnce(() => db.select().from(users).where(eq(users.phone, p('phone'))).limit(1)),
     // The account of a number and how many accounts the number has had before, in one statement:
@@ -77,23 +134,9 @@ export function createStore (database: SecureLoginDatabase, dialect: 'sqlite' | 
       .leftJoin(phoneHistory, eq(phoneHistory.phoneKey, p('phoneKey')))
       .limit(1)),
     findChallenge: preparedOnce(() => db.select().from(otpChallenges).where(eq(otpChallenges.phone, p('phone'))).limit(1)),
-    // Everything a send reads before it writes, in one statement: the number's challenge, its
-    // account and ended accounts (as findAccountOf), and the counters its limits check, as a JSON
-    // array of [key, count, window start in ms] (a text on SQLite, parsed by the driver elsewhere).
-    readBeforeSend: preparedOnce(() => {
-      const counter = dialect === 'postgres'
-        ? sql`json_build_array(${rateLimits.key}, ${rateLimits.count}, round(extract(epoch from ${rateLimits.windowStart}) * 1000))`
-        : sql`json_array(${rateLimits.key}, ${rateLimits.count}, ${rateLimits.windowStart})`
-      const counters = dialect === 'postgres'
-        ? sql`(select coalesce(json_agg(${counter}), '[]'::json) from ${rateLimits} where ${rateLimits.key} = any(${p('keys')}))`
-        : sql`(select json_group_array(${counter}) from ${rateLimits} where ${rateLimits.key} in (select value from json_each(${p('keys')})))`
-      return db.select({ challenge: otpChallenges, user: users, endedAccounts: phoneHistory.endedAccounts, counters: sql<unknown>`${counters}`.as('counters') })
-        .from(sql`(select 1) as ${sql.identifier('one')}`)
-        .leftJoin(otpChallenges, eq(otpChallenges.phone, p('phone')))
-        .leftJoin(users, eq(users.phone, p('phone')))
-        .leftJoin(phoneHistory, eq(phoneHistory.phoneKey, p('phoneKey')))
-        .limit(1)
-    }),
+    readBeforeSend: preparedOnce(() => readBeforeSendOf(false)),
+    // PostgreSQL: the client's hit counted in the same statement (one round trip fewer).
+    readBeforeSendAfterHit: preparedOnce(() => readBeforeSendOf(true)),
     openChallenge: preparedOnce(() => db.insert(otpChallenges)
       .values({ phone: p('phone'), challengeId: p('challengeId'), codeHash: p('codeHash'), attempts: 0, sentAt: p('now'), expiresAt: p('expiresAt'), consumedAt: null })
       .onConflictDoUpdate({
@@ -145,30 +188,18 @@ export function createStore (database: SecureLoginDatabase, dialect: 'sqlite' | 
         setWhere: expiredWindow,
       })
       .returning({ count: rateLimits.count })),
-    // The first free slot of `keys` (a JSON array on SQLite, a text[] on PostgreSQL), in their order,
-    // taken with one statement: the read and the take of a sliding window's hit in one round trip.
-    // A slot another request takes in between fails the upsert's own condition, and nothing is taken.
-    takeFirstFreeSlot: preparedOnce(() => {
-      const slot = sql.identifier('slot')
-      const slots = dialect === 'postgres'
-        ? sql`unnest(${p('keys')}::text[]) with ordinality as ${slot}(${sql.identifier('key')}, ${sql.identifier('position')})`
-        : sql`json_each(${p('keys')}) as ${slot}`
-      const slotKey = dialect === 'postgres' ? sql`${slot}.${sql.identifier('key')}` : sql`${slot}.${sql.identifier('value')}`
-      const position = dialect === 'postgres' ? sql`${slot}.${sql.identifier('position')}` : sql`${slot}.${sql.identifier('key')}`
-      const taken = sql`${sql.param(p('now'), rateLimits.windowStart)}`
-      return db.insert(rateLimits).select(db.select({
-        key: sql`${slotKey}`.as('key'),
-        windowStart: (dialect === 'postgres' ? sql`${taken}::timestamptz` : taken).as('window_start'),
-        count: sql`1`.as('count'),
-      }).from(slots)
-        .where(notExists(db.select({ key: rateLimits.key }).from(rateLimits).where(and(sql`${rateLimits.key} = ${slotKey}`, gt(rateLimits.windowStart, sql.param(p('windowFloor'), rateLimits.windowStart))))))
-        .orderBy(position).limit(1))
-        .onConflictDoUpdate({
-          target: rateLimits.key,
-          set: { windowStart: sql`excluded.${sql.identifier('window_start')}`, count: 1 },
-          setWhere: expiredWindow,
-        })
-        .returning({ key: rateLimits.key })
+    // PostgreSQL: the client's hit and the number's history (as endedAccountsOf) in one statement.
+    endedAccountsAfterHit: preparedOnce(() => {
+      const hit = hitFirst()
+      return db.with(hit).select({ endedAccounts: phoneHistory.endedAccounts, hit: { count: hit.count, windowStart: hit.windowStart } })
+        .from(hit).leftJoin(phoneHistory, eq(phoneHistory.phoneKey, p('phoneKey'))).limit(1)
+    }),
+    takeFirstFreeSlot: preparedOnce(() => takeFirstFreeSlotOf()),
+    // PostgreSQL: the client's hit and the slot in one statement (one round trip fewer).
+    takeFirstFreeSlotAfterHit: preparedOnce(() => {
+      const hit = hitFirst()
+      const slot = db.$with('slot').as(takeFirstFreeSlotOf(hit))
+      return db.with(hit, slot).select({ hit: { count: hit.count, windowStart: hit.windowStart }, slot: sql<string | null>`(select ${slot.key} from ${slot})`.as('slot') }).from(hit)
     }),
     // PostgreSQL: takeRateLimit for several counters in one statement (one round trip), each
     // counter's window and limit read from its input row. In key order, so that two requests
@@ -361,10 +392,20 @@ export function createStore (database: SecureLoginDatabase, dialect: 'sqlite' | 
     /**
      * What a send reads before it writes, in one round trip: the challenge of `phone`, its account
      * and how many accounts the number had before (`phoneKey`, as findAccountOf), and the counters
-     * of `keys` as readCounters reads them.
+     * of `keys` as readCounters reads them. With `hit`, first counts it (as hitRateLimit) and
+     * answers its count: on PostgreSQL in the same statement.
      */
-    async readBeforeSend (phone: string, phoneKey: string, keys: readonly string[]): Promise<{ challenge: OtpChallenge | undefined, user: User | undefined, endedAccounts: number, counters: Map<string, { count: number, windowStart: Date }> }> {
-      const row = (await prepared.readBeforeSend().execute({ phone, phoneKey, keys: dialect === 'postgres' ? keys : JSON.stringify(keys) }))[0]
+    async readBeforeSend (phone: string, phoneKey: string, keys: readonly string[], hit?: HitAt): Promise<{ challenge: OtpChallenge | undefined, user: User | undefined, endedAccounts: number, counters: Map<string, { count: number, windowStart: Date }>, hit: HitCount | undefined }> {
+      const values = { phone, phoneKey, keys: dialect === 'postgres' ? keys : JSON.stringify(keys) }
+      let counted: HitCount | undefined
+      let row
+      if (hit !== undefined && dialect === 'postgres') {
+        row = (await prepared.readBeforeSendAfterHit().execute({ ...values, ...hitValues(hit) }))[0]
+        counted = hitCountOf(row?.hit, hit)
+      } else {
+        if (hit !== undefined) counted = await this.hitRateLimit(hit.key, hit.windowMs, hit.now)
+        row = (await prepared.readBeforeSend().execute(values))[0]
+      }
       const raw = row?.counters ?? []
       const counters = (typeof raw === 'string' ? JSON.parse(raw) : raw) as Array<[string, number, number | string]>
       return {
@@ -372,7 +413,18 @@ export function createStore (database: SecureLoginDatabase, dialect: 'sqlite' | 
         user: row?.user ?? undefined,
         endedAccounts: row?.endedAccounts ?? 0,
         counters: new Map(counters.map(([key, count, windowStart]) => [key, { count: Number(count), windowStart: new Date(Number(windowStart)) }])),
+        hit: counted,
       }
+    },
+
+    /** endedAccountsOf, with `hit` counted first (as hitRateLimit: on PostgreSQL in the same statement) and its count answered. */
+    async endedAccountsAfterHit (phoneKey: string, hit: HitAt): Promise<{ endedAccounts: number, hit: HitCount }> {
+      if (dialect !== 'postgres') {
+        const counted = await this.hitRateLimit(hit.key, hit.windowMs, hit.now)
+        return { endedAccounts: await this.endedAccountsOf(phoneKey), hit: counted }
+      }
+      const row = (await prepared.endedAccountsAfterHit().execute({ phoneKey, ...hitValues(hit) }))[0]
+      return { endedAccounts: row?.endedAccounts ?? 0, hit: hitCountOf(row?.hit, hit) }
     },
 
     async findChallenge (phone: string): Promise<OtpChallenge | undefined> {
@@ -498,9 +550,7 @@ export function createStore (database: SecureLoginDatabase, dialect: 'sqlite' | 
      */
     async hitRateLimit (key: string, windowMs: number, now: Date): Promise<{ count: number, resetAt: Date }> {
       const rows = await prepared.hitRateLimit().execute({ key, now, windowFloor: new Date(now.getTime() - windowMs) })
-      const row = rows[0]
-      if (row === undefined) throw new Error('rate limit upsert returned nothing')
-      return { count: row.count, resetAt: new Date(row.windowStart.getTime() + windowMs) }
+      return hitCountOf(rows[0], { windowMs })
     },
 
     /** The count of `key` in its current window, or undefined when it has none. */
@@ -568,10 +618,20 @@ export function createStore (database: SecureLoginDatabase, dialect: 'sqlite' | 
       return -1
     },
 
-    /** Takes the first of the slots `keys` that is free (last taken `windowMs` ago or never); answers its key, or undefined when none was taken. */
-    async takeFirstFreeSlot (keys: readonly string[], windowMs: number, now: Date): Promise<string | undefined> {
-      const rows = await prepared.takeFirstFreeSlot().execute({ keys: dialect === 'postgres' ? keys : JSON.stringify(keys), now, windowFloor: new Date(now.getTime() - windowMs) })
-      return rows[0]?.key
+    /**
+     * Takes the first of the slots `keys` that is free (last taken `windowMs` ago or never); answers
+     * its key, or undefined when none was taken. With `hit`, first counts it (as hitRateLimit: on
+     * PostgreSQL in the same statement) and answers its count; a hit past its max takes no slot.
+     */
+    async takeFirstFreeSlot (keys: readonly string[], windowMs: number, now: Date, hit?: HitAt): Promise<{ slot: string | undefined, hit: HitCount | undefined }> {
+      const values = { keys: dialect === 'postgres' ? keys : JSON.stringify(keys), now, windowFloor: new Date(now.getTime() - windowMs) }
+      if (hit !== undefined && dialect === 'postgres') {
+        const row = (await prepared.takeFirstFreeSlotAfterHit().execute({ ...values, ...hitValues(hit), hitMax: hit.max }))[0]
+        return { slot: row?.slot ?? undefined, hit: hitCountOf(row?.hit, hit) }
+      }
+      const counted = hit === undefined ? undefined : await this.hitRateLimit(hit.key, hit.windowMs, hit.now)
+      if (counted !== undefined && counted.count > (hit as HitAt).max) return { slot: undefined, hit: counted }
+      return { slot: (await prepared.takeFirstFreeSlot().execute(values))[0]?.key, hit: counted }
     },
 
     /** Marks the slot `key` taken now, if it was free (last taken `windowMs` ago or never). */
@@ -652,6 +712,21 @@ export function createStore (database: SecureLoginDatabase, dialect: 'sqlite' | 
 }
 
 export type Store = ReturnType<typeof createStore>
+
+/**
+ * A fixed-window rate-limit hit counted by the statement it guards (store.readBeforeSend,
+ * store.endedAccountsOf, store.takeFirstFreeSlot): on PostgreSQL in the same round trip, elsewhere
+ * just before it. `max`: the most its window allows, for a guarded write to hold back when full.
+ */
+export interface HitAt { key: string, windowMs: number, max: number, now: Date }
+
+/** What counting a hit answered: the count in its window (this hit included), and when the window ends. */
+export interface HitCount { count: number, resetAt: Date }
+
+function hitCountOf (row: { count: number | null, windowStart: Date | null } | null | undefined, { windowMs }: { windowMs: number }): HitCount {
+  if (row === null || row === undefined || row.count === null || row.windowStart === null) throw new Error('rate limit upsert returned nothing')
+  return { count: row.count, resetAt: new Date(row.windowStart.getTime() + windowMs) }
+}
 
 /** The device a session was last used from, as its owner's list of sessions shows it. */
 export interface Device { userAgent: string | null, ip: string | null }
