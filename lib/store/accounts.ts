@@ -43,22 +43,11 @@ export function createAccountStore (database: unknown, t: Tables) {
 
   const ids = (rows: Array<{ id: string }>) => rows.map((row) => row.id)
 
-  // Read twice by every registration: built and prepared once, on first use (see the store's `prepared`).
-  let endedAccountsStatement: { execute: (values: { phoneKey: string }) => Promise<Array<{ endedAccounts: number }>> } | undefined
-  const endedAccountsQuery = () => (endedAccountsStatement ??= db.select({ endedAccounts: phoneHistory.endedAccounts }).from(phoneHistory)
-    .where(eq(phoneHistory.phoneKey, sql.placeholder('phoneKey'))).limit(1).prepare(undefined as unknown as string))
-
   return {
     /** The account with this id; a deleted one is not found. */
     async findUserById (id: string): Promise<User | undefined> {
       const rows = await db.select().from(users).where(and(eq(users.id, id), ne(users.status, DELETED))).limit(1)
       return rows[0]
-    },
-
-    /** How many accounts the number of `phoneKey` has had that are gone from it. */
-    async endedAccountsOf (phoneKey: string): Promise<number> {
-      const rows = await endedAccountsQuery().execute({ phoneKey })
-      return rows[0]?.endedAccounts ?? 0
     },
 
     /** Takes back an account registered an instant ago under an id that turned out stale (see registerAccount). */

@@ -188,6 +188,8 @@ export function createStore (database: SecureLoginDatabase, dialect: 'sqlite' | 
         setWhere: expiredWindow,
       })
       .returning({ count: rateLimits.count })),
+    // Read by every registration (twice, or once and once with the client's hit).
+    endedAccountsOf: preparedOnce(() => db.select({ endedAccounts: phoneHistory.endedAccounts }).from(phoneHistory).where(eq(phoneHistory.phoneKey, p('phoneKey'))).limit(1)),
     // PostgreSQL: the client's hit and the number's history (as endedAccountsOf) in one statement.
     endedAccountsAfterHit: preparedOnce(() => {
       const hit = hitFirst()
@@ -415,6 +417,12 @@ export function createStore (database: SecureLoginDatabase, dialect: 'sqlite' | 
         counters: new Map(counters.map(([key, count, windowStart]) => [key, { count: Number(count), windowStart: new Date(Number(windowStart)) }])),
         hit: counted,
       }
+    },
+
+    /** How many accounts the number of `phoneKey` has had that are gone from it. */
+    async endedAccountsOf (phoneKey: string): Promise<number> {
+      const rows = await prepared.endedAccountsOf().execute({ phoneKey })
+      return rows[0]?.endedAccounts ?? 0
     },
 
     /** endedAccountsOf, with `hit` counted first (as hitRateLimit: on PostgreSQL in the same statement) and its count answered. */
