@@ -126,26 +126,24 @@ export const slidingWindow = {
    * takes the first free slot in one statement; when that finds none (all busy, or the one it
    * picked was taken meanwhile), reads the slots once and tries only those that read as free. Each
    * take is one conditional upsert, so a slot another request took meanwhile is simply not won.
-   * `clientHits` are counted first (see countHits), with the first take. Returns the slots taken.
+   * `clientHits` are counted first (see countHits). Returns the slots taken.
    */
   async take (store: Store, key: string, rules: readonly ResolvedRateLimitRule[], now: Date, refusal: Refusal = rateLimited, clientHits: readonly HitAt[] = []): Promise<string[]> {
     const taken: string[] = []
-    if (rules.length === 0) await countHits(store, clientHits)
+    // A slot taken is seen by every other request at once (on PostgreSQL each statement commits on
+    // its own), so a client refused must never hold one, not even for a moment: a single client hit
+    // goes with the first take (on PostgreSQL in its statement, which then takes no slot past the
+    // hit's max); several (an IPv6 client's /64, /56 and /48, or several rules) are counted before.
+    const withTake = clientHits.length === 1 ? clientHits[0] : undefined
+    if (withTake === undefined || rules.length === 0) await countHits(store, clientHits)
     for (const [index, rule] of rules.entries()) {
-      // The client's hits go with the first take (on PostgreSQL in its statement), and a refusal
-      // among them gives back the slot it took.
-      const guard = index === 0 ? clientHits : []
-      const first = await store.takeFirstFreeSlot(slidingWindow.slotKeys(key, rule, rules), rule.windowMs, now, guard[0])
-      if (first.slot !== undefined) taken.push(first.slot)
-      if (guard.length > 0) {
-        try {
-          await countHits(store, guard, first.hit)
-        } catch (error) {
-          await slidingWindow.free(store, taken)
-          throw error
-        }
+      const hit = index === 0 ? withTake : undefined
+      const first = await store.takeFirstFreeSlot(slidingWindow.slotKeys(key, rule, rules), rule.windowMs, now, hit)
+      if (hit !== undefined) await countHits(store, [hit], first.hit)
+      if (first.slot !== undefined) {
+        taken.push(first.slot)
+        continue
       }
-      if (first.slot !== undefined) continue
       const { free, secondsUntilFree } = await slidingWindow.inUse(store, key, rule, rules, now)
       let slot: string | undefined
       for (const candidate of free) {
