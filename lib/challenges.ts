@@ -171,17 +171,22 @@ async function sendCode (ctx: ChallengeContext, args: { phone: string, locale?: 
     const code = fixedCode ?? generateCode(options.otpLength)
     // Verifying vendors keep the code themselves; a null hash sends checks to them.
     const codeHash = options.smsVerifies && deliver ? vendorCheckMark(hashKey, phone, challengeId, recipient.owner) : hashCode(hashKey, phone, challengeId, code, recipient.owner)
-    const challenge = await store.openChallenge({
-      phone, challengeId, codeHash, now, expiresAt: new Date(now.getTime() + options.otpTtlMs), resendIntervalMs: options.otpResendIntervalMs,
-    })
-    if (challenge === undefined) throw resendTooSoon((await store.findChallenge(phone))?.sentAt ?? now, now, options.otpResendIntervalMs)
+    const opened: { challenge?: OtpChallenge } = {}
     try {
-      // Atomically, all or none: requests that raced past the reads above cannot overshoot.
-      await takeSlots(store, sendLimits, now)
+      // The challenge and, only once it is open, the sends it counts, all of them or none (on
+      // PostgreSQL one statement): requests that raced past the reads above cannot overshoot.
+      await takeSlots(store, sendLimits, now, async (counters) => {
+        const { challenge, full } = await store.openChallengeTaking({
+          phone, challengeId, codeHash, now, expiresAt: new Date(now.getTime() + options.otpTtlMs), resendIntervalMs: options.otpResendIntervalMs,
+        }, counters)
+        opened.challenge = challenge
+        return full
+      })
     } catch (error) {
       await store.withdrawChallenge(phone, challengeId)
       throw error
     }
+    if (opened.challenge === undefined) throw resendTooSoon((await store.findChallenge(phone))?.sentAt ?? now, now, options.otpResendIntervalMs)
     return { recipient, deliver, challengeId, code, fixedCode }
   })
 

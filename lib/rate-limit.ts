@@ -89,15 +89,18 @@ function slotsInUse (keys: readonly string[], counters: Counters, rule: Resolved
 /** A limit to take a slot of: its counter's key, its rules and what a full one answers. */
 export interface Limit { key: string, rules: readonly ResolvedRateLimitRule[], refusal?: Refusal }
 
+/** Takes a hit on every counter or on none, and answers the index of the first full one or -1 (store.takeRateLimits, or a statement that does more, such as store.openChallengeTaking). */
+export type TakeCounters = (counters: ReadonlyArray<{ key: string, windowMs: number, max: number }>) => Promise<number>
+
 /**
  * Takes one slot of every rule of every limit, all atomically or none (see store.takeRateLimits):
  * at a full rule the limit's refusal is thrown, so a refused request spends nothing of any limit
  * and concurrent requests never overshoot.
  */
-export async function takeSlots (store: Store, limits: readonly Limit[], now: Date): Promise<void> {
+export async function takeSlots (store: Store, limits: readonly Limit[], now: Date, take: TakeCounters = async (counters) => store.takeRateLimits(counters, now)): Promise<void> {
   const counters = limits.flatMap(({ key, rules, refusal = rateLimited }) =>
     rules.map((rule) => ({ key: ruleKey(key, rule, rules), windowMs: rule.windowMs, max: rule.max, refusal })))
-  const full = counters[await store.takeRateLimits(counters, now)]
+  const full = counters[await take(counters)]
   if (full === undefined) return
   const counter = await store.readRateLimit(full.key, full.windowMs, now)
   throw full.refusal(counter === undefined ? Math.ceil(full.windowMs / 1000) : secondsUntil(counter.resetAt, now))

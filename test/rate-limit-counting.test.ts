@@ -182,6 +182,30 @@ for (const dialect of dialects) {
     t.same(await counters(), {}, 'reset deletes every slot of every rule')
   })
 
+  t.test(`${dialect}: openChallengeTaking opens the code and takes its counters, or takes none`, async (t) => {
+    const { store, scope } = await shared
+    const { prefix: p, counters } = scope()
+    const phone = `+1415555${String(1000 + (process.pid % 9000)).padStart(4, '0')}`
+    const code = (challengeId: string, ms: number) => ({ phone, challengeId, codeHash: 'hash', now: at(ms), expiresAt: at(ms + 10 * MINUTE), resendIntervalMs: 30 * SECOND })
+    const sends = [{ key: `${p}a`, windowMs: MINUTE, max: 2 }, { key: `${p}b`, windowMs: HOUR, max: 1 }]
+
+    const first = await store.openChallengeTaking(code('00000000-0000-4000-8000-00000000000a', 0), sends)
+    t.equal(first.full, -1, 'every counter had room')
+    t.equal(first.challenge?.challengeId, '00000000-0000-4000-8000-00000000000a', 'and the code is open')
+    t.same(await counters(), { a: 1, b: 1 }, 'one hit on each')
+
+    const tooSoon = await store.openChallengeTaking(code('00000000-0000-4000-8000-00000000000b', SECOND), sends)
+    t.same(tooSoon, { challenge: undefined, full: -1 }, 'inside the resend interval: no code')
+    t.same(await counters(), { a: 1, b: 1 }, 'and nothing counted')
+    t.equal((await store.findChallenge(phone))?.challengeId, '00000000-0000-4000-8000-00000000000a', 'the first code stays')
+
+    const full = await store.openChallengeTaking(code('00000000-0000-4000-8000-00000000000c', MINUTE / 2), sends)
+    t.equal(full.full, 1, 'the second counter is full')
+    t.equal(full.challenge?.challengeId, '00000000-0000-4000-8000-00000000000c', 'the code was opened (the caller withdraws it)')
+    t.same(await counters(), { a: 1, b: 1 }, 'the hit on the first counter was given back')
+    await store.withdrawChallenge(phone, '00000000-0000-4000-8000-00000000000c')
+  })
+
   t.test(`${dialect}: readRateLimit reads a counter only inside its window`, async (t) => {
     const { store, scope } = await shared
     const { prefix: p } = scope()

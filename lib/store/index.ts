@@ -57,12 +57,29 @@ export function createStore (database: SecureLoginDatabase, dialect: 'sqlite' | 
     windowStart: sql`CASE WHEN ${expired} THEN excluded.${sql.identifier('window_start')} ELSE ${rateLimits.windowStart} END`,
   })
   const countInWindow = countInWindowOf(expiredWindow)
-  // PostgreSQL: a client's hit (see Hit) counted in a WITH of the statement it guards, with its own
+  // PostgreSQL: a client's hit (see HitAt) counted in a WITH of the statement it guards, with its own
   // placeholders; `hit` answers the count and window start as hitRateLimit's upsert does.
   const hitValues = ({ key, windowMs, now }: HitAt) => ({ hitKey: key, hitWindowFloor: new Date(now.getTime() - windowMs), now })
   const hitFirst = () => db.$with('hit').as(db.insert(rateLimits).values({ key: p('hitKey'), windowStart: p('now'), count: 1 })
     .onConflictDoUpdate({ target: rateLimits.key, set: countInWindowOf(expiredWindowOf('hitWindowFloor')) })
     .returning({ count: rateLimits.count, windowStart: rateLimits.windowStart }))
+  // PostgreSQL: the counters of takeRateLimitsAtOnce as its arrays. One statement cannot upsert a
+  // row twice; the callers' keys are distinct (one per limit and rule window).
+  const counterArrays = (counters: ReadonlyArray<{ key: string, windowMs: number, max: number }>, now: Date) => {
+    if (new Set(counters.map(({ key }) => key)).size !== counters.length) throw new Error('fastify-securelogin: takeRateLimits: a counter appears twice')
+    return {
+      keys: counters.map(({ key }) => key),
+      windowFloors: counters.map(({ windowMs }) => new Date(now.getTime() - windowMs).toISOString()),
+      maxes: counters.map(({ max }) => String(max)),
+    }
+  }
+  // After takeRateLimitsAtOnce: -1 when every counter was taken; else the first full one, once the
+  // hits taken are given back, each to the window it was counted in.
+  const fullAfterTaking = async (counters: ReadonlyArray<{ key: string }>, taken: ReadonlyArray<{ key: string, windowStart: Date }>): Promise<number> => {
+    if (taken.length === counters.length) return -1
+    for (const hit of taken) await prepared.releaseRateLimit().execute(hit)
+    return counters.findIndex(({ key }) => !taken.some((hit) => hit.key === key))
+  }
   // A session opens only for an account still active when the code is used: disabling or deleting
   // it while a verify is on its way must not leave a live session behind. On PostgreSQL the account
   // row is locked (FOR SHARE) until the session is in, so setStatus and deleteAccount, which update
@@ -124,6 +141,52 @@ export function createStore (database: SecureLoginDatabase, dialect: 'sqlite' | 
       })
       .returning({ key: rateLimits.key })
   }
+  // A new challenge for the number, replacing its previous one unless that was sent less than the
+  // resend interval ago (then nothing is written and nothing returned).
+  const openChallengeOf = () => db.insert(otpChallenges)
+    .values({ phone: p('phone'), challengeId: p('challengeId'), codeHash: p('codeHash'), attempts: 0, sentAt: p('now'), expiresAt: p('expiresAt'), consumedAt: null })
+    .onConflictDoUpdate({
+      target: otpChallenges.phone,
+      set: {
+        challengeId: sql`excluded.${sql.identifier('challenge_id')}`,
+        codeHash: sql`excluded.${sql.identifier('code_hash')}`,
+        attempts: 0,
+        sentAt: sql`excluded.${sql.identifier('sent_at')}`,
+        expiresAt: sql`excluded.${sql.identifier('expires_at')}`,
+        consumedAt: null,
+      },
+      setWhere: lte(otpChallenges.sentAt, sql.param(p('sentBefore'), otpChallenges.sentAt)),
+    })
+    .returning()
+  // PostgreSQL: takeRateLimit for several counters in one statement (one round trip), each
+  // counter's window and limit read from its input row (`countersInput`). In key order, so that two
+  // requests taking the same counters lock their rows in the same order and never deadlock.
+  const column = (name: string) => sql.identifier(name)
+  const countersInput = () => db.$with('input').as(db.select({
+    key: sql<string>`${column('key')}`.as('key'),
+    windowFloor: sql`${column('window_floor')}::timestamptz`.as('window_floor'),
+    max: sql`${column('max')}::int`.as('max'),
+    // Every array as text[]: postgres.js binds text[] alike whether or not it prepares.
+  }).from(sql`unnest(${p('keys')}::text[], ${p('windowFloors')}::text[], ${p('maxes')}::text[]) as ${column('counter')}(${column('key')}, ${column('window_floor')}, ${column('max')})`))
+  const takeCounters = (qb: { insert: Db['insert'] }, input: ReturnType<typeof countersInput>, onlyIf?: SQL) => {
+    // ON CONFLICT sees only the row and `excluded`: its counter's window and limit come from the input by key.
+    const ofInput = (name: string) => sql`(select ${column(name)} from ${column('input')} where ${column('input')}.${column('key')} = excluded.${column('key')})`
+    const expired = sql`${rateLimits.windowStart} <= ${ofInput('window_floor')}`
+    return qb.insert(rateLimits).select(db.select({
+      key: input.key,
+      windowStart: sql`${sql.param(p('now'), rateLimits.windowStart)}::timestamptz`.as('window_start'),
+      count: sql`1`.as('count'),
+    }).from(input).where(onlyIf).orderBy(input.key))
+      .onConflictDoUpdate({
+        target: rateLimits.key,
+        set: {
+          count: sql`CASE WHEN ${expired} THEN 1 ELSE ${rateLimits.count} + 1 END`,
+          windowStart: sql`CASE WHEN ${expired} THEN excluded.${sql.identifier('window_start')} ELSE ${rateLimits.windowStart} END`,
+        },
+        setWhere: sql`${expired} OR ${rateLimits.count} < ${ofInput('max')}`,
+      })
+      .returning({ key: rateLimits.key, windowStart: rateLimits.windowStart })
+  }
   const prepared = {
     findUserByPhone: preparedOnce(() => db.select().from(users).where(eq(users.phone, p('phone'))).limit(1)),
     // The account of a number and how many accounts the number has had before, in one statement:
@@ -137,21 +200,20 @@ export function createStore (database: SecureLoginDatabase, dialect: 'sqlite' | 
     readBeforeSend: preparedOnce(() => readBeforeSendOf(false)),
     // PostgreSQL: the client's hit counted in the same statement (one round trip fewer).
     readBeforeSendAfterHit: preparedOnce(() => readBeforeSendOf(true)),
-    openChallenge: preparedOnce(() => db.insert(otpChallenges)
-      .values({ phone: p('phone'), challengeId: p('challengeId'), codeHash: p('codeHash'), attempts: 0, sentAt: p('now'), expiresAt: p('expiresAt'), consumedAt: null })
-      .onConflictDoUpdate({
-        target: otpChallenges.phone,
-        set: {
-          challengeId: sql`excluded.${sql.identifier('challenge_id')}`,
-          codeHash: sql`excluded.${sql.identifier('code_hash')}`,
-          attempts: 0,
-          sentAt: sql`excluded.${sql.identifier('sent_at')}`,
-          expiresAt: sql`excluded.${sql.identifier('expires_at')}`,
-          consumedAt: null,
+    openChallenge: preparedOnce(() => openChallengeOf()),
+    // PostgreSQL: the challenge and, only when it opened, the sends it counts (takeRateLimitsAtOnce)
+    // in one statement; `taken` answers the counters taken as [key, window start in ms].
+    openChallengeTaking: preparedOnce(() => {
+      const opened = db.$with('opened').as(openChallengeOf())
+      const input = countersInput()
+      const taken = db.$with('taken').as(takeCounters(db, input, sql`exists (select 1 from ${opened})`))
+      return db.with(opened, input, taken).select({
+        challenge: {
+          phone: opened.phone, challengeId: opened.challengeId, codeHash: opened.codeHash, attempts: opened.attempts, sentAt: opened.sentAt, expiresAt: opened.expiresAt, consumedAt: opened.consumedAt,
         },
-        setWhere: lte(otpChallenges.sentAt, sql.param(p('sentBefore'), otpChallenges.sentAt)),
-      })
-      .returning()),
+        taken: sql<Array<[string, number]>>`(select coalesce(json_agg(json_build_array(${taken.key}, round(extract(epoch from ${taken.windowStart}) * 1000))), '[]'::json) from ${taken})`.as('taken'),
+      }).from(sql`(select 1) as ${sql.identifier('one')}`).leftJoin(opened, sql`true`)
+    }),
     recordAttempt: preparedOnce(() => attemptOf().returning()),
     // PostgreSQL: the attempt and the number's account (as findAccountOf) in one statement.
     recordAttemptAndFindAccount: preparedOnce(() => {
@@ -203,34 +265,9 @@ export function createStore (database: SecureLoginDatabase, dialect: 'sqlite' | 
       const slot = db.$with('slot').as(takeFirstFreeSlotOf(hit))
       return db.with(hit, slot).select({ hit: { count: hit.count, windowStart: hit.windowStart }, slot: sql<string | null>`(select ${slot.key} from ${slot})`.as('slot') }).from(hit)
     }),
-    // PostgreSQL: takeRateLimit for several counters in one statement (one round trip), each
-    // counter's window and limit read from its input row. In key order, so that two requests
-    // taking the same counters lock their rows in the same order and never deadlock.
     takeRateLimitsAtOnce: preparedOnce(() => {
-      const column = (name: string) => sql.identifier(name)
-      const input = db.$with('input').as(db.select({
-        key: sql<string>`${column('key')}`.as('key'),
-        windowFloor: sql`${column('window_floor')}::timestamptz`.as('window_floor'),
-        max: sql`${column('max')}::int`.as('max'),
-        // Every array as text[]: postgres.js binds text[] alike whether or not it prepares.
-      }).from(sql`unnest(${p('keys')}::text[], ${p('windowFloors')}::text[], ${p('maxes')}::text[]) as ${column('counter')}(${column('key')}, ${column('window_floor')}, ${column('max')})`))
-      // ON CONFLICT sees only the row and `excluded`: its counter's window and limit come from the input by key.
-      const ofInput = (name: string) => sql`(select ${column(name)} from ${column('input')} where ${column('input')}.${column('key')} = excluded.${column('key')})`
-      const expired = sql`${rateLimits.windowStart} <= ${ofInput('window_floor')}`
-      return db.with(input).insert(rateLimits).select(db.select({
-        key: input.key,
-        windowStart: sql`${sql.param(p('now'), rateLimits.windowStart)}::timestamptz`.as('window_start'),
-        count: sql`1`.as('count'),
-      }).from(input).orderBy(input.key))
-        .onConflictDoUpdate({
-          target: rateLimits.key,
-          set: {
-            count: sql`CASE WHEN ${expired} THEN 1 ELSE ${rateLimits.count} + 1 END`,
-            windowStart: sql`CASE WHEN ${expired} THEN excluded.${sql.identifier('window_start')} ELSE ${rateLimits.windowStart} END`,
-          },
-          setWhere: sql`${expired} OR ${rateLimits.count} < ${ofInput('max')}`,
-        })
-        .returning({ key: rateLimits.key, windowStart: rateLimits.windowStart })
+      const input = countersInput()
+      return takeCounters(db.with(input), input)
     }),
     readRateLimit: preparedOnce(() => db.select({ count: rateLimits.count, windowStart: rateLimits.windowStart }).from(rateLimits).where(eq(rateLimits.key, p('key'))).limit(1)),
     // Any number of counters in one prepared statement: the keys go as one parameter (a text[] on
@@ -385,10 +422,31 @@ export function createStore (database: SecureLoginDatabase, dialect: 'sqlite' | 
      * Opens a new challenge for `phone`, replacing the previous one, unless one was sent less than
      * `resendIntervalMs` ago. Returns undefined in that case (the caller answers 429).
      */
-    async openChallenge (args: { phone: string, challengeId: string, codeHash: string | null, now: Date, expiresAt: Date, resendIntervalMs: number }): Promise<OtpChallenge | undefined> {
+    async openChallenge (args: NewChallenge): Promise<OtpChallenge | undefined> {
       const { phone, challengeId, codeHash, now, expiresAt, resendIntervalMs } = args
       const rows = await prepared.openChallenge().execute({ phone, challengeId, codeHash, now, expiresAt, sentBefore: new Date(now.getTime() - resendIntervalMs) })
       return rows[0]
+    },
+
+    /**
+     * openChallenge, and only when it opened the challenge, takeRateLimits of `counters` (the sends
+     * it counts): on PostgreSQL in one statement. Answers the challenge (undefined: the cooldown
+     * refused it, and nothing was taken) and the index of the first full counter (-1: all taken;
+     * otherwise none is left taken, and the caller withdraws the challenge).
+     */
+    async openChallengeTaking (args: NewChallenge, counters: ReadonlyArray<{ key: string, windowMs: number, max: number }>): Promise<{ challenge: OtpChallenge | undefined, full: number }> {
+      if (dialect !== 'postgres' || counters.length === 0) {
+        const challenge = await this.openChallenge(args)
+        return { challenge, full: challenge === undefined ? -1 : await this.takeRateLimits(counters, args.now) }
+      }
+      const { phone, challengeId, codeHash, now, expiresAt, resendIntervalMs } = args
+      const row = (await prepared.openChallengeTaking().execute({
+        phone, challengeId, codeHash, now, expiresAt, sentBefore: new Date(now.getTime() - resendIntervalMs), ...counterArrays(counters, now),
+      }))[0]
+      const challenge = row?.challenge ?? undefined
+      if (challenge === undefined) return { challenge, full: -1 }
+      const taken = (row?.taken ?? []).map(([key, windowStart]) => ({ key, windowStart: new Date(Number(windowStart)) }))
+      return { challenge, full: await fullAfterTaking(counters, taken) }
     },
 
     /**
@@ -597,16 +655,7 @@ export function createStore (database: SecureLoginDatabase, dialect: 'sqlite' | 
       }
       const taken: Array<{ key: string, windowStart: Date }> = []
       const giveBack = async () => { for (const hit of taken) await prepared.releaseRateLimit().execute(hit) }
-      if (dialect === 'postgres') {
-        // One statement cannot upsert a row twice; the callers' keys are distinct (one per limit and rule window).
-        if (new Set(counters.map(({ key }) => key)).size !== counters.length) throw new Error('fastify-securelogin: takeRateLimits: a counter appears twice')
-        taken.push(...await prepared.takeRateLimitsAtOnce().execute({
-          keys: counters.map(({ key }) => key), windowFloors: values.map(({ windowFloor }) => windowFloor.toISOString()), maxes: counters.map(({ max }) => String(max)), now,
-        }))
-        if (taken.length === counters.length) return -1
-        await giveBack()
-        return counters.findIndex(({ key }) => !taken.some((hit) => hit.key === key))
-      }
+      if (dialect === 'postgres') return fullAfterTaking(counters, await prepared.takeRateLimitsAtOnce().execute({ ...counterArrays(counters, now), now }))
       for (const [index, counter] of values.entries()) {
         let row: { windowStart: Date } | undefined
         try {
@@ -720,6 +769,9 @@ export function createStore (database: SecureLoginDatabase, dialect: 'sqlite' | 
 }
 
 export type Store = ReturnType<typeof createStore>
+
+/** A code to open for `phone` (store.openChallenge): its hash, when it was sent and expires, and the resend interval that may refuse it. */
+export interface NewChallenge { phone: string, challengeId: string, codeHash: string | null, now: Date, expiresAt: Date, resendIntervalMs: number }
 
 /**
  * A fixed-window rate-limit hit counted by the statement it guards (store.readBeforeSend,
