@@ -102,11 +102,12 @@ export function createStore (database: SecureLoginDatabase, dialect: 'sqlite' | 
     const counters = dialect === 'postgres'
       ? sql`(select coalesce(json_agg(${counter}), '[]'::json) from ${rateLimits} where ${rateLimits.key} = any(${p('keys')}))`
       : sql`(select json_group_array(${counter}) from ${rateLimits} where ${rateLimits.key} in (select value from json_each(${p('keys')})))`
-    const hit = hitFirst()
-    return (afterHit ? db.with(hit) : db)
-      .select({ challenge: otpChallenges, user: users, endedAccounts: phoneHistory.endedAccounts, counters: sql<unknown>`${counters}`.as('counters'), hit: afterHit ? { count: hit.count, windowStart: hit.windowStart } : sql<null>`null` })
+    // Built only for PostgreSQL: a WITH of an INSERT needs drizzle-orm 0.39.
+    const hit = afterHit ? hitFirst() : undefined
+    return (hit === undefined ? db : db.with(hit))
+      .select({ challenge: otpChallenges, user: users, endedAccounts: phoneHistory.endedAccounts, counters: sql<unknown>`${counters}`.as('counters'), hit: hit === undefined ? sql<null>`null` : { count: hit.count, windowStart: hit.windowStart } })
       // The hit answers exactly one row: the rest is read joined to it.
-      .from(afterHit ? hit : sql`(select 1) as ${sql.identifier('one')}`)
+      .from(hit ?? sql`(select 1) as ${sql.identifier('one')}`)
       .leftJoin(otpChallenges, eq(otpChallenges.phone, p('phone')))
       .leftJoin(users, eq(users.phone, p('phone')))
       .leftJoin(phoneHistory, eq(phoneHistory.phoneKey, p('phoneKey')))

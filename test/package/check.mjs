@@ -18,9 +18,11 @@ const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'))
 // fastify ^5.0.0: 5.0.0 has everything we and @fastify/jwt call.
 // drizzle-orm: our emitted table types (dist/lib/db/*.d.ts) give SQLiteColumn/PgColumn the three
 // type arguments that 0.38 introduced, so 0.36 and 0.37 run the sign-in but fail to type-check
-// (TS2707); every minor from 0.38 to 0.45 passes (lib/db/migrate.ts reads DrizzleQueryError, new in
-// 0.44.4, from a namespace import so that older ones still link). 0.46 and 1.0 are not claimed
-// until tried.
+// (TS2707); 0.38 type-checks and signs in on SQLite, but its WITH takes no INSERT or UPDATE (no
+// getSelectedFields on them), which the PostgreSQL statements use: the sign-in on PostgreSQL fails
+// there, so the floor is 0.39; every minor from 0.39 to 0.45 passes (lib/db/migrate.ts reads
+// DrizzleQueryError, new in 0.44.4, from a namespace import so that older ones still link). 0.46
+// and 1.0 are not claimed until tried.
 const lowest = (range) => {
   const found = /^\s*(?:\^|>=|~)?\s*(\d+\.\d+\.\d+)(?:\s|$)/.exec(range)
   if (found === null || range.includes('||')) throw new Error(`cannot tell the lowest version of ${range}`)
@@ -33,7 +35,12 @@ const ENDS = [
 ]
 // The app's own driver and tools, as a user adds them; the versions this repository builds with.
 // better-sqlite3 stays on 12: 13 crashes on Node 20.
-const APP_DEPS = ['better-sqlite3@12', ...['@types/better-sqlite3', 'typescript', '@types/node'].map((name) => `${name}@${pkg.devDependencies[name]}`)]
+const APP_DEPS = ['better-sqlite3@12', ...['pg', '@types/pg', '@types/better-sqlite3', 'typescript', '@types/node'].map((name) => `${name}@${pkg.devDependencies[name]}`)]
+// The sign-in on PostgreSQL (postgres.ts) needs a server: CI must give one, as for the tests.
+const postgresUrl = process.env.SECURELOGIN_TEST_POSTGRES_URL
+if (process.env.CI !== undefined && process.env.CI !== '' && postgresUrl === undefined) {
+  throw new Error('CI is set but SECURELOGIN_TEST_POSTGRES_URL is not: the pack test must sign in on PostgreSQL too')
+}
 
 const started = Date.now()
 const scratch = mkdtempSync(join(tmpdir(), 'securelogin-pack-'))
@@ -130,8 +137,10 @@ try {
 
     const signIn = run(process.execPath, ['out/app.js'], app, 60_000)
     if (!/^signed in as /m.test(signIn)) throw new Error(`${end.label}: the sign-in printed ${signIn}`)
+    const onPostgres = postgresUrl === undefined ? '' : run(process.execPath, ['out/postgres.js'], app, 60_000)
+    if (postgresUrl !== undefined && !/^signed in on PostgreSQL as /m.test(onPostgres)) throw new Error(`${end.label}: the sign-in on PostgreSQL printed ${onPostgres}`)
     run(process.execPath, ['require.cjs'], app, 60_000)
-    console.log(`pack test ${end.label} (${installed}): types, sign-in and require() ok; ${tolerated.size} errors of drizzle-orm's own .d.ts tolerated`)
+    console.log(`pack test ${end.label} (${installed}): types, sign-in${postgresUrl === undefined ? ' (SQLite only: no SECURELOGIN_TEST_POSTGRES_URL)' : ' on SQLite and PostgreSQL'} and require() ok; ${tolerated.size} errors of drizzle-orm's own .d.ts tolerated`)
   }
   console.log(`pack test passed in ${Math.round((Date.now() - started) / 1000)}s (${tarball})`)
   if (process.env.KEEP === undefined) rmSync(scratch, { recursive: true, force: true })
