@@ -318,8 +318,9 @@ async function checkCode<T> (ctx: ChallengeContext, args: { phone: string, code:
     // Every check takes one of the number's wrong-code slots (failedVerifiesPerPhone, a sliding
     // window) before anything is compared, and gives it back unless it was a wrong guess: guesses
     // spread over codes, resends, addresses, window boundaries and concurrent requests cannot exceed
-    // the budget. A locked number is refused even the right code. The client is counted first, by
-    // the same statement (verifiesPerIp: a refused client takes no slot).
+    // the budget. A locked number is refused even the right code. The client is counted first
+    // (verifiesPerIp; on PostgreSQL, for a client with one counter, by the slot's own statement): a
+    // client refused takes no slot.
     const clientHits = clientLimitHits('verify', address, options.rateLimit.verifiesPerIp, now)
     const slots = await slidingWindow.take(store, lockKey(phone), options.rateLimit.failedVerifiesPerPhone, now, phoneLocked, clientHits)
     let mismatch: boolean
