@@ -688,7 +688,7 @@ export function createStore (database: SecureLoginDatabase, dialect: 'sqlite' | 
         return { slot: row?.slot ?? undefined, hit: hitCountOf(row?.hit, hit) }
       }
       const counted = hit === undefined ? undefined : await this.hitRateLimit(hit.key, hit.windowMs, hit.now)
-      if (counted !== undefined && counted.count > (hit as HitAt).max) return { slot: undefined, hit: counted }
+      if (hit !== undefined && counted !== undefined && counted.count > hit.max) return { slot: undefined, hit: counted }
       return { slot: (await prepared.takeFirstFreeSlot().execute(values))[0]?.key, hit: counted }
     },
 
@@ -776,7 +776,7 @@ export interface NewChallenge { phone: string, challengeId: string, codeHash: st
 
 /**
  * A fixed-window rate-limit hit counted by the statement it guards (store.readBeforeSend,
- * store.endedAccountsOf, store.takeFirstFreeSlot): on PostgreSQL in the same round trip, elsewhere
+ * store.endedAccountsAfterHit, store.takeFirstFreeSlot): on PostgreSQL in the same round trip, elsewhere
  * just before it. `max`: the most its window allows, for a guarded write to hold back when full.
  */
 export interface HitAt { key: string, windowMs: number, max: number, now: Date }
