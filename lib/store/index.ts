@@ -27,6 +27,15 @@ export const PURGE_BATCH = 1000
 /** The hash of a code that can never be entered (see killChallenge). */
 const DEAD_CODE_HASH = '-'
 
+/**
+ * LIMIT 1 written into the statement's text. Drizzle binds a number given to `.limit()` as a
+ * parameter, and SQLite (3.53, better-sqlite3 12) ran a statement with a bound LIMIT 3 to 4 times
+ * slower than the same statement with a literal one, apparently planning it again at every run
+ * (docs/performance.md). Statements the store prepares once use this, or no LIMIT where a unique
+ * key already allows one row at most; test/query-plans.test.ts checks that none binds its LIMIT.
+ */
+const LIMIT_ONE = sql.raw('1') as unknown as number
+
 /** How the store prepares its statements on PostgreSQL (the `postgres` option). */
 export interface StoreOptions { namedStatements?: boolean }
 
@@ -111,7 +120,6 @@ export function createStore (database: SecureLoginDatabase, dialect: 'sqlite' | 
       .leftJoin(otpChallenges, eq(otpChallenges.phone, p('phone')))
       .leftJoin(users, eq(users.phone, p('phone')))
       .leftJoin(phoneHistory, eq(phoneHistory.phoneKey, p('phoneKey')))
-      .limit(1)
   }
   // The first free slot of `keys` (a JSON array on SQLite, a text[] on PostgreSQL), in their order,
   // taken with one statement: the read and the take of a sliding window's hit in one round trip.
@@ -134,7 +142,7 @@ export function createStore (database: SecureLoginDatabase, dialect: 'sqlite' | 
         notExists(db.select({ key: rateLimits.key }).from(rateLimits).where(and(sql`${rateLimits.key} = ${slotKey}`, gt(rateLimits.windowStart, sql.param(p('windowFloor'), rateLimits.windowStart))))),
         hit === undefined ? undefined : sql`(select ${hit.count} from ${hit}) <= ${p('hitMax')}`,
       ))
-      .orderBy(position).limit(1))
+      .orderBy(position).limit(LIMIT_ONE))
       .onConflictDoUpdate({
         target: rateLimits.key,
         set: { windowStart: sql`excluded.${sql.identifier('window_start')}`, count: 1 },
@@ -189,15 +197,14 @@ export function createStore (database: SecureLoginDatabase, dialect: 'sqlite' | 
       .returning({ key: rateLimits.key, windowStart: rateLimits.windowStart })
   }
   const prepared = {
-    findUserByPhone: preparedOnce(() => db.select().from(users).where(eq(users.phone, p('phone'))).limit(1)),
+    findUserByPhone: preparedOnce(() => db.select().from(users).where(eq(users.phone, p('phone')))),
     // The account of a number and how many accounts the number has had before, in one statement:
     // a number with an account and one without cost the same.
     findAccountOf: preparedOnce(() => db.select({ user: users, endedAccounts: phoneHistory.endedAccounts })
       .from(sql`(select 1) as ${sql.identifier('one')}`)
       .leftJoin(users, eq(users.phone, p('phone')))
-      .leftJoin(phoneHistory, eq(phoneHistory.phoneKey, p('phoneKey')))
-      .limit(1)),
-    findChallenge: preparedOnce(() => db.select().from(otpChallenges).where(eq(otpChallenges.phone, p('phone'))).limit(1)),
+      .leftJoin(phoneHistory, eq(phoneHistory.phoneKey, p('phoneKey')))),
+    findChallenge: preparedOnce(() => db.select().from(otpChallenges).where(eq(otpChallenges.phone, p('phone')))),
     readBeforeSend: preparedOnce(() => readBeforeSendOf(false)),
     // PostgreSQL: the client's hit counted in the same statement (one round trip fewer).
     readBeforeSendAfterHit: preparedOnce(() => readBeforeSendOf(true)),
@@ -230,7 +237,6 @@ export function createStore (database: SecureLoginDatabase, dialect: 'sqlite' | 
         .leftJoin(attempt, sql`true`)
         .leftJoin(users, eq(users.phone, p('phone')))
         .leftJoin(phoneHistory, eq(phoneHistory.phoneKey, p('phoneKey')))
-        .limit(1)
     }),
     hitRateLimit: preparedOnce(() => db.insert(rateLimits).values({ key: p('key'), windowStart: p('now'), count: 1 })
       .onConflictDoUpdate({ target: rateLimits.key, set: countInWindow })
@@ -252,12 +258,12 @@ export function createStore (database: SecureLoginDatabase, dialect: 'sqlite' | 
       })
       .returning({ count: rateLimits.count })),
     // Read by every registration (twice, or once and once with the client's hit).
-    endedAccountsOf: preparedOnce(() => db.select({ endedAccounts: phoneHistory.endedAccounts }).from(phoneHistory).where(eq(phoneHistory.phoneKey, p('phoneKey'))).limit(1)),
+    endedAccountsOf: preparedOnce(() => db.select({ endedAccounts: phoneHistory.endedAccounts }).from(phoneHistory).where(eq(phoneHistory.phoneKey, p('phoneKey')))),
     // PostgreSQL: the client's hit and the number's history (as endedAccountsOf) in one statement.
     endedAccountsAfterHit: preparedOnce(() => {
       const hit = hitFirst()
       return db.with(hit).select({ endedAccounts: phoneHistory.endedAccounts, hit: { count: hit.count, windowStart: hit.windowStart } })
-        .from(hit).leftJoin(phoneHistory, eq(phoneHistory.phoneKey, p('phoneKey'))).limit(1)
+        .from(hit).leftJoin(phoneHistory, eq(phoneHistory.phoneKey, p('phoneKey')))
     }),
     takeFirstFreeSlot: preparedOnce(() => takeFirstFreeSlotOf()),
     // PostgreSQL: the client's hit and the slot in one statement (one round trip fewer).
@@ -270,7 +276,7 @@ export function createStore (database: SecureLoginDatabase, dialect: 'sqlite' | 
       const input = countersInput()
       return takeCounters(db.with(input), input)
     }),
-    readRateLimit: preparedOnce(() => db.select({ count: rateLimits.count, windowStart: rateLimits.windowStart }).from(rateLimits).where(eq(rateLimits.key, p('key'))).limit(1)),
+    readRateLimit: preparedOnce(() => db.select({ count: rateLimits.count, windowStart: rateLimits.windowStart }).from(rateLimits).where(eq(rateLimits.key, p('key')))),
     // Any number of counters in one prepared statement: the keys go as one parameter (a text[] on
     // PostgreSQL, a JSON array on SQLite), so the statement is the same whatever their number.
     readCounters: preparedOnce(() => db.select({ key: rateLimits.key, count: rateLimits.count, windowStart: rateLimits.windowStart }).from(rateLimits)
