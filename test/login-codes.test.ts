@@ -208,7 +208,7 @@ for (const dialect of dialects) {
     t.equal(lines.filter((line) => line.level === 'error').length, 1, 'the vendor failure logged once (by the vendor call, not again by the delivery)')
     const challenge = await ctx.store.findChallenge(phone)
     t.ok(challenge !== undefined, 'the challenge stays, with its cooldown')
-    const checked = await verifyLoginCode(ctx, { phone, code: sent[0]!.message.code, request }).then(() => undefined, (error: { code?: string }) => error)
+    const checked = await verifyLoginCode(ctx, { phone, code: sent[0]!.message.code, request }, async () => 'signed in').then(() => undefined, (error: { code?: string }) => error)
     t.match(checked, { code: 'SECURELOGIN_OTP_INVALID' }, 'even the code that was to be sent does not work')
   })
 
@@ -218,7 +218,7 @@ for (const dialect of dialects) {
     const phone = '+14155550187'
     await ctx.store.registerUser('6f1c1b5e-2d3a-4b7c-9d8e-0f1a2b3c4d5e', phone, undefined, new Date())
     await sendLoginCode(ctx, { phone, request })
-    const checked = await verifyLoginCode(ctx, { phone, code: '123456', request }).then(() => undefined, (error: { code?: string }) => error)
+    const checked = await verifyLoginCode(ctx, { phone, code: '123456', request }, async () => 'signed in').then(() => undefined, (error: { code?: string }) => error)
     t.match(checked, { code: 'SECURELOGIN_SMS_SEND_FAILED' })
     t.match(lines, [{ level: 'error', fields: { provider: 'custom' }, message: 'fastify-securelogin: SMS vendor call failed' }])
   })
@@ -229,7 +229,7 @@ for (const dialect of dialects) {
     await ctx.store.registerUser('6f1c1b5e-2d3a-4b7c-9d8e-0f1a2b3c4d5e', phone, undefined, new Date())
     const expiresAt = Date.now() + 60_000
     await ctx.store.openChallenge({ phone, challengeId: randomUUID(), codeHash: 'a hash no code has', now: new Date(), expiresAt: new Date(expiresAt), resendIntervalMs: 0 })
-    const check = () => verifyLoginCode(ctx, { phone, code: '123456', request }).then(() => undefined, (error: { code?: string }) => error)
+    const check = () => verifyLoginCode(ctx, { phone, code: '123456', request }, async () => 'signed in').then(() => undefined, (error: { code?: string }) => error)
     const clock = frozenDate(t, expiresAt - 1)
     t.match(await check(), { code: 'SECURELOGIN_OTP_INVALID' }, 'a millisecond before: compared, and wrong')
     clock.at = expiresAt
@@ -303,8 +303,8 @@ for (const dialect of dialects) {
     await ctx.store.registerUser('6f1c1b5e-2d3a-4b7c-9d8e-0f1a2b3c4d5e', phone, undefined, new Date())
     await sendLoginCode(ctx, { phone, request })
     ctx.store = { ...ctx.store, freeSlot: async () => { throw new Error('database gone') } }
-    const approved = await verifyLoginCode(ctx, { phone, code: sent[0]!.message.code, request })
-    t.equal(approved.user.phone, phone, 'the right code is approved')
+    const approved = await verifyLoginCode(ctx, { phone, code: sent[0]!.message.code, request }, async () => 'signed in')
+    t.same([approved.user.phone, approved.session], [phone, 'signed in'], 'the right code is approved, and the session opened')
     t.match(lines, [{ level: 'warn', fields: { err: { message: 'database gone' } }, message: 'fastify-securelogin: could not give back a wrong-code slot' }])
   })
 }

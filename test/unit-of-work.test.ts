@@ -172,8 +172,29 @@ t.test('sqlite: each sign-in step commits its writes in as few transactions as i
   t.equal(await commitsOf('/login', { phone }, 200), 2, 'login: the client\'s count before beforeSend, then the code and its counted sends')
   const code = outbox.lastCodeFor(phone)
   t.equal(await commitsOf('/verify_sms', { phone, token: code === '000000' ? '111111' : '000000' }, 401), 1, 'a wrong code: the client\'s count, the slot and the attempt')
-  t.equal(await commitsOf('/verify_sms', { phone, token: code }, 200), 2, 'the right code: the counts, the attempt, the slot\'s give-back and the number proved; then, after the jwt.claims hook, the session')
+  t.equal(await commitsOf('/verify_sms', { phone, token: code }, 200), 1, 'the right code: the counts, the attempt, the number proved, the session and the slot\'s give-back')
   t.equal(logged, '', 'no unit broke its rule (beforeSend waited outside)')
+  t.equal(client.inTransaction, false)
+})
+
+t.test('sqlite: with a jwt.claims hook, which may wait, the session opens after the check\'s unit', async (t) => {
+  const database = await createTestDatabase(t, 'sqlite')
+  let logged = ''
+  const app = Fastify({ logger: { level: 'error', stream: new Writable({ write (chunk, _encoding, done) { logged += chunk.toString(); done() } }) } })
+  database.beforeClose.push(() => app.close())
+  const outbox = createOutbox()
+  const claims = async () => { await new Promise((resolve) => setTimeout(resolve, 5)); return { tenant: 'acme' } }
+  await app.register(secureLogin, { db: database.db, sms: outbox.provider, jwt: { secret: TEST_SECRET, claims } })
+  await app.ready()
+  const client = (database.db as unknown as { $client: Database.Database }).$client
+  const phone = testPhone()
+  t.equal((await post(app, '/register', { phone })).statusCode, 201)
+  t.equal((await post(app, '/login', { phone })).statusCode, 200)
+  const counter = countCommits(client)
+  const answer = await post(app, '/verify_sms', { phone, token: outbox.lastCodeFor(phone) })
+  t.equal(answer.statusCode, 200, answer.body)
+  t.equal(counter.commits, 2, 'the counts, the attempt, the number proved and the slot\'s give-back; then, after the hook, the session')
+  t.equal(logged, '', 'no unit waited for the hook')
   t.equal(client.inTransaction, false)
 })
 

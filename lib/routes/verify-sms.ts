@@ -34,9 +34,8 @@ export const verifySmsRoute: FastifyPluginAsyncTypebox<{ ctx: SecureLoginContext
     // Before the code is spent: a refused origin changes nothing.
     const inCookies = usesCookies(request, cookies)
     const phone = normalizePhone(request.body.phone, ctx.options.phonePolicy)
-    const approved = await verifyLoginCode({ ...ctx, log: request.log }, { phone, code: request.body.token, userid: request.body.userid, request })
-    const { user } = approved
-    const { tokens, sessionId, sessionExpiresAt } = await issueSessionTokens(ctx, approved, request)
+    const { user, session } = await verifyLoginCode({ ...ctx, log: request.log }, { phone, code: request.body.token, userid: request.body.userid, request }, async (approved) => issueSessionTokens(ctx, approved, request))
+    const { tokens, sessionId, sessionExpiresAt } = session
     ctx.events.emit(request, { type: 'login', userid: user.id, sid: sessionId, phone })
     const body = { userid: user.id, ...tokens }
     return inCookies ? sendTokensAsCookies(reply, cookies, prefix, body, sessionExpiresAt) : body
