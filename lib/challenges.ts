@@ -237,18 +237,18 @@ export interface ApprovedCode {
 }
 
 /**
- * Checks a sign-in code (see checkCode), then opens the session with `openSession`. The code is
- * used up by the session it opens (`store.consumeIntoSession`), which only one caller can win: one
- * code never signs in twice. Without the app's `jwt.claims` hook, which may wait, the session is
- * opened as the check's `onMatch`: on better-sqlite3 in the check's unit of work, one commit
- * instead of two. With it, after the check.
+ * Checks a sign-in code (see checkCode). The code is used up by the session it opens
+ * (`openSession`, store.consumeIntoSession), which only one caller can win: one code never signs
+ * in twice. Without the app's `jwt.claims` hook, which may wait and must run before the code is
+ * used, the session is opened as the check's `onMatch`: on better-sqlite3 in the check's unit of
+ * work, one commit instead of two. Otherwise the caller opens it (`opened` is undefined).
  */
-export async function verifyLoginCode<T> (ctx: ChallengeContext, args: { phone: string, code: string, userid?: string, request: FastifyRequest }, openSession: (approved: ApprovedCode) => Promise<T>): Promise<{ user: User, session: T }> {
+export async function verifyLoginCode<T> (ctx: ChallengeContext, args: { phone: string, code: string, userid?: string, request: FastifyRequest }, openSession: (approved: ApprovedCode) => Promise<T>): Promise<{ approved: ApprovedCode, opened: T | undefined }> {
   const { options, store } = ctx
   const { phone } = args
   const sessionInCheck = options.jwtClaims === undefined
   let found: FoundAccount | undefined
-  const matched = await checkCode(ctx, args, {
+  return checkCode(ctx, args, {
     // A userid that is not the number's looks and costs exactly like a wrong code: otherwise anyone
     // who knows a user's public id could test candidate numbers for it for free.
     mismatch: (account) => {
@@ -265,11 +265,9 @@ export async function verifyLoginCode<T> (ctx: ChallengeContext, args: { phone: 
       // The right code proves the number, whichever request then wins the code.
       if (account.phoneVerifiedAt === null) await store.markPhoneVerified(account.id, now)
       const approved = { user: account, phone, challengeId }
-      return { approved, opened: sessionInCheck ? { session: await openSession(approved) } : undefined }
+      return { approved, opened: sessionInCheck ? await openSession(approved) : undefined }
     },
   })
-  const { approved, opened } = matched
-  return { user: approved.user, session: opened === undefined ? await openSession(approved) : opened.session }
 }
 
 /**

@@ -43,18 +43,30 @@ export function signSessionTokens (tokens: TokenService, args: { userId: string,
   return { tokens: { access_token: access.token, refresh_token: refreshToken, token_type: 'Bearer', expires_in: access.expiresIn }, sessionId: session.id, sessionExpiresAt }
 }
 
+/** A sign-in's session, opened when its code was used up. */
+export interface OpenedSession { session: Session, now: number }
+
 /**
- * Opens a session for a user who just proved their number, with a fresh access token. The code is
- * used up by the same write that opens the session; a request that lost the code to another gets
- * OTP_EXPIRED.
+ * Opens a session for a user who just proved their number. The code is used up by the same write
+ * that opens the session; a request that lost the code to another gets OTP_EXPIRED.
  */
-export async function issueSessionTokens (ctx: SessionContext, approved: ApprovedCode, request: FastifyRequest): Promise<IssuedSession> {
+export async function openSignInSession (ctx: SessionContext, approved: ApprovedCode, request: FastifyRequest): Promise<OpenedSession> {
   const { user, phone, challengeId } = approved
-  // Before the code is used: an app whose claims fail leaves the code and no session.
-  const extraClaims = await extraClaimsFor(ctx.options.jwtClaims, { userid: user.id, phone }, request)
   const now = Date.now()
   const session = await ctx.store.consumeIntoSession({ phone, challengeId, userId: user.id, now: new Date(now), expiresAt: new Date(now + ctx.options.refreshTokenTtlMs), device: deviceOf(request) })
   if (session === undefined) throw new OtpExpiredError()
+  return { session, now }
+}
+
+/**
+ * The tokens of a sign-in, with a fresh access token: of the session opened with the code's check
+ * (`opened`, only for an app without `jwt.claims`), or of one opened here (openSignInSession).
+ */
+export async function issueSessionTokens (ctx: SessionContext, approved: ApprovedCode, request: FastifyRequest, opened?: OpenedSession): Promise<IssuedSession> {
+  const { user, phone } = approved
+  // Before the code is used: an app whose claims fail leaves the code and no session.
+  const extraClaims = await extraClaimsFor(ctx.options.jwtClaims, { userid: user.id, phone }, request)
+  const { session, now } = opened ?? await openSignInSession(ctx, approved, request)
   return signSessionTokens(ctx.tokens, { userId: user.id, phone, session, fresh: true, now, extraClaims })
 }
 

@@ -304,7 +304,7 @@ for (const dialect of dialects) {
     await sendLoginCode(ctx, { phone, request })
     ctx.store = { ...ctx.store, freeSlot: async () => { throw new Error('database gone') } }
     const approved = await verifyLoginCode(ctx, { phone, code: sent[0]!.message.code, request }, async () => 'signed in')
-    t.same([approved.user.phone, approved.session], [phone, 'signed in'], 'the right code is approved, and the session opened')
+    t.same([approved.approved.user.phone, approved.opened], [phone, 'signed in'], 'the right code is approved, and the session opened')
     t.match(lines, [{ level: 'warn', fields: { err: { message: 'database gone' } }, message: 'fastify-securelogin: could not give back a wrong-code slot' }])
   })
 }

@@ -4,7 +4,7 @@ import { verifyLoginCode } from '../challenges.js'
 import type { SecureLoginContext } from '../context.js'
 import { sendTokensAsCookies, usesCookies } from '../cookies.js'
 import { normalizePhone } from '../phone.js'
-import { issueSessionTokens } from '../sessions.js'
+import { issueSessionTokens, openSignInSession } from '../sessions.js'
 import { cookieOriginRefusal, errorResponses, operationIdFor, refTo, swaggerConfig } from './responses.js'
 
 /** Checks the code and opens a session with a fresh access token and a refresh token. */
@@ -34,8 +34,10 @@ export const verifySmsRoute: FastifyPluginAsyncTypebox<{ ctx: SecureLoginContext
     // Before the code is spent: a refused origin changes nothing.
     const inCookies = usesCookies(request, cookies)
     const phone = normalizePhone(request.body.phone, ctx.options.phonePolicy)
-    const { user, session } = await verifyLoginCode({ ...ctx, log: request.log }, { phone, code: request.body.token, userid: request.body.userid, request }, async (approved) => issueSessionTokens(ctx, approved, request))
-    const { tokens, sessionId, sessionExpiresAt } = session
+    const { approved, opened } = await verifyLoginCode({ ...ctx, log: request.log }, { phone, code: request.body.token, userid: request.body.userid, request }, async (code) => openSignInSession(ctx, code, request))
+    const { user } = approved
+    // Signed after the check: on better-sqlite3 outside its unit of work (an RSA signature takes milliseconds).
+    const { tokens, sessionId, sessionExpiresAt } = await issueSessionTokens(ctx, approved, request, opened)
     ctx.events.emit(request, { type: 'login', userid: user.id, sid: sessionId, phone })
     const body = { userid: user.id, ...tokens }
     return inCookies ? sendTokensAsCookies(reply, cookies, prefix, body, sessionExpiresAt) : body
