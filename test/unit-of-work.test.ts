@@ -3,7 +3,7 @@ import { Writable } from 'node:stream'
 import Database from 'better-sqlite3'
 import Fastify from 'fastify'
 import t from 'tap'
-import secureLogin, { migrate } from '../lib/index.js'
+import secureLogin, { migrate, type SecureLoginOptions } from '../lib/index.js'
 import { withDeadline } from '../lib/store/deadline.js'
 import { createStore } from '../lib/store/index.js'
 import { createUnitOfWork, type UnitOfWorkMisuse } from '../lib/store/unit-of-work.js'
@@ -149,18 +149,23 @@ function countCommits (client: Database.Database) {
   return counter
 }
 
-t.test('sqlite: each sign-in step commits its writes in as few transactions as its awaits allow, and no unit waits for anything but the store', async (t) => {
+/** The plugin on SQLite with `options`, what it logs at error level, and a counter of its commits (see countCommits). */
+async function countedApp (t: Tap, options: Partial<SecureLoginOptions>) {
   const database = await createTestDatabase(t, 'sqlite')
-  let logged = ''
-  const app = Fastify({ logger: { level: 'error', stream: new Writable({ write (chunk, _encoding, done) { logged += chunk.toString(); done() } }) } })
+  const logs = { text: '' }
+  const app = Fastify({ logger: { level: 'error', stream: new Writable({ write (chunk, _encoding, done) { logs.text += chunk.toString(); done() } }) } })
   database.beforeClose.push(() => app.close())
   const outbox = createOutbox()
-  // An app hook that waits for a service: it must run outside the unit.
-  const beforeSend = async () => { await new Promise((resolve) => setTimeout(resolve, 5)); return true }
-  await app.register(secureLogin, { db: database.db, sms: outbox.provider, jwt: { secret: TEST_SECRET }, beforeSend })
+  await app.register(secureLogin, { db: database.db, sms: outbox.provider, jwt: { secret: TEST_SECRET }, ...options })
   await app.ready()
   const client = (database.db as unknown as { $client: Database.Database }).$client
-  const counter = countCommits(client)
+  return { app, outbox, logs, client, counter: countCommits(client) }
+}
+
+t.test('sqlite: each sign-in step commits its writes in as few transactions as its awaits allow, and no unit waits for anything but the store', async (t) => {
+  // An app hook that waits for a service: it must run outside the unit.
+  const beforeSend = async () => { await new Promise((resolve) => setTimeout(resolve, 5)); return true }
+  const { app, outbox, logs, client, counter } = await countedApp(t, { beforeSend })
   const commitsOf = async (url: string, payload: object, status: number) => {
     counter.commits = 0
     const answer = await post(app, url, payload)
@@ -173,28 +178,21 @@ t.test('sqlite: each sign-in step commits its writes in as few transactions as i
   const code = outbox.lastCodeFor(phone)
   t.equal(await commitsOf('/verify_sms', { phone, token: code === '000000' ? '111111' : '000000' }, 401), 1, 'a wrong code: the client\'s count, the slot and the attempt')
   t.equal(await commitsOf('/verify_sms', { phone, token: code }, 200), 1, 'the right code: the counts, the attempt, the number proved, the session and the slot\'s give-back')
-  t.equal(logged, '', 'no unit broke its rule (beforeSend waited outside)')
+  t.equal(logs.text, '', 'no unit broke its rule (beforeSend waited outside)')
   t.equal(client.inTransaction, false)
 })
 
 t.test('sqlite: with a jwt.claims hook, which may wait, the session opens after the check\'s unit', async (t) => {
-  const database = await createTestDatabase(t, 'sqlite')
-  let logged = ''
-  const app = Fastify({ logger: { level: 'error', stream: new Writable({ write (chunk, _encoding, done) { logged += chunk.toString(); done() } }) } })
-  database.beforeClose.push(() => app.close())
-  const outbox = createOutbox()
   const claims = async () => { await new Promise((resolve) => setTimeout(resolve, 5)); return { tenant: 'acme' } }
-  await app.register(secureLogin, { db: database.db, sms: outbox.provider, jwt: { secret: TEST_SECRET, claims } })
-  await app.ready()
-  const client = (database.db as unknown as { $client: Database.Database }).$client
+  const { app, outbox, logs, client, counter } = await countedApp(t, { jwt: { secret: TEST_SECRET, claims } })
   const phone = testPhone()
   t.equal((await post(app, '/register', { phone })).statusCode, 201)
   t.equal((await post(app, '/login', { phone })).statusCode, 200)
-  const counter = countCommits(client)
+  counter.commits = 0
   const answer = await post(app, '/verify_sms', { phone, token: outbox.lastCodeFor(phone) })
   t.equal(answer.statusCode, 200, answer.body)
   t.equal(counter.commits, 2, 'the counts, the attempt, the number proved and the slot\'s give-back; then, after the hook, the session')
-  t.equal(logged, '', 'no unit waited for the hook')
+  t.equal(logs.text, '', 'no unit waited for the hook')
   t.equal(client.inTransaction, false)
 })
 
