@@ -5,7 +5,7 @@ import { accountIdFor, deleteAccount, phoneKeyFor, registerAccount, type Account
 import { isUniqueViolation } from '../lib/db/faults.js'
 import { migrate } from '../lib/index.js'
 import { createStore, type Store, type User } from '../lib/store/index.js'
-import { buildApp, caught, createTestDatabase, dialects, signIn, testPhone, type Dialect } from './helper.js'
+import { buildApp, caught, createTestDatabase, dialects, lockWaited, signIn, testPhone, type Dialect } from './helper.js'
 
 // The account lifecycle's rules one by one, each where a mutation test (issue 11) found no test
 // holding it: how often a registration or a deletion retries a race before giving up, what the
@@ -230,11 +230,7 @@ for (const dialect of dialects) {
     await disabler.query("UPDATE securelogin_users SET status = 'disabled' WHERE id = $1", [user.id])
     let settled = false
     const using = use(challengeId).finally(() => { settled = true })
-    for (let waited = 0; !settled && waited < 5000; waited += 20) {
-      const waiting = await disabler.query("SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'")
-      if (Number(waiting.rows[0].n) > 0) break
-      await new Promise((resolve) => setTimeout(resolve, 20))
-    }
+    await lockWaited(async (text) => (await disabler.query(text)).rows, () => settled)
     await disabler.query('COMMIT')
     t.equal(await using, undefined, 'it waited for the disabling, then opened nothing')
     t.same(await database.query('SELECT id FROM securelogin_sessions'), [], 'no session left behind')

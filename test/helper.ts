@@ -183,6 +183,20 @@ export async function caught (promise: Promise<unknown>): Promise<unknown> {
   throw new Error('expected a rejection')
 }
 
+/**
+ * PostgreSQL: waits until a statement of the current database waits for a row lock (or for 5 s, or
+ * until `settled()`), for a test that holds a lock and must release it only once the write it
+ * races is blocked on it. `query` runs SQL on any connection to that database and answers its rows.
+ */
+export async function lockWaited (query: (text: string) => Promise<Array<Record<string, unknown>>>, settled: () => boolean = () => false): Promise<boolean> {
+  const waiting = async () => Number((await query("SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"))[0]?.n) > 0
+  for (let waited = 0; !settled() && waited < 5000; waited += 20) {
+    if (await waiting()) return true
+    await new Promise((resolve) => setTimeout(resolve, 20))
+  }
+  return waiting()
+}
+
 /** A TCP port free on 127.0.0.1 right now, for a server the test starts in another process. */
 export async function freePort (): Promise<number> {
   const server = createServer().listen(0, '127.0.0.1')

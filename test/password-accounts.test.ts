@@ -7,7 +7,7 @@ import t from 'tap'
 import secureLogin, { migrate } from '../lib/index.js'
 import { ARGON2_PARAMETERS, hashPassword } from '../lib/passwords/hash.js'
 import { createStore } from '../lib/store/index.js'
-import { buildApp, createOutbox, createTestDatabase, dialects, post, signIn, TEST_SECRET, testPhone, type TestApp, type TestDatabase } from './helper.js'
+import { buildApp, createOutbox, createTestDatabase, dialects, lockWaited, post, signIn, TEST_SECRET, testPhone, type TestApp, type TestDatabase } from './helper.js'
 
 // Email-and-password accounts (`password.enabled`): /register, /login and /password with
 // `auth_type: "PASSWORD"`, on both databases. Each rule is tried the way someone would break it.
@@ -568,11 +568,7 @@ for (const dialect of dialects) {
     let settled = false
     const opening = store.openPasswordSession({ userId: id, passwordHash: 'hash two', session: { id: randomUUID(), expiresAt: new Date(Date.now() + 60_000), userAgent: null, ip: null }, now: new Date() })
       .finally(() => { settled = true })
-    for (let waited = 0; !settled && waited < 5000; waited += 20) {
-      const waiting = await changer.query("SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'")
-      if (Number(waiting.rows[0].n) > 0) break
-      await new Promise((resolve) => setTimeout(resolve, 20))
-    }
+    await lockWaited(async (text) => (await changer.query(text)).rows, () => settled)
     await changer.query('COMMIT')
     t.equal(await opening, undefined, 'it waited for the change, then opened nothing for the replaced hash')
   })

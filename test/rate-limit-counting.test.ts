@@ -5,7 +5,7 @@ import { migrate } from '../lib/index.js'
 import { parseClientAddress } from '../lib/client-ip.js'
 import { clientLimitKeys, countHits, enforceClientLimit, limitHits, planChecks, slidingWindow, takeSlots, type Check } from '../lib/rate-limit.js'
 import { createStore, type Store } from '../lib/store/index.js'
-import { createTestDatabase, dialects, postgresUrl, type Dialect } from './helper.js'
+import { createTestDatabase, dialects, lockWaited, postgresUrl, type Dialect } from './helper.js'
 
 // The counting functions of lib/rate-limit.ts on a real store of each dialect, with the time passed
 // in: the counters' keys, each limit's exact boundary, the seconds a refusal tells, and what a
@@ -335,9 +335,7 @@ t.test('postgres: a take whose free slot is taken meanwhile tries the next free 
   await locker.query('BEGIN')
   await locker.query('UPDATE securelogin_rate_limits SET window_start = $1 WHERE key = $2', [at(2 * MINUTE), 'lock#0'])
   const take = slidingWindow.take(store, 'lock', rule, at(2 * MINUTE)).catch((error: Error) => error.message)
-  const waiting = async () => Number((await database.query("SELECT count(*) AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"))[0]?.n)
-  for (let i = 0; i < 500 && await waiting() === 0; i++) await new Promise((resolve) => setTimeout(resolve, 10))
-  t.equal(await waiting(), 1, 'the take waits for the slot it read as free')
+  t.equal(await lockWaited(database.query), true, 'the take waits for the slot it read as free')
   await locker.query('COMMIT')
   t.same(await take, ['lock#1'], 'and then takes the next free slot')
 })
