@@ -297,6 +297,34 @@ for (const dialect of dialects) {
     t.same(lines, [{ level: 'info', fields: { phone: '+14*******95' }, message: 'fastify-securelogin: no SMS sent: a change of number to a number that has an account' }])
   })
 
+  t.test(`${dialect}: a login refused by a send counter filled after its read leaves the owner's pending code as it was`, async (t) => {
+    const { ctx, sent, request } = await contextFor(t, dialect, { otp: { resendInterval: '1ms' }, rateLimit: { sendsPerPrefix: { max: 3, window: '1h' } } })
+    const phone = '+14155550189'
+    await ctx.store.registerUser('6f1c1b5e-2d3a-4b7c-9d8e-0f1a2b3c4d5e', phone, undefined, new Date())
+    await sendLoginCode(ctx, { phone, request })
+    const ownersCode = sent[0]!.message.code
+    t.equal((await verifyLoginCode(ctx, { phone, code: ownersCode === '000000' ? '111111' : '000000', request }, async () => 'signed in').then(() => 200, (error: { statusCode: number }) => error.statusCode)), 401, 'one wrong guess at it')
+    const pending = await ctx.store.findChallenge(phone)
+    await new Promise((resolve) => setTimeout(resolve, 5))
+    // Other numbers of the prefix fill its counter between this login's read and its take, as a
+    // concurrent burst would on PostgreSQL.
+    const store = ctx.store
+    ctx.store = {
+      ...store,
+      openChallengeTaking: async (args, counters) => {
+        for (let other = 0; other < 2; other++) await store.takeRateLimits(counters.filter((counter) => counter.key.startsWith('send:prefix:')), new Date())
+        return store.openChallengeTaking(args, counters)
+      },
+    }
+    const refused = await sendLoginCode(ctx, { phone, request }).then(() => undefined, (error: { code?: string }) => error)
+    t.match(refused, { code: 'SECURELOGIN_RATE_LIMITED' }, 'refused by the full prefix counter')
+    t.equal(sent.length, 1, 'no second code sent')
+    t.same(await store.findChallenge(phone), pending, 'the pending code, its attempts and its cooldown are as they were')
+    ctx.store = store
+    const signedIn = await verifyLoginCode(ctx, { phone, code: ownersCode, request }, async () => 'signed in')
+    t.equal(signedIn.opened, 'signed in', 'and the owner\'s code still signs in')
+  })
+
   t.test(`${dialect}: a check that cannot give back its wrong-code slot is logged as a warning, and still answers`, async (t) => {
     const { ctx, sent, request, lines } = await contextFor(t, dialect)
     const phone = '+14155550186'

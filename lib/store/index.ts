@@ -82,6 +82,12 @@ export function createStore (database: SecureLoginDatabase, dialect: 'sqlite' | 
       maxes: counters.map(({ max }) => String(max)),
     }
   }
+  // better-sqlite3, inside a transaction the caller rolls back when a counter is full: takes each
+  // counter in turn and answers the index of the first full one, or -1.
+  const takeAllSync = (counters: ReadonlyArray<{ key: string, windowMs: number, max: number }>, now: Date): number => {
+    const take = prepared.takeRateLimit() as unknown as SyncStatement
+    return counters.findIndex(({ key, windowMs, max }) => take.all({ key, now, windowFloor: new Date(now.getTime() - windowMs), max }).length === 0)
+  }
   // After takeRateLimitsAtOnce: -1 when every counter was taken; else the first full one, once the
   // hits taken are given back, each to the window it was counted in.
   const fullAfterTaking = async (counters: ReadonlyArray<{ key: string }>, taken: ReadonlyArray<{ key: string, windowStart: Date }>): Promise<number> => {
@@ -151,8 +157,10 @@ export function createStore (database: SecureLoginDatabase, dialect: 'sqlite' | 
       .returning({ key: rateLimits.key })
   }
   // A new challenge for the number, replacing its previous one unless that was sent less than the
-  // resend interval ago (then nothing is written and nothing returned).
-  const openChallengeOf = () => db.insert(otpChallenges)
+  // resend interval ago (then nothing is written and nothing returned). With `unchanged`, only if
+  // the row to replace is still the one it holds (read by the same statement): what it replaced can
+  // then be put back exactly.
+  const openChallengeOf = (unchanged?: SQL) => db.insert(otpChallenges)
     .values({ phone: p('phone'), challengeId: p('challengeId'), codeHash: p('codeHash'), attempts: 0, sentAt: p('now'), expiresAt: p('expiresAt'), consumedAt: null })
     .onConflictDoUpdate({
       target: otpChallenges.phone,
@@ -164,7 +172,7 @@ export function createStore (database: SecureLoginDatabase, dialect: 'sqlite' | 
         expiresAt: sql`excluded.${sql.identifier('expires_at')}`,
         consumedAt: null,
       },
-      setWhere: lte(otpChallenges.sentAt, sql.param(p('sentBefore'), otpChallenges.sentAt)),
+      setWhere: and(lte(otpChallenges.sentAt, sql.param(p('sentBefore'), otpChallenges.sentAt)), unchanged),
     })
     .returning()
   // PostgreSQL: takeRateLimit for several counters in one statement (one round trip), each
@@ -211,16 +219,22 @@ export function createStore (database: SecureLoginDatabase, dialect: 'sqlite' | 
     openChallenge: preparedOnce(() => openChallengeOf()),
     // PostgreSQL: the challenge and, only when it opened, the sends it counts (takeRateLimitsAtOnce)
     // in one statement; `taken` answers the counters taken as [key, window start in ms].
+    // `replaced` answers the challenge it replaced, as the statement read it and the upsert found it.
     openChallengeTaking: preparedOnce(() => {
-      const opened = db.$with('opened').as(openChallengeOf())
+      const previous = db.$with('previous').as(db.select().from(otpChallenges).where(eq(otpChallenges.phone, p('phone'))))
+      const unchanged = sql`exists (select 1 from ${previous} where ${previous.challengeId} = ${otpChallenges.challengeId} and ${previous.codeHash} is not distinct from ${otpChallenges.codeHash} and ${previous.attempts} = ${otpChallenges.attempts} and ${previous.consumedAt} is not distinct from ${otpChallenges.consumedAt})`
+      const opened = db.$with('opened').as(openChallengeOf(unchanged))
       const input = countersInput()
       const taken = db.$with('taken').as(takeCounters(db, input, sql`exists (select 1 from ${opened})`))
-      return db.with(opened, input, taken).select({
+      return db.with(previous, opened, input, taken).select({
         challenge: {
           phone: opened.phone, challengeId: opened.challengeId, codeHash: opened.codeHash, attempts: opened.attempts, sentAt: opened.sentAt, expiresAt: opened.expiresAt, consumedAt: opened.consumedAt,
         },
+        replaced: {
+          phone: previous.phone, challengeId: previous.challengeId, codeHash: previous.codeHash, attempts: previous.attempts, sentAt: previous.sentAt, expiresAt: previous.expiresAt, consumedAt: previous.consumedAt,
+        },
         taken: sql<Array<[string, number]>>`(select coalesce(json_agg(json_build_array(${taken.key}, round(extract(epoch from ${taken.windowStart}) * 1000))), '[]'::json) from ${taken})`.as('taken'),
-      }).from(sql`(select 1) as ${sql.identifier('one')}`).leftJoin(opened, sql`true`)
+      }).from(sql`(select 1) as ${sql.identifier('one')}`).leftJoin(opened, sql`true`).leftJoin(previous, sql`true`)
     }),
     recordAttempt: preparedOnce(() => attemptOf().returning()),
     // PostgreSQL: the attempt and the number's account (as findAccountOf) in one statement.
@@ -437,23 +451,48 @@ export function createStore (database: SecureLoginDatabase, dialect: 'sqlite' | 
 
     /**
      * openChallenge, and only when it opened the challenge, takeRateLimits of `counters` (the sends
-     * it counts): on PostgreSQL in one statement. Answers the challenge (undefined: the cooldown
-     * refused it, and nothing was taken) and the index of the first full counter (-1: all taken;
-     * otherwise none is left taken, and the caller withdraws the challenge).
+     * it counts), all or nothing: answers the challenge (undefined: the cooldown refused it, and
+     * nothing was taken) and the index of the first full counter (-1: all taken). When one is full,
+     * nothing it did is left: the hits are given back and the challenge it replaced is back as it was
+     * (on better-sqlite3 one rolled-back transaction; on PostgreSQL one statement, which replaces a
+     * challenge only if it is still the one it read, then puts that back with any attempts made at
+     * the new one meanwhile), or the caller withdraws the new one when it replaced none (and on an
+     * asynchronous SQLite driver, where the challenge it replaced is lost).
      */
     async openChallengeTaking (args: NewChallenge, counters: ReadonlyArray<{ key: string, windowMs: number, max: number }>): Promise<{ challenge: OtpChallenge | undefined, full: number }> {
+      const { phone, challengeId, codeHash, now, expiresAt, resendIntervalMs } = args
+      const values = { phone, challengeId, codeHash, now, expiresAt, sentBefore: new Date(now.getTime() - resendIntervalMs) }
+      const sqlite = database as unknown as SqliteDatabase
+      if (dialect === 'sqlite' && sqlite.resultKind === 'sync') {
+        const open = prepared.openChallenge() as unknown as SyncStatement
+        let result: { challenge: OtpChallenge | undefined, full: number } = { challenge: undefined, full: -1 }
+        try {
+          sqlite.transaction(() => {
+            const challenge = open.all(values)[0] as OtpChallenge | undefined
+            result = { challenge, full: challenge === undefined ? -1 : takeAllSync(counters, now) }
+            if (result.full !== -1) throw new RollBack()
+          })
+        } catch (error) {
+          if (!(error instanceof RollBack)) throw error
+        }
+        return result
+      }
       if (dialect !== 'postgres' || counters.length === 0) {
         const challenge = await this.openChallenge(args)
-        return { challenge, full: challenge === undefined ? -1 : await this.takeRateLimits(counters, args.now) }
+        return { challenge, full: challenge === undefined ? -1 : await this.takeRateLimits(counters, now) }
       }
-      const { phone, challengeId, codeHash, now, expiresAt, resendIntervalMs } = args
-      const row = (await prepared.openChallengeTaking().execute({
-        phone, challengeId, codeHash, now, expiresAt, sentBefore: new Date(now.getTime() - resendIntervalMs), ...counterArrays(counters, now),
-      }))[0]
+      const row = (await prepared.openChallengeTaking().execute({ ...values, ...counterArrays(counters, now) }))[0]
       const challenge = row?.challenge ?? undefined
       if (challenge === undefined) return { challenge, full: -1 }
       const taken = (row?.taken ?? []).map(([key, windowStart]) => ({ key, windowStart: new Date(Number(windowStart)) }))
-      return { challenge, full: await fullAfterTaking(counters, taken) }
+      const full = await fullAfterTaking(counters, taken)
+      const replaced = row?.replaced
+      if (full !== -1 && replaced !== null && replaced !== undefined) {
+        await db.update(otpChallenges)
+          .set({ challengeId: replaced.challengeId, codeHash: replaced.codeHash, attempts: sql`${replaced.attempts} + ${otpChallenges.attempts}`, sentAt: replaced.sentAt, expiresAt: replaced.expiresAt, consumedAt: replaced.consumedAt })
+          .where(and(eq(otpChallenges.phone, phone), eq(otpChallenges.challengeId, challengeId)))
+      }
+      return { challenge, full }
     },
 
     /**
@@ -648,11 +687,10 @@ export function createStore (database: SecureLoginDatabase, dialect: 'sqlite' | 
       const values = counters.map(({ key, windowMs, max }) => ({ key, now, windowFloor: new Date(now.getTime() - windowMs), max }))
       const sqlite = database as unknown as SqliteDatabase
       if (dialect === 'sqlite' && sqlite.resultKind === 'sync') {
-        const take = prepared.takeRateLimit() as unknown as SyncStatement
         let full = -1
         try {
           sqlite.transaction(() => {
-            full = values.findIndex((counter) => take.all(counter).length === 0)
+            full = takeAllSync(counters, now)
             if (full !== -1) throw new RollBack()
           })
         } catch (error) {
