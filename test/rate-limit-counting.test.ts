@@ -201,9 +201,9 @@ for (const dialect of dialects) {
 
     const full = await store.openChallengeTaking(code('00000000-0000-4000-8000-00000000000c', MINUTE / 2), sends)
     t.equal(full.full, 1, 'the second counter is full')
-    t.equal(full.challenge?.challengeId, '00000000-0000-4000-8000-00000000000c', 'the code was opened (the caller withdraws it)')
+    t.equal(full.challenge?.challengeId, '00000000-0000-4000-8000-00000000000c', 'the code was opened')
     t.same(await counters(), { a: 1, b: 1 }, 'the hit on the first counter was given back')
-    await store.withdrawChallenge(phone, '00000000-0000-4000-8000-00000000000c')
+    t.equal((await store.findChallenge(phone))?.challengeId, '00000000-0000-4000-8000-00000000000a', 'and the code it replaced is back')
   })
 
   t.test(`${dialect}: readRateLimit reads a counter only inside its window`, async (t) => {
@@ -385,4 +385,53 @@ t.test('postgres: a hit given back after its window rolled over is not taken fro
   let sent = 1
   for (let i = 0; i < 6; i++) if (await takeSlots(store, [phone], at(62 * SECOND + i)).then(() => true, () => false)) sent++
   t.equal(sent, 5, 'at most max sends of the number in the new window')
+})
+
+// openChallengeTaking puts back the code it replaced when a counter is full, but not a code that was
+// deleted (withdrawn, purged, its account deleted) between the statement's read and its upsert:
+// the upsert then inserts a new row, and the deleted code must stay gone.
+t.test('postgres: a refused send does not bring back a code deleted while it ran', { skip: postgresUrl === undefined && !inCi ? 'needs SECURELOGIN_TEST_POSTGRES_URL (CI sets it)' : false }, async (t) => {
+  const database = await createTestDatabase(t, 'postgres')
+  await migrate(database.db)
+  const store = createStore(database.db, 'postgres')
+  const phone = '+14155550190'
+  const code = (challengeId: string, ms: number) => ({ phone, challengeId, codeHash: 'hash', now: at(ms), expiresAt: at(ms + 10 * MINUTE), resendIntervalMs: 30 * SECOND })
+  const sends = [{ key: 'send:full', windowMs: HOUR, max: 1 }]
+  t.equal((await store.openChallengeTaking(code('00000000-0000-4000-8000-0000000000d1', 0), sends)).full, -1, 'the first code, and the counter now full')
+  const deleter = new pg.Client({ connectionString: database.url })
+  await deleter.connect()
+  t.teardown(() => deleter.end())
+  await deleter.query('BEGIN')
+  await deleter.query('DELETE FROM securelogin_otp_challenges WHERE phone = $1', [phone])
+  let settled = false
+  const refused = store.openChallengeTaking(code('00000000-0000-4000-8000-0000000000d2', MINUTE), sends).finally(() => { settled = true })
+  t.equal(await lockWaited(database.query, () => settled), true, 'the send read the first code, and waits for its deletion')
+  await deleter.query('COMMIT')
+  t.equal((await refused).full, 0, 'refused by the full counter')
+  t.equal((await store.findChallenge(phone))?.challengeId, '00000000-0000-4000-8000-0000000000d2', 'only the new code is there (the caller withdraws it): the deleted one stays gone')
+})
+
+// And it replaces a code only while it is still the one its statement read: a code used up (or
+// guessed at) in between is left alone, so that what is put back on a refusal is never a copy
+// older than the row, such as the code before it was used.
+t.test('postgres: a send does not replace a code used while it ran, so a refusal cannot bring it back unused', { skip: postgresUrl === undefined && !inCi ? 'needs SECURELOGIN_TEST_POSTGRES_URL (CI sets it)' : false }, async (t) => {
+  const database = await createTestDatabase(t, 'postgres')
+  await migrate(database.db)
+  const store = createStore(database.db, 'postgres')
+  const phone = '+14155550191'
+  const code = (challengeId: string, ms: number) => ({ phone, challengeId, codeHash: 'hash', now: at(ms), expiresAt: at(ms + 10 * MINUTE), resendIntervalMs: 30 * SECOND })
+  const sends = [{ key: 'send:full', windowMs: HOUR, max: 1 }]
+  t.equal((await store.openChallengeTaking(code('00000000-0000-4000-8000-0000000000e1', 0), sends)).full, -1, 'the first code, and the counter now full')
+  const verifier = new pg.Client({ connectionString: database.url })
+  await verifier.connect()
+  t.teardown(() => verifier.end())
+  await verifier.query('BEGIN')
+  await verifier.query('UPDATE securelogin_otp_challenges SET consumed_at = $2 WHERE phone = $1', [phone, at(SECOND)])
+  let settled = false
+  const sending = store.openChallengeTaking(code('00000000-0000-4000-8000-0000000000e2', MINUTE), sends).finally(() => { settled = true })
+  t.equal(await lockWaited(database.query, () => settled), true, 'the send read the code unused, and waits for its use')
+  await verifier.query('COMMIT')
+  t.same(await sending, { challenge: undefined, full: -1 }, 'nothing opened, nothing taken')
+  const row = await store.findChallenge(phone)
+  t.same([row?.challengeId, row?.consumedAt], ['00000000-0000-4000-8000-0000000000e1', at(SECOND)], 'the code stays used')
 })

@@ -1,5 +1,5 @@
 import { createHash, randomUUID } from 'node:crypto'
-import { and, eq, gt, gte, inArray, isNotNull, isNull, lt, lte, ne, notExists, or, sql, type SQL } from 'drizzle-orm'
+import { and, eq, getTableColumns, gt, gte, inArray, isNotNull, isNull, lt, lte, ne, notExists, or, sql, type SQL } from 'drizzle-orm'
 import type { PgDatabase } from 'drizzle-orm/pg-core'
 import * as postgresTables from '../db/postgres.js'
 import * as sqliteTables from '../db/sqlite.js'
@@ -174,7 +174,6 @@ export function createStore (database: SecureLoginDatabase, dialect: 'sqlite' | 
       },
       setWhere: and(lte(otpChallenges.sentAt, sql.param(p('sentBefore'), otpChallenges.sentAt)), unchanged),
     })
-    .returning()
   // PostgreSQL: takeRateLimit for several counters in one statement (one round trip), each
   // counter's window and limit read from its input row (`countersInput`). In key order, so that two
   // requests taking the same counters lock their rows in the same order and never deadlock.
@@ -216,14 +215,18 @@ export function createStore (database: SecureLoginDatabase, dialect: 'sqlite' | 
     readBeforeSend: preparedOnce(() => readBeforeSendOf(false)),
     // PostgreSQL: the client's hit counted in the same statement (one round trip fewer).
     readBeforeSendAfterHit: preparedOnce(() => readBeforeSendOf(true)),
-    openChallenge: preparedOnce(() => openChallengeOf()),
+    openChallenge: preparedOnce(() => openChallengeOf().returning()),
     // PostgreSQL: the challenge and, only when it opened, the sends it counts (takeRateLimitsAtOnce)
     // in one statement; `taken` answers the counters taken as [key, window start in ms].
-    // `replaced` answers the challenge it replaced, as the statement read it and the upsert found it.
+    // `replaced` answers the challenge it replaced, as the statement read it and the upsert found it
+    // (none when it inserted one).
     openChallengeTaking: preparedOnce(() => {
       const previous = db.$with('previous').as(db.select().from(otpChallenges).where(eq(otpChallenges.phone, p('phone'))))
       const unchanged = sql`exists (select 1 from ${previous} where ${previous.challengeId} = ${otpChallenges.challengeId} and ${previous.codeHash} is not distinct from ${otpChallenges.codeHash} and ${previous.attempts} = ${otpChallenges.attempts} and ${previous.consumedAt} is not distinct from ${otpChallenges.consumedAt})`
-      const opened = db.$with('opened').as(openChallengeOf(unchanged))
+      // `replacedRow`: the upsert updated a row (PostgreSQL leaves xmax 0 on a row it inserted), the
+      // one `previous` read; a row deleted meanwhile (withdrawn, purged) is inserted anew, and what it
+      // held must not come back.
+      const opened = db.$with('opened').as(openChallengeOf(unchanged).returning({ ...getTableColumns(otpChallenges), replacedRow: sql<boolean>`xmax <> 0`.as('replaced_row') }))
       const input = countersInput()
       const taken = db.$with('taken').as(takeCounters(db, input, sql`exists (select 1 from ${opened})`))
       return db.with(previous, opened, input, taken).select({
@@ -234,7 +237,7 @@ export function createStore (database: SecureLoginDatabase, dialect: 'sqlite' | 
           phone: previous.phone, challengeId: previous.challengeId, codeHash: previous.codeHash, attempts: previous.attempts, sentAt: previous.sentAt, expiresAt: previous.expiresAt, consumedAt: previous.consumedAt,
         },
         taken: sql<Array<[string, number]>>`(select coalesce(json_agg(json_build_array(${taken.key}, round(extract(epoch from ${taken.windowStart}) * 1000))), '[]'::json) from ${taken})`.as('taken'),
-      }).from(sql`(select 1) as ${sql.identifier('one')}`).leftJoin(opened, sql`true`).leftJoin(previous, sql`true`)
+      }).from(sql`(select 1) as ${sql.identifier('one')}`).leftJoin(opened, sql`true`).leftJoin(previous, sql`${opened.replacedRow}`)
     }),
     recordAttempt: preparedOnce(() => attemptOf().returning()),
     // PostgreSQL: the attempt and the number's account (as findAccountOf) in one statement.
