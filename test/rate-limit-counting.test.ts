@@ -387,51 +387,55 @@ t.test('postgres: a hit given back after its window rolled over is not taken fro
   t.equal(sent, 5, 'at most max sends of the number in the new window')
 })
 
-// openChallengeTaking puts back the code it replaced when a counter is full, but not a code that was
-// deleted (withdrawn, purged, its account deleted) between the statement's read and its upsert:
-// the upsert then inserts a new row, and the deleted code must stay gone.
-t.test('postgres: a refused send does not bring back a code deleted while it ran', { skip: postgresUrl === undefined && !inCi ? 'needs SECURELOGIN_TEST_POSTGRES_URL (CI sets it)' : false }, async (t) => {
+const needsPostgres = { skip: postgresUrl === undefined && !inCi ? 'needs SECURELOGIN_TEST_POSTGRES_URL (CI sets it)' : false }
+
+/**
+ * A number with an open code and a full send counter on PostgreSQL, and `whileLocked`: runs `send`
+ * while another connection's write (`write` with `params`) is in progress, and commits that write
+ * once the send waits for it.
+ */
+async function sendsAgainstAWrite (t: Test, phone: string) {
   const database = await createTestDatabase(t, 'postgres')
   await migrate(database.db)
   const store = createStore(database.db, 'postgres')
-  const phone = '+14155550190'
   const code = (challengeId: string, ms: number) => ({ phone, challengeId, codeHash: 'hash', now: at(ms), expiresAt: at(ms + 10 * MINUTE), resendIntervalMs: 30 * SECOND })
-  const sends = [{ key: 'send:full', windowMs: HOUR, max: 1 }]
-  t.equal((await store.openChallengeTaking(code('00000000-0000-4000-8000-0000000000d1', 0), sends)).full, -1, 'the first code, and the counter now full')
-  const deleter = new pg.Client({ connectionString: database.url })
-  await deleter.connect()
-  t.teardown(() => deleter.end())
-  await deleter.query('BEGIN')
-  await deleter.query('DELETE FROM securelogin_otp_challenges WHERE phone = $1', [phone])
-  let settled = false
-  const refused = store.openChallengeTaking(code('00000000-0000-4000-8000-0000000000d2', MINUTE), sends).finally(() => { settled = true })
-  t.equal(await lockWaited(database.query, () => settled), true, 'the send read the first code, and waits for its deletion')
-  await deleter.query('COMMIT')
-  t.equal((await refused).full, 0, 'refused by the full counter')
-  t.equal((await store.findChallenge(phone))?.challengeId, '00000000-0000-4000-8000-0000000000d2', 'only the new code is there (the caller withdraws it): the deleted one stays gone')
+  const full = [{ key: 'send:full', windowMs: HOUR, max: 1 }]
+  t.equal((await store.openChallengeTaking(code('00000000-0000-4000-8000-0000000000a1', 0), full)).full, -1, 'the first code, and the counter now full')
+  const writer = new pg.Client({ connectionString: database.url })
+  await writer.connect()
+  t.teardown(() => writer.end())
+  const whileLocked = async <T>(write: string, params: unknown[], send: () => Promise<T>): Promise<T> => {
+    await writer.query('BEGIN')
+    await writer.query(write, params)
+    let settled = false
+    const sending = send().finally(() => { settled = true })
+    t.equal(await lockWaited(database.query, () => settled), true, 'the send waits for the other write')
+    await writer.query('COMMIT')
+    return sending
+  }
+  return { store, code, full, whileLocked }
+}
+
+// openChallengeTaking puts back the code it replaced when a counter is full, but not a code deleted
+// (withdrawn, purged, its account deleted) while the send ran: that one must stay gone.
+t.test('postgres: a refused send does not bring back a code deleted while it ran', needsPostgres, async (t) => {
+  const phone = '+14155550190'
+  const { store, code, full, whileLocked } = await sendsAgainstAWrite(t, phone)
+  const refused = await whileLocked('DELETE FROM securelogin_otp_challenges WHERE phone = $1', [phone], async () => store.openChallengeTaking(code('00000000-0000-4000-8000-0000000000a2', MINUTE), full))
+  t.equal(refused.full, 0, 'refused by the full counter')
+  t.equal((await store.findChallenge(phone))?.challengeId, '00000000-0000-4000-8000-0000000000a2', 'only the new code is there (the caller withdraws it): the deleted one stays gone')
 })
 
-// And it replaces a code only while it is still the one its statement read: a code used up (or
-// guessed at) in between is left alone, so that what is put back on a refusal is never a copy
-// older than the row, such as the code before it was used.
-t.test('postgres: a send does not replace a code used while it ran, so a refusal cannot bring it back unused', { skip: postgresUrl === undefined && !inCi ? 'needs SECURELOGIN_TEST_POSTGRES_URL (CI sets it)' : false }, async (t) => {
-  const database = await createTestDatabase(t, 'postgres')
-  await migrate(database.db)
-  const store = createStore(database.db, 'postgres')
+// And what it puts back is the code as it was when replaced, not as the statement's snapshot saw it:
+// a code used (or guessed at) while the send waited for it comes back used (or with that attempt),
+// and a send that only waited for such a write is not refused for it.
+t.test('postgres: a send that waited for a code being used puts it back used, and one with room opens', needsPostgres, async (t) => {
   const phone = '+14155550191'
-  const code = (challengeId: string, ms: number) => ({ phone, challengeId, codeHash: 'hash', now: at(ms), expiresAt: at(ms + 10 * MINUTE), resendIntervalMs: 30 * SECOND })
-  const sends = [{ key: 'send:full', windowMs: HOUR, max: 1 }]
-  t.equal((await store.openChallengeTaking(code('00000000-0000-4000-8000-0000000000e1', 0), sends)).full, -1, 'the first code, and the counter now full')
-  const verifier = new pg.Client({ connectionString: database.url })
-  await verifier.connect()
-  t.teardown(() => verifier.end())
-  await verifier.query('BEGIN')
-  await verifier.query('UPDATE securelogin_otp_challenges SET consumed_at = $2 WHERE phone = $1', [phone, at(SECOND)])
-  let settled = false
-  const sending = store.openChallengeTaking(code('00000000-0000-4000-8000-0000000000e2', MINUTE), sends).finally(() => { settled = true })
-  t.equal(await lockWaited(database.query, () => settled), true, 'the send read the code unused, and waits for its use')
-  await verifier.query('COMMIT')
-  t.same(await sending, { challenge: undefined, full: -1 }, 'nothing opened, nothing taken')
+  const { store, code, full, whileLocked } = await sendsAgainstAWrite(t, phone)
+  const use = 'UPDATE securelogin_otp_challenges SET consumed_at = $2, attempts = attempts + 1 WHERE phone = $1'
+  t.equal((await whileLocked(use, [phone, at(SECOND)], async () => store.openChallengeTaking(code('00000000-0000-4000-8000-0000000000a2', MINUTE), full))).full, 0, 'refused by the full counter')
   const row = await store.findChallenge(phone)
-  t.same([row?.challengeId, row?.consumedAt], ['00000000-0000-4000-8000-0000000000e1', at(SECOND)], 'the code stays used')
+  t.same([row?.challengeId, row?.consumedAt, row?.attempts], ['00000000-0000-4000-8000-0000000000a1', at(SECOND), 1], 'the code is back as it was when replaced: used, with its attempt')
+  const opened = await whileLocked(use, [phone, at(2 * SECOND)], async () => store.openChallengeTaking(code('00000000-0000-4000-8000-0000000000a3', 2 * MINUTE), [{ key: 'send:room', windowMs: HOUR, max: 5 }]))
+  t.same([opened.full, opened.challenge?.challengeId], [-1, '00000000-0000-4000-8000-0000000000a3'], 'a send with room opens its code once the other write is in')
 })

@@ -1,5 +1,5 @@
 import { createHash, randomUUID } from 'node:crypto'
-import { and, eq, getTableColumns, gt, gte, inArray, isNotNull, isNull, lt, lte, ne, notExists, or, sql, type SQL } from 'drizzle-orm'
+import { and, eq, gt, gte, inArray, isNotNull, isNull, lt, lte, ne, notExists, or, sql, type SQL } from 'drizzle-orm'
 import type { PgDatabase } from 'drizzle-orm/pg-core'
 import * as postgresTables from '../db/postgres.js'
 import * as sqliteTables from '../db/sqlite.js'
@@ -157,10 +157,9 @@ export function createStore (database: SecureLoginDatabase, dialect: 'sqlite' | 
       .returning({ key: rateLimits.key })
   }
   // A new challenge for the number, replacing its previous one unless that was sent less than the
-  // resend interval ago (then nothing is written and nothing returned). With `unchanged`, only if
-  // the row to replace is still the one it holds (read by the same statement): what it replaced can
-  // then be put back exactly.
-  const openChallengeOf = (unchanged?: SQL) => db.insert(otpChallenges)
+  // resend interval ago (then nothing is written and nothing returned); with `onlyIf`, only a row
+  // that also meets it.
+  const openChallengeOf = (onlyIf?: SQL) => db.insert(otpChallenges)
     .values({ phone: p('phone'), challengeId: p('challengeId'), codeHash: p('codeHash'), attempts: 0, sentAt: p('now'), expiresAt: p('expiresAt'), consumedAt: null })
     .onConflictDoUpdate({
       target: otpChallenges.phone,
@@ -172,7 +171,7 @@ export function createStore (database: SecureLoginDatabase, dialect: 'sqlite' | 
         expiresAt: sql`excluded.${sql.identifier('expires_at')}`,
         consumedAt: null,
       },
-      setWhere: and(lte(otpChallenges.sentAt, sql.param(p('sentBefore'), otpChallenges.sentAt)), unchanged),
+      setWhere: and(lte(otpChallenges.sentAt, sql.param(p('sentBefore'), otpChallenges.sentAt)), onlyIf),
     })
   // PostgreSQL: takeRateLimit for several counters in one statement (one round trip), each
   // counter's window and limit read from its input row (`countersInput`). In key order, so that two
@@ -218,15 +217,13 @@ export function createStore (database: SecureLoginDatabase, dialect: 'sqlite' | 
     openChallenge: preparedOnce(() => openChallengeOf().returning()),
     // PostgreSQL: the challenge and, only when it opened, the sends it counts (takeRateLimitsAtOnce)
     // in one statement; `taken` answers the counters taken as [key, window start in ms].
-    // `replaced` answers the challenge it replaced, as the statement read it and the upsert found it
-    // (none when it inserted one).
+    // `replaced` answers the challenge it replaced, as it was when replaced.
     openChallengeTaking: preparedOnce(() => {
-      const previous = db.$with('previous').as(db.select().from(otpChallenges).where(eq(otpChallenges.phone, p('phone'))))
-      const unchanged = sql`exists (select 1 from ${previous} where ${previous.challengeId} = ${otpChallenges.challengeId} and ${previous.codeHash} is not distinct from ${otpChallenges.codeHash} and ${previous.attempts} = ${otpChallenges.attempts} and ${previous.consumedAt} is not distinct from ${otpChallenges.consumedAt})`
-      // `replacedRow`: the upsert updated a row (PostgreSQL leaves xmax 0 on a row it inserted), the
-      // one `previous` read; a row deleted meanwhile (withdrawn, purged) is inserted anew, and what it
-      // held must not come back.
-      const opened = db.$with('opened').as(openChallengeOf(unchanged).returning({ ...getTableColumns(otpChallenges), replacedRow: sql<boolean>`xmax <> 0`.as('replaced_row') }))
+      // FOR UPDATE: the row as it is now (READ COMMITTED waits for a write in progress and reads what
+      // it committed, and skips a row deleted meanwhile), held until the upsert replaces it. The
+      // upsert replaces only that row: not one another send inserted after this statement began.
+      const previous = db.$with('previous').as(db.select().from(otpChallenges).where(eq(otpChallenges.phone, p('phone'))).for('update'))
+      const opened = db.$with('opened').as(openChallengeOf(sql`exists (select 1 from ${previous} where ${previous.challengeId} = ${otpChallenges.challengeId})`).returning())
       const input = countersInput()
       const taken = db.$with('taken').as(takeCounters(db, input, sql`exists (select 1 from ${opened})`))
       return db.with(previous, opened, input, taken).select({
@@ -237,7 +234,7 @@ export function createStore (database: SecureLoginDatabase, dialect: 'sqlite' | 
           phone: previous.phone, challengeId: previous.challengeId, codeHash: previous.codeHash, attempts: previous.attempts, sentAt: previous.sentAt, expiresAt: previous.expiresAt, consumedAt: previous.consumedAt,
         },
         taken: sql<Array<[string, number]>>`(select coalesce(json_agg(json_build_array(${taken.key}, round(extract(epoch from ${taken.windowStart}) * 1000))), '[]'::json) from ${taken})`.as('taken'),
-      }).from(sql`(select 1) as ${sql.identifier('one')}`).leftJoin(opened, sql`true`).leftJoin(previous, sql`${opened.replacedRow}`)
+      }).from(sql`(select 1) as ${sql.identifier('one')}`).leftJoin(opened, sql`true`).leftJoin(previous, sql`true`)
     }),
     recordAttempt: preparedOnce(() => attemptOf().returning()),
     // PostgreSQL: the attempt and the number's account (as findAccountOf) in one statement.
@@ -457,10 +454,10 @@ export function createStore (database: SecureLoginDatabase, dialect: 'sqlite' | 
      * it counts), all or nothing: answers the challenge (undefined: the cooldown refused it, and
      * nothing was taken) and the index of the first full counter (-1: all taken). When one is full,
      * nothing it did is left: the hits are given back and the challenge it replaced is back as it was
-     * (on better-sqlite3 one rolled-back transaction; on PostgreSQL one statement, which replaces a
-     * challenge only if it is still the one it read, then puts that back with any attempts made at
-     * the new one meanwhile), or the caller withdraws the new one when it replaced none (and on an
-     * asynchronous SQLite driver, where the challenge it replaced is lost).
+     * (on better-sqlite3 one rolled-back transaction; on PostgreSQL the statement reads the challenge
+     * it replaces FOR UPDATE, and it is written back with any attempts made at the new one
+     * meanwhile), or the caller withdraws the new one when it replaced none (and on an asynchronous
+     * SQLite driver, where the challenge it replaced is lost).
      */
     async openChallengeTaking (args: NewChallenge, counters: ReadonlyArray<{ key: string, windowMs: number, max: number }>): Promise<{ challenge: OtpChallenge | undefined, full: number }> {
       const { phone, challengeId, codeHash, now, expiresAt, resendIntervalMs } = args
