@@ -82,11 +82,25 @@ export function createStore (database: SecureLoginDatabase, dialect: 'sqlite' | 
       maxes: counters.map(({ max }) => String(max)),
     }
   }
-  // better-sqlite3, inside a transaction the caller rolls back when a counter is full: takes each
-  // counter in turn and answers the index of the first full one, or -1.
+  // better-sqlite3: takes each counter in turn and answers the index of the first full one, or -1;
+  // run inside allOrNothingSync, which undoes the takes when one was full.
   const takeAllSync = (counters: ReadonlyArray<{ key: string, windowMs: number, max: number }>, now: Date): number => {
     const take = prepared.takeRateLimit() as unknown as SyncStatement
     return counters.findIndex(({ key, windowMs, max }) => take.all({ key, now, windowFloor: new Date(now.getTime() - windowMs), max }).length === 0)
+  }
+  // better-sqlite3: `work` in one transaction (a savepoint inside a unit of work), rolled back when
+  // the index of the full counter it answers is not -1.
+  const allOrNothingSync = <T>(work: () => T, fullOf: (answer: T) => number): T => {
+    let answer!: T
+    try {
+      (database as unknown as SqliteDatabase).transaction(() => {
+        answer = work()
+        if (fullOf(answer) !== -1) throw new RollBack()
+      })
+    } catch (error) {
+      if (!(error instanceof RollBack)) throw error
+    }
+    return answer
   }
   // After takeRateLimitsAtOnce: -1 when every counter was taken; else the first full one, once the
   // hits taken are given back, each to the window it was counted in.
@@ -465,17 +479,10 @@ export function createStore (database: SecureLoginDatabase, dialect: 'sqlite' | 
       const sqlite = database as unknown as SqliteDatabase
       if (dialect === 'sqlite' && sqlite.resultKind === 'sync') {
         const open = prepared.openChallenge() as unknown as SyncStatement
-        let result: { challenge: OtpChallenge | undefined, full: number } = { challenge: undefined, full: -1 }
-        try {
-          sqlite.transaction(() => {
-            const challenge = open.all(values)[0] as OtpChallenge | undefined
-            result = { challenge, full: challenge === undefined ? -1 : takeAllSync(counters, now) }
-            if (result.full !== -1) throw new RollBack()
-          })
-        } catch (error) {
-          if (!(error instanceof RollBack)) throw error
-        }
-        return result
+        return allOrNothingSync(() => {
+          const challenge = open.all(values)[0] as OtpChallenge | undefined
+          return { challenge, full: challenge === undefined ? -1 : takeAllSync(counters, now) }
+        }, ({ full }) => full)
       }
       if (dialect !== 'postgres' || counters.length === 0) {
         const challenge = await this.openChallenge(args)
@@ -686,18 +693,7 @@ export function createStore (database: SecureLoginDatabase, dialect: 'sqlite' | 
     async takeRateLimits (counters: ReadonlyArray<{ key: string, windowMs: number, max: number }>, now: Date): Promise<number> {
       const values = counters.map(({ key, windowMs, max }) => ({ key, now, windowFloor: new Date(now.getTime() - windowMs), max }))
       const sqlite = database as unknown as SqliteDatabase
-      if (dialect === 'sqlite' && sqlite.resultKind === 'sync') {
-        let full = -1
-        try {
-          sqlite.transaction(() => {
-            full = takeAllSync(counters, now)
-            if (full !== -1) throw new RollBack()
-          })
-        } catch (error) {
-          if (!(error instanceof RollBack)) throw error
-        }
-        return full
-      }
+      if (dialect === 'sqlite' && sqlite.resultKind === 'sync') return allOrNothingSync(() => takeAllSync(counters, now), (full) => full)
       const taken: Array<{ key: string, windowStart: Date }> = []
       const giveBack = async () => { for (const hit of taken) await prepared.releaseRateLimit().execute(hit) }
       if (dialect === 'postgres') return fullAfterTaking(counters, await prepared.takeRateLimitsAtOnce().execute({ ...counterArrays(counters, now), now }))
