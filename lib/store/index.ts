@@ -82,11 +82,15 @@ export function createStore (database: SecureLoginDatabase, dialect: 'sqlite' | 
       maxes: counters.map(({ max }) => String(max)),
     }
   }
+  // takeRateLimit's placeholders for one counter.
+  const takeValues = ({ key, windowMs, max }: { key: string, windowMs: number, max: number }, now: Date) => ({ key, now, windowFloor: new Date(now.getTime() - windowMs), max })
+  // openChallenge's placeholders.
+  const challengeValues = ({ phone, challengeId, codeHash, now, expiresAt, resendIntervalMs }: NewChallenge) => ({ phone, challengeId, codeHash, now, expiresAt, sentBefore: new Date(now.getTime() - resendIntervalMs) })
   // better-sqlite3: takes each counter in turn and answers the index of the first full one, or -1;
   // run inside allOrNothingSync, which undoes the takes when one was full.
   const takeAllSync = (counters: ReadonlyArray<{ key: string, windowMs: number, max: number }>, now: Date): number => {
     const take = prepared.takeRateLimit() as unknown as SyncStatement
-    return counters.findIndex(({ key, windowMs, max }) => take.all({ key, now, windowFloor: new Date(now.getTime() - windowMs), max }).length === 0)
+    return counters.findIndex((counter) => take.all(takeValues(counter, now)).length === 0)
   }
   // better-sqlite3: `work` in one transaction (a savepoint inside a unit of work), rolled back when
   // the index of the full counter it answers is not -1.
@@ -458,8 +462,7 @@ export function createStore (database: SecureLoginDatabase, dialect: 'sqlite' | 
      * `resendIntervalMs` ago. Returns undefined in that case (the caller answers 429).
      */
     async openChallenge (args: NewChallenge): Promise<OtpChallenge | undefined> {
-      const { phone, challengeId, codeHash, now, expiresAt, resendIntervalMs } = args
-      const rows = await prepared.openChallenge().execute({ phone, challengeId, codeHash, now, expiresAt, sentBefore: new Date(now.getTime() - resendIntervalMs) })
+      const rows = await prepared.openChallenge().execute(challengeValues(args))
       return rows[0]
     },
 
@@ -474,8 +477,8 @@ export function createStore (database: SecureLoginDatabase, dialect: 'sqlite' | 
      * SQLite driver, where the challenge it replaced is lost).
      */
     async openChallengeTaking (args: NewChallenge, counters: ReadonlyArray<{ key: string, windowMs: number, max: number }>): Promise<{ challenge: OtpChallenge | undefined, full: number }> {
-      const { phone, challengeId, codeHash, now, expiresAt, resendIntervalMs } = args
-      const values = { phone, challengeId, codeHash, now, expiresAt, sentBefore: new Date(now.getTime() - resendIntervalMs) }
+      const { phone, challengeId, now } = args
+      const values = challengeValues(args)
       const sqlite = database as unknown as SqliteDatabase
       if (dialect === 'sqlite' && sqlite.resultKind === 'sync') {
         const open = prepared.openChallenge() as unknown as SyncStatement
@@ -691,13 +694,12 @@ export function createStore (database: SecureLoginDatabase, dialect: 'sqlite' | 
      * Either way concurrent callers never overshoot.
      */
     async takeRateLimits (counters: ReadonlyArray<{ key: string, windowMs: number, max: number }>, now: Date): Promise<number> {
-      const values = counters.map(({ key, windowMs, max }) => ({ key, now, windowFloor: new Date(now.getTime() - windowMs), max }))
       const sqlite = database as unknown as SqliteDatabase
       if (dialect === 'sqlite' && sqlite.resultKind === 'sync') return allOrNothingSync(() => takeAllSync(counters, now), (full) => full)
+      if (dialect === 'postgres') return fullAfterTaking(counters, await prepared.takeRateLimitsAtOnce().execute({ ...counterArrays(counters, now), now }))
       const taken: Array<{ key: string, windowStart: Date }> = []
       const giveBack = async () => { for (const hit of taken) await prepared.releaseRateLimit().execute(hit) }
-      if (dialect === 'postgres') return fullAfterTaking(counters, await prepared.takeRateLimitsAtOnce().execute({ ...counterArrays(counters, now), now }))
-      for (const [index, counter] of values.entries()) {
+      for (const [index, counter] of counters.map((each) => takeValues(each, now)).entries()) {
         let row: { windowStart: Date } | undefined
         try {
           [row] = await prepared.takeRateLimit().execute(counter)
