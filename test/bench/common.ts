@@ -158,6 +158,10 @@ export interface LoadResult {
   seconds: number
   /** Server CPU µs per response, when `server` was given. */
   cpu?: number
+  /** With BENCH_BREAKDOWN=1: the part of `cpu` on the server's main thread (Linux only). */
+  mainThread?: number
+  /** With BENCH_BREAKDOWN=1, on SQLite: µs per response inside better-sqlite3, its COMMITs and all else. */
+  inSqlite?: { statements: number, commits: number, calls: number }
 }
 
 /** The dynamic request sequences of test/bench/load-generator.mjs. */
@@ -242,16 +246,28 @@ export async function load (options: LoadOptions): Promise<LoadResult> {
   await options.beforeMeasure?.()
   const profileFile = PROFILE_DIR === undefined || options.server === undefined || options.profile === undefined ? undefined : join(PROFILE_DIR, `${options.profile}.cpuprofile`)
   if (profileFile !== undefined) await options.server!.ask('profile-start')
-  const before = options.server === undefined ? undefined : (await options.server.ask<{ micros: number }>('cpu')).micros
+  const before = await options.server?.ask<ServerCpu>('cpu')
   const result = await once(options, duration, options.amount?.(duration))
-  const after = options.server === undefined ? undefined : (await options.server.ask<{ micros: number }>('cpu')).micros
+  const after = await options.server?.ask<ServerCpu>('cpu')
   if (profileFile !== undefined) await options.server!.ask('profile-stop', { file: profileFile })
   const ok = result['2xx']
   const bad = result.non2xx + result.errors + result.timeouts
   const responses = ok + result.non2xx
-  const cpu = before === undefined || after === undefined || responses === 0 ? undefined : (after - before) / responses
-  return { rps: result.duration === 0 ? 0 : ok / result.duration, p50: result.latency.p50, p99: result.latency.p99, ok, bad, seconds: result.duration, cpu }
+  const cpu = before === undefined || after === undefined || responses === 0 ? undefined : (after.micros - before.micros) / responses
+  const timedSqlite = before?.inSqlite !== undefined && after?.inSqlite !== undefined && after.inSqlite.calls > 0 && responses > 0
+  const inSqlite = !timedSqlite
+    ? undefined
+    : {
+        statements: (after.inSqlite!.statements - before.inSqlite!.statements) / responses,
+        commits: (after.inSqlite!.commits - before.inSqlite!.commits) / responses,
+        calls: (after.inSqlite!.calls - before.inSqlite!.calls) / responses,
+      }
+  const mainThread = before?.mainThreadMicros === undefined || after?.mainThreadMicros === undefined || responses === 0 ? undefined : (after.mainThreadMicros - before.mainThreadMicros) / responses
+  return { rps: result.duration === 0 ? 0 : ok / result.duration, p50: result.latency.p50, p99: result.latency.p99, ok, bad, seconds: result.duration, cpu, mainThread, inSqlite }
 }
+
+/** A bench server's answer to 'cpu': its CPU time so far, and with BENCH_BREAKDOWN=1 its main thread's and its time inside better-sqlite3 (µs). */
+interface ServerCpu { micros: number, mainThreadMicros?: number, inSqlite?: { statements: number, commits: number, calls: number } }
 
 export function loadNote (): string {
   const [one, five] = loadavg()

@@ -15,7 +15,7 @@
 // happens between them, written to the file the stop names), 'memory' with process.memoryUsage(), 'stats' with its memory (after a GC when run with
 // --expose-gc), CPU time and the rows of each of the plugin's tables, and exits on 'stop'.
 import { randomBytes } from 'node:crypto'
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { Session } from 'node:inspector/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -78,12 +78,53 @@ async function sqliteDatabase (): Promise<SecureLoginDatabase> {
   // BENCH_SQLITE_CHECKPOINTS=worker: checkpoints in a worker thread (startSqliteCheckpoints), not in commits.
   const checkpoints = process.env.BENCH_SQLITE_CHECKPOINTS === 'worker' ? startSqliteCheckpoints(sqlite) : undefined
   info.checkpoints = checkpoints === undefined ? 'in commits' : 'worker'
+  if (process.env.BENCH_BREAKDOWN === '1') timeSqliteCalls(sqlite)
   cleanups.push(async () => { await checkpoints?.stop(); sqlite.close(); rmSync(dir, { recursive: true, force: true }) })
   countRows = async () => Object.fromEntries(TABLES.map((table) => [table, (sqlite.prepare(`SELECT count(*) AS n FROM ${table}`).get() as { n: number }).n]))
   execRaw = async (text) => { sqlite.exec(text) }
   dialect = 'sqlite'
   database = drizzleSqlite(sqlite)
   return database
+}
+
+/**
+ * The main thread's CPU time so far (µs), from Linux's /proc: process.cpuUsage() also counts V8's
+ * GC helpers, libuv's pool and the checkpoint worker, which do not hold up the event loop. Clock
+ * ticks (10 ms) are coarse, but a measured run holds hundreds of them. Undefined elsewhere.
+ */
+function mainThreadMicros (): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/self/task/${process.pid}/stat`, 'utf8')
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+    return (Number(fields[11]) + Number(fields[12])) * 10_000
+  } catch {
+    return undefined
+  }
+}
+
+/** Time spent inside better-sqlite3 so far (µs): its COMMITs apart from everything else it ran. */
+const inSqlite = { statements: 0, commits: 0, calls: 0 }
+
+/**
+ * BENCH_BREAKDOWN=1: times every call into better-sqlite3 (a statement's run/get/all, the
+ * connection's exec), so that each step reports how much of its CPU is SQLite's own work, a floor
+ * under what the plugin can reach. The calls are synchronous: their wall time is the process's.
+ */
+function timeSqliteCalls (sqlite: import('better-sqlite3').Database): void {
+  const timed = <A extends unknown[], R>(sql: (self: unknown, args: A) => string, call: (this: unknown, ...args: A) => R) => function (this: unknown, ...args: A): R {
+    const start = performance.now()
+    try {
+      return call.apply(this, args)
+    } finally {
+      const micros = (performance.now() - start) * 1000
+      if (/^\s*COMMIT/i.test(sql(this, args))) inSqlite.commits += micros
+      else inSqlite.statements += micros
+      inSqlite.calls++
+    }
+  }
+  const statement = Object.getPrototypeOf(sqlite.prepare('SELECT 1')) as Record<'run' | 'get' | 'all', (...args: unknown[]) => unknown>
+  for (const method of ['run', 'get', 'all'] as const) statement[method] = timed((self) => (self as { source: string }).source, statement[method])
+  sqlite.exec = timed((_self, [text]: [string]) => text, sqlite.exec) as typeof sqlite.exec
 }
 
 async function postgresDatabase (): Promise<SecureLoginDatabase> {
@@ -292,7 +333,11 @@ async function main (): Promise<Record<string, unknown>> {
       stats().then((answer) => send({ type: 'stats', ...answer }), (error: unknown) => send({ type: 'stats', error: String(error) }))
     }
     // maxRSS: the peak resident set of the whole life of the process, in KiB.
-    if (message.type === 'cpu') { const usage = process.cpuUsage(); send({ type: 'cpu', micros: usage.user + usage.system, maxRss: process.resourceUsage().maxRSS * 1024 }) }
+    if (message.type === 'cpu') {
+      const usage = process.cpuUsage()
+      const breakdown = process.env.BENCH_BREAKDOWN === '1' ? { inSqlite, mainThreadMicros: mainThreadMicros() } : {}
+      send({ type: 'cpu', micros: usage.user + usage.system, maxRss: process.resourceUsage().maxRSS * 1024, ...breakdown })
+    }
   })
   process.on('disconnect', () => { void stop() })
 
