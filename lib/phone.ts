@@ -36,18 +36,15 @@ export interface PhonePolicy {
 export function normalizePhone (input: string, policy: PhonePolicy): string {
   const parsed = parsePhoneNumberFromString(input, policy.defaultCountry)
   if (parsed !== undefined && policy.testNumbers.has(parsed.number)) return parsed.number
-  if (parsed === undefined) throw new PhoneInvalidError()
-  // A number that has a type is valid: getType() finds one only for a number that matches its
-  // country's pattern, and with the full metadata isValid() is that same search, the costliest part
-  // of a check (the parse has already run it once for a calling code that countries share, as +1).
-  // So isValid() runs only to tell an invalid number from a valid one of no known type.
-  const type = parsed.getType()
-  if (type === undefined && !parsed.isValid()) throw new PhoneInvalidError()
+  // With the full metadata every numbering plan has its types, and isValid() is getType() !==
+  // undefined: the same search of the plan's patterns, the costliest part of the check, made once.
+  const type = parsed?.getType()
+  if (parsed === undefined || type === undefined) throw new PhoneInvalidError()
   // Numbers of no country (+870, +881, +882, +883 satellite and international networks, +800,
-  // +808, +979) cost the most per message and serve no one an app would sign in by SMS.
+  // +808, +878, +888, +979) cost the most per message and serve no one an app would sign in by SMS.
   const country = parsed.country
   if (country === undefined || (policy.allowedCountries !== undefined && !policy.allowedCountries.has(country))) throw new PhoneCountryNotAllowedError()
-  if (type === undefined || !policy.numberTypes.has(type)) throw new PhoneTypeNotAllowedError()
+  if (!policy.numberTypes.has(type)) throw new PhoneTypeNotAllowedError()
   return parsed.number
 }
 

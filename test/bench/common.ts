@@ -158,9 +158,9 @@ export interface LoadResult {
   seconds: number
   /** Server CPU µs per response, when `server` was given. */
   cpu?: number
-  /** With BENCH_BREAKDOWN=1: the part of `cpu` on the server's main thread (Linux only). */
+  /** With BENCH_BREAKDOWN=1: the part of `cpu` spent on the server's main thread (Linux only). */
   mainThread?: number
-  /** With BENCH_BREAKDOWN=1, on SQLite: µs per response inside better-sqlite3, its COMMITs and all else. */
+  /** With BENCH_BREAKDOWN=1, on SQLite: wall µs per response inside better-sqlite3 calls, its commits and all else. */
   inSqlite?: { statements: number, commits: number, calls: number }
 }
 

@@ -88,43 +88,50 @@ async function sqliteDatabase (): Promise<SecureLoginDatabase> {
 }
 
 /**
- * The main thread's CPU time so far (µs), from Linux's /proc: process.cpuUsage() also counts V8's
- * GC helpers, libuv's pool and the checkpoint worker, which do not hold up the event loop. Clock
- * ticks (10 ms) are coarse, but a measured run holds hundreds of them. Undefined elsewhere.
+ * The main thread's CPU time so far (µs), from Linux's /proc (ns, read on the main thread):
+ * process.cpuUsage() also counts V8's GC helpers, libuv's pool and the checkpoint worker, which do
+ * not hold up the event loop. Undefined elsewhere.
  */
 function mainThreadMicros (): number | undefined {
   try {
-    const stat = readFileSync(`/proc/self/task/${process.pid}/stat`, 'utf8')
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
-    return (Number(fields[11]) + Number(fields[12])) * 10_000
+    return Number(readFileSync('/proc/thread-self/schedstat', 'utf8').split(' ')[0]) / 1000
   } catch {
     return undefined
   }
 }
 
-/** Time spent inside better-sqlite3 so far (µs): its COMMITs apart from everything else it ran. */
+/** Wall time spent inside better-sqlite3 so far (µs): its commits apart from everything else it ran. */
 const inSqlite = { statements: 0, commits: 0, calls: 0 }
 
 /**
- * BENCH_BREAKDOWN=1: times every call into better-sqlite3 (a statement's run/get/all, the
- * connection's exec), so that each step reports how much of its CPU is SQLite's own work, a floor
- * under what the plugin can reach. The calls are synchronous: their wall time is the process's.
+ * BENCH_BREAKDOWN=1: times every call into better-sqlite3 (a statement's run/get/all/iterate, the
+ * connection's exec and prepare), so that each step reports how much of its time SQLite's own work
+ * takes: the event loop waits for all of it. Wall time: under synchronous = FULL a commit's sync
+ * is in it and is not CPU. A commit is a COMMIT, or a write run outside any transaction (its own
+ * commit is in its call). The timing itself adds a little to the CPU figures of such a run.
  */
 function timeSqliteCalls (sqlite: import('better-sqlite3').Database): void {
-  const timed = <A extends unknown[], R>(sql: (self: unknown, args: A) => string, call: (this: unknown, ...args: A) => R) => function (this: unknown, ...args: A): R {
+  const timed = <A extends unknown[], R>(isCommit: (self: unknown, args: A) => boolean, call: (this: unknown, ...args: A) => R) => function (this: unknown, ...args: A): R {
+    const commits = isCommit(this, args)
     const start = performance.now()
     try {
       return call.apply(this, args)
     } finally {
       const micros = (performance.now() - start) * 1000
-      if (/^\s*COMMIT/i.test(sql(this, args))) inSqlite.commits += micros
+      if (commits) inSqlite.commits += micros
       else inSqlite.statements += micros
       inSqlite.calls++
     }
   }
-  const statement = Object.getPrototypeOf(sqlite.prepare('SELECT 1')) as Record<'run' | 'get' | 'all', (...args: unknown[]) => unknown>
-  for (const method of ['run', 'get', 'all'] as const) statement[method] = timed((self) => (self as { source: string }).source, statement[method])
-  sqlite.exec = timed((_self, [text]: [string]) => text, sqlite.exec) as typeof sqlite.exec
+  const COMMIT = /^\s*COMMIT/i
+  const statement = Object.getPrototypeOf(sqlite.prepare('SELECT 1')) as Record<'run' | 'get' | 'all' | 'iterate', (...args: unknown[]) => unknown>
+  const statementCommits = (self: unknown) => {
+    const { source, readonly } = self as { source: string, readonly: boolean }
+    return COMMIT.test(source) || (!readonly && !sqlite.inTransaction)
+  }
+  for (const method of ['run', 'get', 'all', 'iterate'] as const) statement[method] = timed(statementCommits, statement[method])
+  sqlite.exec = timed((_self, [text]: [string]) => COMMIT.test(text), sqlite.exec) as typeof sqlite.exec
+  sqlite.prepare = timed(() => false, sqlite.prepare) as typeof sqlite.prepare
 }
 
 async function postgresDatabase (): Promise<SecureLoginDatabase> {

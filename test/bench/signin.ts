@@ -36,8 +36,8 @@ async function step (server: ServerHandle, group: string, name: string, note: st
   })
   if (result.ok === 0 && result.bad === 0) return { group, name, rps: NaN, p50: NaN, p99: NaN, bad: 0, note: `${note}; skipped: too few inputs from the step before` }
   const short = result.seconds < DURATION * 0.9 ? `; inputs ran out after ${result.seconds.toFixed(1)} s` : ''
-  const mainThread = result.mainThread === undefined ? '' : `; main thread ${result.mainThread.toFixed(0)} µs`
-  const inSqlite = result.inSqlite === undefined ? '' : `, in SQLite ${(result.inSqlite.statements + result.inSqlite.commits).toFixed(0)} µs (COMMIT ${result.inSqlite.commits.toFixed(0)}, ${result.inSqlite.calls.toFixed(0)} calls)`
+  const mainThread = result.mainThread === undefined ? '' : `; main thread ${result.mainThread.toFixed(0)} µs CPU`
+  const inSqlite = result.inSqlite === undefined ? '' : `; ${(result.inSqlite.statements + result.inSqlite.commits).toFixed(0)} µs in ${result.inSqlite.calls.toFixed(0)} SQLite calls (commits ${result.inSqlite.commits.toFixed(0)})`
   return { group, name, rps: result.rps, p50: result.p50, p99: result.p99, cpu: result.cpu, bad: result.bad, note: note + short + mainThread + inSqlite }
 }
 
