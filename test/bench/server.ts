@@ -100,6 +100,17 @@ function mainThreadMicros (): number | undefined {
   }
 }
 
+/** The resident set's parts now (bytes), from Linux's /proc; undefined elsewhere. */
+function rssParts (): { anon: number, file: number, shmem: number } | undefined {
+  try {
+    const status = readFileSync('/proc/self/status', 'utf8')
+    const kib = (name: string) => Number(new RegExp(`^${name}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? NaN) * 1024
+    return { anon: kib('RssAnon'), file: kib('RssFile'), shmem: kib('RssShmem') }
+  } catch {
+    return undefined
+  }
+}
+
 /** Wall time spent inside better-sqlite3 so far (µs): its commits apart from everything else it ran. */
 const inSqlite = { statements: 0, commits: 0, calls: 0 }
 
@@ -343,7 +354,7 @@ async function main (): Promise<Record<string, unknown>> {
     if (message.type === 'cpu') {
       const usage = process.cpuUsage()
       const breakdown = process.env.BENCH_BREAKDOWN === '1' ? { inSqlite, mainThreadMicros: mainThreadMicros() } : {}
-      send({ type: 'cpu', micros: usage.user + usage.system, maxRss: process.resourceUsage().maxRSS * 1024, ...breakdown })
+      send({ type: 'cpu', micros: usage.user + usage.system, maxRss: process.resourceUsage().maxRSS * 1024, rssParts: rssParts(), ...breakdown })
     }
   })
   process.on('disconnect', () => { void stop() })
