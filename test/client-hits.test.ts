@@ -6,12 +6,12 @@ import { buildApp, createTestDatabase, dialects, post, testPhone, type Dialect, 
 // PostgreSQL in the same round trip. These tests pin the round trips a step costs there, and that
 // a client refused on the way still changes nothing else.
 
-/** Statements the plugin ran, without the background reads of the revocation log and the purge. */
+/** Statements the plugin ran, without the background reads of the revocation log (the purge is off where this counts). */
 function statementLog () {
   const seen: string[] = []
   let recording = false
   return {
-    logger: { logQuery: (query: string) => { if (recording && !/securelogin_revocations|txid_|^delete /i.test(query)) seen.push(query) } },
+    logger: { logQuery: (query: string) => { if (recording && !/securelogin_revocations|txid_/i.test(query)) seen.push(query) } },
     async during (step: () => Promise<{ statusCode: number }>): Promise<{ statusCode: number, statements: number }> {
       seen.length = 0
       recording = true
@@ -27,7 +27,8 @@ function statementLog () {
 t.test('postgres: the round trips of each sign-in step', async (t) => {
   const log = statementLog()
   const database = await createTestDatabase(t, 'postgres', undefined, { logger: log.logger })
-  const test = await buildApp(t, 'postgres', { otp: { resendInterval: 0.001 } }, database)
+  // No housekeeping purge, whose statements would be counted whenever its first run fell within the test.
+  const test = await buildApp(t, 'postgres', { otp: { resendInterval: 0.001 }, purgeInterval: false }, database)
   const phone = testPhone()
   t.same(await log.during(() => post(test.app, '/register', { phone })), { statusCode: 201, statements: 3 }, 'register: client + history, insert, history again')
   t.same(await log.during(() => post(test.app, '/login', { phone })), { statusCode: 200, statements: 2 }, 'login: client + reads, then the challenge with its counted sends')
