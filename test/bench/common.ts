@@ -62,6 +62,9 @@ function compiledServer (): string {
 /** The parts of a resident set, from Linux's /proc/<pid>/status (bytes). */
 export interface RssParts { anon: number, file: number, shmem: number }
 
+/** Wall time inside better-sqlite3's calls (µs): its commits, everything else, and how many calls (BENCH_BREAKDOWN=1). */
+export interface SqliteTime { statements: number, commits: number, calls: number }
+
 /** Each bench server's peak resident set (bytes) over its whole life, and its parts as it stopped, by scenario. */
 export const peakRss = new Map<string, { peak: number, atStop?: RssParts }>()
 
@@ -170,7 +173,7 @@ export interface LoadResult {
   /** With BENCH_BREAKDOWN=1: the part of `cpu` spent on the server's main thread (Linux only). */
   mainThread?: number
   /** With BENCH_BREAKDOWN=1, on SQLite: wall µs per response inside better-sqlite3 calls, its commits and all else. */
-  inSqlite?: { statements: number, commits: number, calls: number }
+  inSqlite?: SqliteTime
 }
 
 /** The dynamic request sequences of test/bench/load-generator.mjs. */
@@ -276,7 +279,7 @@ export async function load (options: LoadOptions): Promise<LoadResult> {
 }
 
 /** A bench server's answer to 'cpu': its CPU time so far, and with BENCH_BREAKDOWN=1 its main thread's and its time inside better-sqlite3 (µs). */
-interface ServerCpu { micros: number, mainThreadMicros?: number, inSqlite?: { statements: number, commits: number, calls: number } }
+interface ServerCpu { micros: number, mainThreadMicros?: number, inSqlite?: SqliteTime }
 
 export function loadNote (): string {
   const [one, five] = loadavg()

@@ -24,6 +24,7 @@ import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify'
 import { createSigner, createVerifier } from 'fast-jwt'
 import secureLogin, { purgeExpired, startSqliteCheckpoints, type SecureLoginDatabase, type SmsMessage } from '../../lib/index.js'
 import { createStore } from '../../lib/store/index.js'
+import type { RssParts, SqliteTime } from './common.js'
 
 const scenario = process.argv[2] ?? 'bare'
 const SECRET = randomBytes(48).toString('base64')
@@ -101,7 +102,7 @@ function mainThreadMicros (): number | undefined {
 }
 
 /** The resident set's parts now (bytes), from Linux's /proc; undefined elsewhere. */
-function rssParts (): { anon: number, file: number, shmem: number } | undefined {
+function rssParts (): RssParts | undefined {
   try {
     const status = readFileSync('/proc/self/status', 'utf8')
     const kib = (name: string) => Number(new RegExp(`^${name}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? NaN) * 1024
@@ -112,7 +113,7 @@ function rssParts (): { anon: number, file: number, shmem: number } | undefined 
 }
 
 /** Wall time spent inside better-sqlite3 so far (µs): its commits apart from everything else it ran. */
-const inSqlite = { statements: 0, commits: 0, calls: 0 }
+const inSqlite: SqliteTime = { statements: 0, commits: 0, calls: 0 }
 
 /**
  * BENCH_BREAKDOWN=1: times every call into better-sqlite3 (a statement's run/get/all/iterate, the
