@@ -22,8 +22,8 @@ export async function openDatabase (url: string): Promise<{ db: SecureLoginDatab
   // better-sqlite3 waits for a busy file synchronously, which dbTimeout cannot interrupt: keep it short.
   const sqlite = new Database(file, { timeout: 1_000 })
   sqlite.pragma('journal_mode = WAL')
-  // Said, not left to chance: better-sqlite3 gives FULL on the run that creates the file and NORMAL
-  // after (docs/databases.md).
+  // Said, not left to chance: better-sqlite3's build makes a WAL file NORMAL unless told, while
+  // PRAGMA synchronous still reads FULL right after the switch to WAL (docs/databases.md).
   sqlite.pragma('synchronous = NORMAL')
   // Checkpoints in a worker thread, not inside a request's commit (docs/databases.md).
   const checkpoints = startSqliteCheckpoints(sqlite)
