@@ -5,7 +5,18 @@ import { buildApp, dialects, post, signIn, testPhone } from './helper.js'
 // onEvent: an audit trail of every sign-in step, handed over after the action and never on the
 // request's path.
 
-const settle = () => new Promise((resolve) => setTimeout(resolve, 20))
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
+/**
+ * Waits until `arrived` holds (at most 5 s: an event that never comes then fails the assertions
+ * after it), then 20 ms more, so that an event that should not be there has its chance to show.
+ * Handed over after the action, an event may follow the answer by a database round trip or more.
+ */
+async function settle (arrived: () => boolean): Promise<void> {
+  const deadline = Date.now() + 5_000
+  while (!arrived() && Date.now() < deadline) await sleep(10)
+  await sleep(20)
+}
+const has = (events: SecureLoginEvent[], type: SecureLoginEvent['type']) => () => events.some((event) => event.type === type)
 
 for (const dialect of dialects) {
   t.test(`${dialect}: each step emits its event, with the number masked`, async (t) => {
@@ -26,7 +37,7 @@ for (const dialect of dialects) {
     await new Promise((resolve) => setTimeout(resolve, 50))
     await post(test.app, '/logout', {}, refreshed.access_token)
     await post(test.app, '/register', { phone: testPhone() })
-    await settle()
+    await settle(() => events.length >= 6)
 
     t.same(events.map((event) => event.type), ['otp.sent', 'otp.failed', 'login', 'refresh', 'logout', 'limit'])
     const byType = new Map(events.map((event) => [event.type, event]))
@@ -59,13 +70,13 @@ for (const dialect of dialects) {
     await post(test.app, '/register', { phone })
     failing = true
     await post(test.app, '/login', { phone })
-    await settle()
+    await settle(has(events, 'sms.failed'))
     t.equal(events.at(-1)?.type, 'sms.failed')
     failing = false
     await post(test.app, '/login', { phone })
     await post(test.app, '/verify_sms', { phone, token: '000001' })
     await post(test.app, '/verify_sms', { phone, token: '000002' })
-    await settle()
+    await settle(has(events, 'otp.locked'))
     t.same(events.slice(-3).map((event) => event.type), ['otp.sent', 'otp.failed', 'otp.locked'])
 
     await test.app.secureLogin.unlockPhone(phone)
@@ -74,7 +85,7 @@ for (const dialect of dialects) {
     await post(test.app, '/refresh', {}, tokens.refresh_token)
     await new Promise((resolve) => setTimeout(resolve, 1100)) // past reuseGrace: a replay is a theft signal
     t.equal((await post(test.app, '/refresh', {}, tokens.refresh_token)).statusCode, 401)
-    await settle()
+    await settle(has(events, 'refresh.reuse'))
     t.match(events.at(-1), { type: 'refresh.reuse', userid: tokens.userid, sid: String })
   })
 
@@ -90,7 +101,7 @@ for (const dialect of dialects) {
     await post(test.app, '/phone', { phone: newPhone }, caller.access_token)
     const code = test.outbox.lastCodeFor(newPhone)
     t.equal((await post(test.app, '/phone/verify', { phone: newPhone, token: code === '000000' ? '111111' : '000000' }, caller.access_token)).json().code, 'SECURELOGIN_OTP_INVALID')
-    await settle()
+    await settle(() => events.filter((event) => event.type === 'otp.failed').length >= 2)
 
     t.match(events.filter((event) => event.type === 'otp.failed'), [
       { userid, reason: 'userid-mismatch' },
@@ -106,7 +117,7 @@ for (const dialect of dialects) {
     const login = await post(hanging.app, '/login', { phone })
     t.equal(login.statusCode, 200, 'a handler that never settles does not hold the answer')
     t.equal((await post(hanging.app, '/verify_sms', { phone, token: hanging.outbox.lastCodeFor(phone) })).statusCode, 200)
-    await settle()
+    await settle(() => calls >= 2)
     t.equal(calls, 2)
 
     const throwing = await buildApp(t, dialect, { onEvent: () => { throw new Error('audit table is gone') } })

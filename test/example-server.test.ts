@@ -5,13 +5,11 @@ import { join } from 'node:path'
 import t from 'tap'
 import { jwtSecretFromEnv } from '../example-server/config.js'
 import { smsProviderFromEnv } from '../example-server/sms.js'
-import { freePort } from './helper.js'
 
 t.test('npm run example: the README curl session works end to end on SQLite with the console provider', async (t) => {
   const dir = t.testdir()
-  const port = await freePort()
   const server = spawn(process.execPath, ['--import', 'tsx', 'example-server/server.ts'], {
-    env: { ...process.env, NODE_ENV: 'development', PORT: String(port), DATABASE_URL: join(dir, 'example.db'), JWT_SECRET: '' },
+    env: { ...process.env, NODE_ENV: 'development', PORT: '0', DATABASE_URL: join(dir, 'example.db'), JWT_SECRET: '' },
     stdio: ['ignore', 'pipe', 'pipe'],
   })
   t.teardown(() => { server.kill('SIGTERM') })
@@ -24,6 +22,8 @@ t.test('npm run example: the README curl session works end to end on SQLite with
     await new Promise((resolve) => setTimeout(resolve, 100))
   }
   t.match(output, /Server listening/, 'the server started')
+  // Port 0: the system's choice, read from the log (a port found free beforehand could be taken meanwhile).
+  const port = /Server listening at http:\/\/127\.0\.0\.1:(\d+)/.exec(output)?.[1]
   t.match(output, /JWT_SECRET is not set: using a development secret/, 'a missing secret in development is a warning')
 
   const base = `http://127.0.0.1:${port}/api/auth`
@@ -40,8 +40,10 @@ t.test('npm run example: the README curl session works end to end on SQLite with
   t.equal(register.status, 201)
   const login = await call('/login', { auth_type: 'PHONE', phone })
   t.same(login, { status: 200, body: { phone, userid: register.body.userid } })
-  await new Promise((resolve) => setTimeout(resolve, 200))
-  const line = /\[sms to \+14155550123\] (\d{6}) is your login code/.exec(output)
+  // The code is sent after /login answers: wait for its line (at most 10 s).
+  const codeLine = /\[sms to \+14155550123\] (\d{6}) is your login code/
+  for (const deadline = Date.now() + 10_000; !codeLine.test(output) && Date.now() < deadline;) await new Promise((resolve) => setTimeout(resolve, 20))
+  const line = codeLine.exec(output)
   t.ok(line, 'the console provider printed the code')
   const verify = await call('/verify_sms', { userid: register.body.userid, phone, token: line?.[1] })
   t.equal(verify.status, 200)

@@ -13,7 +13,7 @@ for (const dialect of dialects) {
     const outbox = createOutbox()
     const app = Fastify()
     database.beforeClose.push(() => app.close())
-    await app.register(secureLogin, { db: database.db, sms: outbox.provider, jwt: { secret: TEST_SECRET, accessTokenTtl: '1s' }, revocationMaxDelay: '100ms' })
+    await app.register(secureLogin, { db: database.db, sms: outbox.provider, jwt: { secret: TEST_SECRET, accessTokenTtl: '3s' }, revocationMaxDelay: '100ms' })
     app.get('/with-refresh', { preHandler: app.authenticateRefresh }, async (request) => ({ sid: request.user.sid }))
     await app.ready()
     const test = { app, outbox, database }
@@ -24,8 +24,9 @@ for (const dialect of dialects) {
     t.equal((await withRefresh(ended.refresh_token)).statusCode, 200, 'a live session passes')
     t.equal((await post(test.app, '/logout', undefined, ended.access_token)).statusCode, 200)
     t.equal((await withRefresh(ended.refresh_token)).json().code, 'SECURELOGIN_SESSION_REVOKED', 'refused at once')
-    // Past the access tokens' lifetime: the revocation list no longer holds the session.
-    await new Promise((resolve) => setTimeout(resolve, 2_500))
+    // Past the access tokens' lifetime (3 s: a 1 s token signed at a second's end could expire
+    // before the logout above) and a refresh: the revocation list no longer holds the session.
+    await new Promise((resolve) => setTimeout(resolve, 3_500))
     const later = await withRefresh(ended.refresh_token)
     t.equal(later.statusCode, 401, 'still refused once the revocation list has forgotten the session')
     t.equal(later.json().code, 'SECURELOGIN_SESSION_REVOKED')

@@ -92,10 +92,13 @@ for (const dialect of dialects) {
     })
 
     t.test('an expired access token is refused with its own code', async (t) => {
-      const test = await buildApp(t, dialect, { jwt: { accessTokenTtl: 1 } })
+      // 3 s: exp is whole seconds (iat rounded down), so a 1 s token signed in a second's last
+      // milliseconds could expire before its first use.
+      const test = await buildApp(t, dialect, { jwt: { accessTokenTtl: '3s' } })
       const { access_token: token } = await signIn(test, testPhone())
       t.equal((await me(test, token)).statusCode, 200)
-      await new Promise((resolve) => setTimeout(resolve, 2100))
+      const { exp } = claims(token) as { exp: number }
+      await new Promise((resolve) => setTimeout(resolve, exp * 1000 + 100 - Date.now()))
       const late = await me(test, token)
       t.equal(late.statusCode, 401)
       t.equal(late.json().code, 'SECURELOGIN_TOKEN_EXPIRED')

@@ -2,7 +2,7 @@ import t, { type Test } from 'tap'
 import { twilioMessaging, type TwilioMessagingOptions } from '../lib/sms/twilio-messaging.js'
 import { SmsDeliveryError } from '../lib/sms/errors.js'
 import type { SmsMessage } from '../lib/sms/types.js'
-import { fakeTwilioClient, loggedError, sid, startTwilioFake, type TwilioFake } from './fixtures/twilio-fake.js'
+import { fakeTwilioClient, loggedError, sid, startTwilioFake, timeoutOnceStalled, type TwilioFake } from './fixtures/twilio-fake.js'
 import { caught } from './helper.js'
 
 const PHONE = '+14155550123'
@@ -120,7 +120,7 @@ t.test('a stalled Twilio: the send ends when the signal fires and the request is
   const { fake, sms } = await setup(t)
   fake.setMode('stall')
   const started = Date.now()
-  const error = await caught(sms.send(message(), AbortSignal.timeout(300)))
+  const error = await caught(sms.send(message(), timeoutOnceStalled(fake)))
   t.equal((error as Error).name, 'TimeoutError')
   t.ok(Date.now() - started < 2000)
   for (let i = 0; i < 50 && fake.stalls.closedByClient === 0; i++) await new Promise((resolve) => setTimeout(resolve, 20))

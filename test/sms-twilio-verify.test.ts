@@ -1,7 +1,7 @@
 import t, { type Test } from 'tap'
 import { twilioVerify } from '../lib/sms/twilio-verify.js'
 import { SmsDeliveryError } from '../lib/sms/errors.js'
-import { fakeTwilioClient, loggedError, sid, startTwilioFake, type TwilioFake } from './fixtures/twilio-fake.js'
+import { fakeTwilioClient, loggedError, sid, startTwilioFake, timeoutOnceStalled, type TwilioFake } from './fixtures/twilio-fake.js'
 import { caught } from './helper.js'
 
 const PHONE = '+14155550123'
@@ -130,7 +130,7 @@ t.test('a stalled Twilio: the call ends when the signal fires, and the HTTP requ
   const { fake, verify } = await setup(t)
   fake.setMode('stall')
   const started = Date.now()
-  const error = await caught(verify.start({ to: PHONE }, AbortSignal.timeout(300)))
+  const error = await caught(verify.start({ to: PHONE }, timeoutOnceStalled(fake)))
   t.equal((error as Error).name, 'TimeoutError', "rejects with the signal's reason")
   t.ok(Date.now() - started < 2000, 'promptly')
   for (let i = 0; i < 50 && fake.stalls.closedByClient === 0; i++) await new Promise((resolve) => setTimeout(resolve, 20))
