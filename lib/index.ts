@@ -21,6 +21,7 @@ import { createRevocationList } from './revocation.js'
 import { secureLoginRoutes } from './routes/index.js'
 import { schedulePurge } from './purge.js'
 import { withDeadline } from './store/deadline.js'
+import { runsSynchronously } from './store/unit-of-work.js'
 import { createStore } from './store/index.js'
 import { createTokenService } from './tokens.js'
 
@@ -99,7 +100,7 @@ const secureLogin: FastifyPluginAsync<SecureLoginOptions> = async (fastify, rawO
   if (rawOptions.rateLimit === false) fastify.log.warn('fastify-securelogin: rateLimit: false, every limit is off (codes can be requested and guessed without bound)')
   const store = withDeadline(createStore(options.db, options.dialect, (problem) => {
     fastify.log.error({ problem }, 'fastify-securelogin: a unit of work broke its rule (it awaited more than the store, or found a transaction of the app open on the shared connection); its writes were still committed before the answer')
-  }, { namedStatements: options.namedStatements }), options.dbTimeoutMs)
+  }, { namedStatements: options.namedStatements }), options.dbTimeoutMs, { synchronous: runsSynchronously(options.db) })
   const accessJwt = await registerAccessJwt(fastify, options)
   if (options.cookies !== undefined) await ensureCookieSupport(fastify)
   const tokens = createTokenService(options, accessJwt)

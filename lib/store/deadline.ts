@@ -15,14 +15,25 @@ const UNBOUNDED = new Set(['unitOfWork'])
  * outage. The driver's error stays as `cause` (log it through `loggableError`). A call
  * past its deadline is not cancelled (no driver can take back a statement already sent): a write
  * may still commit after the client was told 503.
+ *
+ * `synchronous`: the driver answers before the call returns (better-sqlite3). Its call has settled
+ * before any timer could run, so there is no deadline to keep, and none is set (a timer, a promise
+ * and three closures a call, on every statement of every sign-in); its errors are turned as above.
  */
-export function withDeadline<Store extends AsyncMethods> (store: Store, timeoutMs: number): Store {
+export function withDeadline<Store extends AsyncMethods> (store: Store, timeoutMs: number, { synchronous = false }: { synchronous?: boolean } = {}): Store {
   const bounded = {} as Record<string, unknown>
   for (const [name, method] of Object.entries(store)) {
     // A unit of work runs other store calls, each bounded on its own: bounding their sum would
-    // answer 503 for a request whose every call was in time, and leave the work running on.
+    // answer 503 for a request whose every call was in time, and leave the work running on. Its
+    // own statements (BEGIN IMMEDIATE on a file another process holds locked, a COMMIT on a full
+    // disk) are turned like the others'; what the work throws is already turned, or is not the
+    // database's (a unit awaits nothing but the store).
     if (UNBOUNDED.has(name)) {
-      bounded[name] = method
+      bounded[name] = (...args: never[]) => method.apply(bounded, args).then(undefined, turnUnavailable)
+      continue
+    }
+    if (synchronous) {
+      bounded[name] = (...args: never[]) => method.apply(bounded, args).then(undefined, turnUnavailable)
       continue
     }
     bounded[name] = (...args: never[]) => new Promise((resolve, reject) => {
@@ -37,6 +48,10 @@ export function withDeadline<Store extends AsyncMethods> (store: Store, timeoutM
     })
   }
   return bounded as Store
+}
+
+function turnUnavailable (error: unknown): never {
+  throw isDatabaseUnavailable(error) ? unavailable(error) : error
 }
 
 function unavailable (cause: unknown): Error {

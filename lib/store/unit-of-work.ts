@@ -1,6 +1,11 @@
 /** The part of a better-sqlite3 connection a unit of work uses. */
 interface SyncSqliteClient { inTransaction: boolean, exec: (sql: string) => unknown }
 
+/** True for a Drizzle database whose driver answers each statement before the call returns (better-sqlite3). */
+export function runsSynchronously (database: unknown): boolean {
+  return (database as { resultKind?: string }).resultKind === 'sync'
+}
+
 /** Told when a unit broke its rule (see createUnitOfWork): a bug of the plugin, or an app sharing the connection mid-transaction. */
 export type UnitOfWorkMisuse = (problem: 'waited-for-io' | 'joined-open-transaction') => void
 
@@ -23,8 +28,7 @@ export type UnitOfWorkMisuse = (problem: 'waited-for-io' | 'joined-open-transact
  */
 export function createUnitOfWork (database: unknown, misuse: UnitOfWorkMisuse = () => {}): <T>(work: () => Promise<T>) => Promise<T> {
   const client = (database as { $client?: Partial<SyncSqliteClient> }).$client
-  const isSyncSqlite = (database as { resultKind?: string }).resultKind === 'sync' &&
-    typeof client?.inTransaction === 'boolean' && typeof client.exec === 'function'
+  const isSyncSqlite = runsSynchronously(database) && typeof client?.inTransaction === 'boolean' && typeof client.exec === 'function'
   if (!isSyncSqlite) return async (work) => work()
   const sqlite = client as SyncSqliteClient
   return async (work) => {
