@@ -14,8 +14,12 @@ export const DURATION = Number(process.env.BENCH_DURATION ?? 4)
 export const WARMUP = Number(process.env.BENCH_WARMUP ?? 1)
 /** Requests each connection has in flight; BENCH_PIPELINING. */
 export const PIPELINING = Number(process.env.BENCH_PIPELINING ?? 1)
-/** A directory: each measured run of a server writes its CPU profile there (sampling adds to its CPU figure). */
+/**
+ * A directory: each measured run of a server writes its CPU profile there (sampling adds to its CPU
+ * figure); with BENCH_HEAP_PROFILE=1, a sampled profile of what it allocated (`.heapprofile`).
+ */
 const PROFILE_DIR = process.env.BENCH_PROFILE
+const PROFILE_KIND = process.env.BENCH_HEAP_PROFILE === '1' ? 'heapprofile' : 'cpuprofile'
 
 export interface Row {
   group: string
@@ -62,11 +66,17 @@ function compiledServer (): string {
 /** The parts of a resident set, from Linux's /proc/<pid>/status (bytes). */
 export interface RssParts { anon: number, file: number, shmem: number }
 
+/**
+ * The resident set at its highest sample (bytes): its parts, V8's heap spaces (physical size, by
+ * V8's space name), and what Node counts outside V8's heap (`external`, of which `arrayBuffers`).
+ */
+export interface MemoryAtPeak { rss: number, parts: RssParts, heapSpaces: Record<string, number>, external: number, arrayBuffers: number }
+
 /** Wall time inside better-sqlite3's calls (µs): its commits, everything else, and how many calls (BENCH_BREAKDOWN=1). */
 export interface SqliteTime { statements: number, commits: number, calls: number }
 
 /** Each bench server's peak resident set (bytes) over its whole life, and its parts as it stopped, by scenario. */
-export const peakRss = new Map<string, { peak: number, atStop?: RssParts }>()
+export const peakRss = new Map<string, { peak: number, atStop?: RssParts, atPeak?: MemoryAtPeak }>()
 
 /**
  * `signin-sqlite 84 MB (at its stop: 40 MB anonymous, 44 MB files, 0 MB shared memory), …`: the peak
@@ -75,7 +85,19 @@ export const peakRss = new Map<string, { peak: number, atStop?: RssParts }>()
  */
 export function peakRssNote (): string {
   const mb = (bytes: number) => `${Math.round(bytes / 2 ** 20)} MB`
-  return [...peakRss].map(([scenario, { peak, atStop }]) => `${scenario} ${mb(peak)}${atStop === undefined ? '' : ` (at its stop: ${mb(atStop.anon)} anonymous, ${mb(atStop.file)} files, ${mb(atStop.shmem)} shared memory)`}`).join(', ')
+  return [...peakRss].map(([scenario, { peak, atStop, atPeak }]) => `${scenario} ${mb(peak)}${atStop === undefined ? '' : ` (at its stop: ${mb(atStop.anon)} anonymous, ${mb(atStop.file)} files, ${mb(atStop.shmem)} shared memory)`}${atPeak === undefined ? '' : `, ${peakNote(atPeak, mb)}`}`).join(', ')
+}
+
+/**
+ * `at its highest sample 140 MB: 95 MB anonymous, of which V8's new space 33 MB, old space 20 MB,
+ * its other spaces 9 MB, external 3 MB and the rest 30 MB (…)`: where the anonymous memory was.
+ */
+function peakNote ({ rss, parts, heapSpaces, external }: MemoryAtPeak, mb: (bytes: number) => string): string {
+  const space = (name: string) => heapSpaces[name] ?? 0
+  const v8 = Object.values(heapSpaces).reduce((sum, size) => sum + size, 0)
+  const young = space('new_space') + space('new_large_object_space')
+  const old = space('old_space') + space('large_object_space')
+  return `at its highest sample ${mb(rss)}: ${mb(parts.anon)} anonymous, of which V8's young generation ${mb(young)}, old generation ${mb(old)}, its other spaces (code, maps, read-only) ${mb(v8 - young - old)}, buffers outside V8's heap ${mb(external)} and the rest ${mb(parts.anon - v8 - external)} (native: SQLite's caches, Node, the allocator's free memory)`
 }
 
 /**
@@ -129,8 +151,8 @@ export async function startServer (scenario: string, env: Record<string, string>
       if (exited) return
       const answer = reply('cpu', 10_000)
       child.send({ type: 'cpu' })
-      const { maxRss, rssParts } = await answer.catch(() => ({ maxRss: NaN, rssParts: undefined }))
-      peakRss.set(setup.join(' '), { peak: maxRss, atStop: rssParts })
+      const { maxRss, rssParts, atPeak } = await answer.catch(() => ({ maxRss: NaN, rssParts: undefined, atPeak: undefined }))
+      peakRss.set(setup.join(' '), { peak: maxRss, atStop: rssParts, atPeak })
       child.send({ type: 'stop' })
       const timer = setTimeout(() => { if (!exited) child.kill('SIGKILL') }, 10_000)
       await exit
@@ -256,7 +278,7 @@ export async function load (options: LoadOptions): Promise<LoadResult> {
   const duration = options.duration ?? DURATION
   if (WARMUP > 0 && options.noWarmup !== true) await once(options, WARMUP, options.amount?.(WARMUP))
   await options.beforeMeasure?.()
-  const profileFile = PROFILE_DIR === undefined || options.server === undefined || options.profile === undefined ? undefined : join(PROFILE_DIR, `${options.profile}.cpuprofile`)
+  const profileFile = PROFILE_DIR === undefined || options.server === undefined || options.profile === undefined ? undefined : join(PROFILE_DIR, `${options.profile}.${PROFILE_KIND}`)
   if (profileFile !== undefined) await options.server!.ask('profile-start')
   const before = await options.server?.ask<ServerCpu>('cpu')
   const result = await once(options, duration, options.amount?.(duration))

@@ -1,7 +1,8 @@
 // Where a bench server's CPU went during one measured run: reads the .cpuprofile files that
 // BENCH_PROFILE=dir made (test/bench/common.ts) and prints, for each, the share of samples by
 // where the code lives (the plugin's own files, each dependency, Node itself, GC, idle) and the
-// functions with the most self time.
+// functions with the most self time; and for the .heapprofile files of BENCH_HEAP_PROFILE=1, the
+// bytes allocated, by place and by function.
 //   npx tsx test/bench/profile-summary.mjs /tmp/prof/*.cpuprofile [--top 25]
 import { readFileSync } from 'node:fs'
 import { basename } from 'node:path'
@@ -49,4 +50,34 @@ function summary (file) {
   }
 }
 
-for (const file of args) summary(file)
+/**
+ * A .heapprofile (BENCH_HEAP_PROFILE=1): the bytes allocated during the measured run, by where the
+ * allocating code lives and by function (sampled: each sample stands for about its interval's bytes).
+ */
+function heapSummary (file) {
+  const { head } = JSON.parse(readFileSync(file, 'utf8'))
+  const byPlace = new Map()
+  const byFunction = new Map()
+  let total = 0
+  const visit = (node) => {
+    if (node.selfSize > 0) {
+      const place = placeOf(node.callFrame)
+      const name = `${node.callFrame.functionName || '(anonymous)'} ${place}${node.callFrame.url === '' ? '' : `:${node.callFrame.lineNumber + 1}`}`
+      byPlace.set(place, (byPlace.get(place) ?? 0) + node.selfSize)
+      byFunction.set(name, (byFunction.get(name) ?? 0) + node.selfSize)
+      total += node.selfSize
+    }
+    for (const child of node.children) visit(child)
+  }
+  visit(head)
+  const share = (bytes) => `${(100 * bytes / total).toFixed(1).padStart(5)} %`
+  console.log(`\n${basename(file)}: ${(total / 2 ** 20).toFixed(0)} MB allocated (sampled)`)
+  console.log('  by place:')
+  for (const [place, bytes] of [...byPlace].sort((a, b) => b[1] - a[1])) {
+    if (bytes / total >= 0.005) console.log(`    ${share(bytes)}  ${place}`)
+  }
+  console.log(`  top ${TOP} functions by bytes allocated:`)
+  for (const [name, bytes] of [...byFunction].sort((a, b) => b[1] - a[1]).slice(0, TOP)) console.log(`    ${share(bytes)}  ${name}`)
+}
+
+for (const file of args) file.endsWith('.heapprofile') ? heapSummary(file) : summary(file)

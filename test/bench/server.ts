@@ -18,13 +18,14 @@ import { randomBytes } from 'node:crypto'
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { Session } from 'node:inspector/promises'
 import { tmpdir } from 'node:os'
+import { getHeapSpaceStatistics } from 'node:v8'
 import { join } from 'node:path'
 import { randomUUID } from 'node:crypto'
 import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify'
 import { createSigner, createVerifier } from 'fast-jwt'
 import secureLogin, { purgeExpired, startSqliteCheckpoints, type SecureLoginDatabase, type SmsMessage } from '../../lib/index.js'
 import { createStore } from '../../lib/store/index.js'
-import type { RssParts, SqliteTime } from './common.js'
+import type { MemoryAtPeak, RssParts, SqliteTime } from './common.js'
 
 const scenario = process.argv[2] ?? 'bare'
 const SECRET = randomBytes(48).toString('base64')
@@ -113,6 +114,22 @@ function rssParts (): RssParts | undefined {
     return undefined
   }
 }
+
+/**
+ * What the resident set held at its highest sample (every 100 ms): maxRSS gives the peak alone, and
+ * the parts at the stop may no longer show what made it (V8's heap shrinks after the load ends).
+ */
+let atPeak: MemoryAtPeak | undefined
+const peakSampler = setInterval(() => {
+  const parts = rssParts()
+  if (parts === undefined) return clearInterval(peakSampler)
+  const total = parts.anon + parts.file + parts.shmem
+  if (atPeak !== undefined && total <= atPeak.rss) return
+  const spaces = Object.fromEntries(getHeapSpaceStatistics().map((space) => [space.space_name, space.physical_space_size]))
+  const { external, arrayBuffers } = process.memoryUsage()
+  atPeak = { rss: total, parts, heapSpaces: spaces, external, arrayBuffers }
+}, 100)
+peakSampler.unref()
 
 /** Wall time spent inside better-sqlite3 so far (µs): its commits apart from everything else it ran. */
 const inSqlite: SqliteTime = { statements: 0, commits: 0, calls: 0 }
@@ -319,12 +336,23 @@ async function stats (): Promise<Record<string, unknown>> {
   return { rss, heapUsed, cpuMicros: cpu.user + cpu.system, rows: await countRows?.() }
 }
 
-/** A CPU profile of one measured run (BENCH_PROFILE, see test/bench/common.ts), through the inspector. */
+/**
+ * A CPU profile of one measured run (BENCH_PROFILE, see test/bench/common.ts), through the
+ * inspector; with BENCH_HEAP_PROFILE=1 a sampled profile of what it allocated instead, the objects
+ * the garbage collector has already freed included (most of a request's objects die young).
+ */
+const heapProfile = process.env.BENCH_HEAP_PROFILE === '1'
 const profiler = {
   session: undefined as Session | undefined,
   async start (): Promise<void> {
     this.session = new Session()
     this.session.connect()
+    if (heapProfile) {
+      await this.session.post('HeapProfiler.enable')
+      // node:inspector's types lag the protocol: these two flags exist in Node 20's V8.
+      await this.session.post('HeapProfiler.startSampling', { samplingInterval: 1024, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true } as { samplingInterval: number })
+      return
+    }
     await this.session.post('Profiler.enable')
     // 100 µs: a sign-in step takes a few hundred, so each request shows in a few samples.
     await this.session.post('Profiler.setSamplingInterval', { interval: 100 })
@@ -332,7 +360,7 @@ const profiler = {
   },
   async stop (file: string): Promise<void> {
     if (this.session === undefined) return
-    const { profile } = await this.session.post('Profiler.stop')
+    const { profile } = heapProfile ? await this.session.post('HeapProfiler.stopSampling') : await this.session.post('Profiler.stop')
     this.session.disconnect()
     this.session = undefined
     writeFileSync(file, JSON.stringify(profile))
@@ -357,7 +385,7 @@ async function main (): Promise<Record<string, unknown>> {
     if (message.type === 'cpu') {
       const usage = process.cpuUsage()
       const breakdown = process.env.BENCH_BREAKDOWN === '1' ? { inSqlite, mainThreadMicros: mainThreadMicros() } : {}
-      send({ type: 'cpu', micros: usage.user + usage.system, maxRss: process.resourceUsage().maxRSS * 1024, rssParts: rssParts(), ...breakdown })
+      send({ type: 'cpu', micros: usage.user + usage.system, maxRss: process.resourceUsage().maxRSS * 1024, rssParts: rssParts(), atPeak, ...breakdown })
     }
   })
   process.on('disconnect', () => { void stop() })
