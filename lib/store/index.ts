@@ -92,12 +92,20 @@ export function createStore (database: SecureLoginDatabase, dialect: 'sqlite' | 
     const take = prepared.takeRateLimit() as unknown as SyncStatement
     return counters.findIndex((counter) => take.all(takeValues(counter, now)).length === 0)
   }
+  // better-sqlite3: runs `run` in a transaction of its own (a savepoint inside a unit of work),
+  // rolled back when it throws. better-sqlite3's transaction function, made once: drizzle's
+  // transaction() makes a new one, with its four variants, on every call.
+  let nativeTransaction: ((run: () => void) => void) | undefined
+  const inTransactionSync = (run: () => void): void => {
+    nativeTransaction ??= (database as unknown as { $client: SyncTransactions }).$client.transaction((work: () => void) => work())
+    nativeTransaction(run)
+  }
   // better-sqlite3: `work` in one transaction (a savepoint inside a unit of work), rolled back when
   // the index of the full counter it answers is not -1.
   const allOrNothingSync = <T>(work: () => T, fullOf: (answer: T) => number): T => {
     let answer!: T
     try {
-      (database as unknown as SqliteDatabase).transaction(() => {
+      inTransactionSync(() => {
         answer = work()
         if (fullOf(answer) !== -1) throw new RollBack()
       })
@@ -605,7 +613,9 @@ export function createStore (database: SecureLoginDatabase, dialect: 'sqlite' | 
         // better-sqlite3 runs the statements synchronously: nothing else runs in between either.
         const consume = prepared.consumeChallenge() as unknown as SyncStatement
         const create = prepared.createSession() as unknown as SyncStatement
-        return sqlite.transaction(() => consume.all(values).length === 0 ? undefined : create.all(values)[0] as Session)
+        let session: Session | undefined
+        inTransactionSync(() => { session = consume.all(values).length === 0 ? undefined : create.all(values)[0] as Session })
+        return session
       }
       // An asynchronous SQLite driver (libSQL): a transaction of its own.
       return sqlite.transaction(async () => {
@@ -838,4 +848,7 @@ export interface Device { userAgent: string | null, ip: string | null }
 class RollBack extends Error {}
 
 interface SyncStatement { all: (values: Record<string, unknown>) => unknown[] }
+
+/** better-sqlite3's `transaction`: wraps a function so that each call runs in BEGIN … COMMIT, or in a savepoint when a transaction is open. */
+interface SyncTransactions { transaction: <Args extends unknown[], Result>(run: (...args: Args) => Result) => (...args: Args) => Result }
 interface SqliteDatabase { resultKind: 'sync' | 'async', transaction: <T>(run: () => T) => T }
