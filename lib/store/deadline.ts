@@ -28,11 +28,7 @@ export function withDeadline<Store extends AsyncMethods> (store: Store, timeoutM
     // own statements (BEGIN IMMEDIATE on a file another process holds locked, a COMMIT on a full
     // disk) are turned like the others'; what the work throws is already turned, or is not the
     // database's (a unit awaits nothing but the store).
-    if (UNBOUNDED.has(name)) {
-      bounded[name] = (...args: never[]) => method.apply(bounded, args).then(undefined, turnUnavailable)
-      continue
-    }
-    if (synchronous) {
+    if (UNBOUNDED.has(name) || synchronous) {
       bounded[name] = (...args: never[]) => method.apply(bounded, args).then(undefined, turnUnavailable)
       continue
     }
