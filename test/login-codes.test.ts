@@ -162,8 +162,9 @@ for (const dialect of dialects) {
 
     // The code was sent earlier: moved back in the database (the send reads the system clock).
     const sentAgo = (ms: number) => database.query('UPDATE securelogin_otp_challenges SET sent_at = $1 WHERE phone = $2', [dialect === 'sqlite' ? Date.now() - ms : new Date(Date.now() - ms), phone])
-    // 10 s and the moments until the send reads the clock (up to 1 s on a busy machine).
-    await sentAgo(10_000)
+    // 10.001 s and the moments until the send reads the clock: 19.999 s or a little less left,
+    // which rounds up to 20 for any delay under 999 ms, and down would always give 19.
+    await sentAgo(10_001)
     const tooSoon = await sendLoginCode(ctx, { phone, request }).then(() => undefined, (error: { code?: string, retryAfter?: number }) => error)
     t.match(tooSoon, { code: 'SECURELOGIN_OTP_RESEND_TOO_SOON', retryAfter: 20 }, 'just over 10 s into a 30 s cooldown: 20 s to wait, rounded up')
     t.equal(sent.length, 1, 'and nothing sent')

@@ -94,7 +94,7 @@ for (const dialect of dialects) {
     t.test('an expired access token is refused with its own code', async (t) => {
       // 3 s: exp is whole seconds (iat rounded down), so a 1 s token signed in a second's last
       // milliseconds could expire before its first use.
-      const test = await buildApp(t, dialect, { jwt: { accessTokenTtl: '3s' } })
+      const test = await buildApp(t, dialect, { jwt: { accessTokenTtl: 3 } })
       const { access_token: token } = await signIn(test, testPhone())
       t.equal((await me(test, token)).statusCode, 200)
       const { exp } = claims(token) as { exp: number }

@@ -7,7 +7,7 @@ import secureLogin, { migrate, type SecureLoginOptions } from '../lib/index.js'
 import { withDeadline } from '../lib/store/deadline.js'
 import { createStore } from '../lib/store/index.js'
 import { createUnitOfWork, type UnitOfWorkMisuse } from '../lib/store/unit-of-work.js'
-import { buildApp, createOutbox, createTestDatabase, dialects, post, TEST_SECRET, testPhone } from './helper.js'
+import { buildApp, caught, createOutbox, createTestDatabase, dialects, post, TEST_SECRET, testPhone } from './helper.js'
 
 // store.unitOfWork (lib/store/unit-of-work.ts): on better-sqlite3 a request's writes are committed
 // together, and only grouped: nothing is rolled back, and every unit's writes are committed by the
@@ -118,6 +118,18 @@ t.test('a unit of work is not bounded by dbTimeout as a whole: each store call i
   const answers = await store.unitOfWork(async () => [await store.slowCall(), await store.slowCall(), await store.slowCall()])
   t.same(answers, ['answered', 'answered', 'answered'], 'no 503 for a request whose every call was in time')
   await t.rejects(withDeadline({ lateCall: async () => { await delay(150) } }, 100).lateCall(), { code: 'SECURELOGIN_UNAVAILABLE' }, 'while a single call past dbTimeout still answers 503')
+})
+
+t.test('a unit of work: a failure of its own statements answers 503, what its work throws goes out as it is', async (t) => {
+  // A unit awaits nothing but the store; were it ever to await something else, a socket error of
+  // that (a vendor's reset) must not pass for the database's.
+  const vendorReset = Object.assign(new Error('socket hang up'), { code: 'ECONNRESET' })
+  const store = withDeadline({ unitOfWork: async <T>(work: () => Promise<T>) => work() }, 100)
+  t.equal(await caught(store.unitOfWork(async () => { throw vendorReset })), vendorReset, "the work's error, not a 503")
+  // The unit's BEGIN IMMEDIATE on a file another process holds locked.
+  const busy = Object.assign(new Error('database is locked'), { code: 'SQLITE_BUSY' })
+  const locked = withDeadline({ unitOfWork: async <T>(_work: () => Promise<T>): Promise<T> => { throw busy } }, 100)
+  t.match(await caught(locked.unitOfWork(async () => 'unreached')), { code: 'SECURELOGIN_UNAVAILABLE', statusCode: 503, cause: busy }, "the unit's own failure: 503")
 })
 
 /**

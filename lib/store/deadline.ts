@@ -26,10 +26,26 @@ export function withDeadline<Store extends AsyncMethods> (store: Store, timeoutM
     // A unit of work runs other store calls, each bounded on its own: bounding their sum would
     // answer 503 for a request whose every call was in time, and leave the work running on. Its
     // own statements (BEGIN IMMEDIATE on a file another process holds locked, a COMMIT on a full
-    // disk) are turned like the others'; what the work throws is already turned, or is not the
-    // database's (a unit awaits nothing but the store).
-    if (UNBOUNDED.has(name) || synchronous) {
-      bounded[name] = (...args: never[]) => method.apply(bounded, args).then(undefined, turnUnavailable)
+    // disk) are turned like the others'; what the work throws goes out as it is (its store calls'
+    // errors are turned already, and anything else is not the database's, whatever its code).
+    if (UNBOUNDED.has(name)) {
+      bounded[name] = (work: () => Promise<unknown>) => {
+        let thrown: unknown = NOT_THROWN
+        const watched = async () => {
+          try {
+            return await work()
+          } catch (error) {
+            thrown = error
+            throw error
+          }
+        }
+        return (method as (work: () => Promise<unknown>) => Promise<unknown>).call(bounded, watched)
+          .then(undefined, (error: unknown) => { throw error === thrown ? error : turnedUnavailable(error) })
+      }
+      continue
+    }
+    if (synchronous) {
+      bounded[name] = (...args: never[]) => method.apply(bounded, args).then(undefined, (error: unknown) => { throw turnedUnavailable(error) })
       continue
     }
     bounded[name] = (...args: never[]) => new Promise((resolve, reject) => {
@@ -46,8 +62,12 @@ export function withDeadline<Store extends AsyncMethods> (store: Store, timeoutM
   return bounded as Store
 }
 
-function turnUnavailable (error: unknown): never {
-  throw isDatabaseUnavailable(error) ? unavailable(error) : error
+/** What a unit's work has not thrown: any value the work could throw, undefined included, differs from it. */
+const NOT_THROWN = Symbol('not thrown')
+
+/** The 503 of a database that cannot serve now, or the error as it is. */
+function turnedUnavailable (error: unknown): unknown {
+  return isDatabaseUnavailable(error) ? unavailable(error) : error
 }
 
 function unavailable (cause: unknown): Error {

@@ -95,9 +95,10 @@ export function createStore (database: SecureLoginDatabase, dialect: 'sqlite' | 
   // better-sqlite3: runs `run` in a transaction of its own (a savepoint inside a unit of work),
   // rolled back when it throws. better-sqlite3's transaction function, made once: drizzle's
   // transaction() makes a new one, with its four variants, on every call.
+  // Other synchronous drivers (sql.js) keep drizzle's.
   let nativeTransaction: ((run: () => void) => void) | undefined
   const inTransactionSync = (run: () => void): void => {
-    nativeTransaction ??= (database as unknown as { $client: SyncTransactions }).$client.transaction((work: () => void) => work())
+    nativeTransaction ??= nativeTransactionOf(database) ?? ((work) => { (database as unknown as SqliteDatabase).transaction(work) })
     nativeTransaction(run)
   }
   // better-sqlite3: `work` in one transaction (a savepoint inside a unit of work), rolled back when
@@ -850,5 +851,12 @@ class RollBack extends Error {}
 interface SyncStatement { all: (values: Record<string, unknown>) => unknown[] }
 
 /** better-sqlite3's `transaction`: wraps a function so that each call runs in BEGIN … COMMIT, or in a savepoint when a transaction is open. */
-interface SyncTransactions { transaction: <Args extends unknown[], Result>(run: (...args: Args) => Result) => (...args: Args) => Result }
+interface SyncTransactions { inTransaction: boolean, transaction: <Args extends unknown[], Result>(run: (...args: Args) => Result) => (...args: Args) => Result }
+
+/** A transaction function of the database's better-sqlite3 connection, made once; undefined for another driver. */
+function nativeTransactionOf (database: unknown): ((run: () => void) => void) | undefined {
+  const client = (database as { $client?: Partial<SyncTransactions> }).$client
+  if (typeof client?.inTransaction !== 'boolean' || typeof client.transaction !== 'function') return undefined
+  return client.transaction((work: () => void) => work())
+}
 interface SqliteDatabase { resultKind: 'sync' | 'async', transaction: <T>(run: () => T) => T }
