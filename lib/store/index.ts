@@ -126,10 +126,11 @@ export function createStore (database: SecureLoginDatabase, dialect: 'sqlite' | 
   // it while a verify is on its way must not leave a live session behind. On PostgreSQL the account
   // row is locked (FOR SHARE) until the session is in, so setStatus and deleteAccount, which update
   // that row first, wait for it and then end the new session too, or make this find no active account.
-  const accountActive = sql`exists (select 1 from ${users} where ${users.id} = ${p('userId')} and ${users.status} = 'active'${dialect === 'postgres' ? sql` for share` : sql``})`
+  const activeAccount = (lock: SQL) => sql`exists (select 1 from ${users} where ${users.id} = ${p('userId')} and ${users.status} = 'active'${lock})`
+  const accountActive = activeAccount(dialect === 'postgres' ? sql` for share` : sql``)
   // A refresh only checks: disabling and deleting end the account's sessions in the same
   // transaction, so this only guards against a session that got past them some other way.
-  const accountStillActive = sql`exists (select 1 from ${users} where ${users.id} = ${p('userId')} and ${users.status} = 'active')`
+  const accountStillActive = activeAccount(sql``)
   // One attempt at the open challenge of a number: counted before the code is compared.
   const attemptOf = () => db.update(otpChallenges)
     .set({ attempts: sql`${otpChallenges.attempts} + 1` })
