@@ -1,6 +1,6 @@
 import t from 'tap'
 import type { SecureLoginEvent } from '../lib/index.js'
-import { buildApp, dialects, post, signIn, testPhone } from './helper.js'
+import { buildApp, dialects, post, signIn, testPhone, waitFor } from './helper.js'
 
 // onEvent: an audit trail of every sign-in step, handed over after the action and never on the
 // request's path.
@@ -12,8 +12,7 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
  * Handed over after the action, an event may follow the answer by a database round trip or more.
  */
 async function settle (arrived: () => boolean): Promise<void> {
-  const deadline = Date.now() + 5_000
-  while (!arrived() && Date.now() < deadline) await sleep(10)
+  await waitFor(arrived, 5_000)
   await sleep(20)
 }
 const has = (events: SecureLoginEvent[], type: SecureLoginEvent['type']) => () => events.some((event) => event.type === type)

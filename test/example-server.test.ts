@@ -5,6 +5,7 @@ import { join } from 'node:path'
 import t from 'tap'
 import { jwtSecretFromEnv } from '../example-server/config.js'
 import { smsProviderFromEnv } from '../example-server/sms.js'
+import { waitFor } from './helper.js'
 
 t.test('npm run example: the README curl session works end to end on SQLite with the console provider', async (t) => {
   const dir = t.testdir()
@@ -42,7 +43,7 @@ t.test('npm run example: the README curl session works end to end on SQLite with
   t.same(login, { status: 200, body: { phone, userid: register.body.userid } })
   // The code is sent after /login answers: wait for its line (at most 10 s).
   const codeLine = /\[sms to \+14155550123\] (\d{6}) is your login code/
-  for (const deadline = Date.now() + 10_000; !codeLine.test(output) && Date.now() < deadline;) await new Promise((resolve) => setTimeout(resolve, 20))
+  await waitFor(() => codeLine.test(output), 10_000)
   const line = codeLine.exec(output)
   t.ok(line, 'the console provider printed the code')
   const verify = await call('/verify_sms', { userid: register.body.userid, phone, token: line?.[1] })

@@ -197,6 +197,13 @@ export async function lockWaited (query: (text: string) => Promise<Array<Record<
   return waiting()
 }
 
+/** Waits until `condition` holds, checking every 20 ms, for at most `ms`; answers whether it held. */
+export async function waitFor (condition: () => boolean, ms: number): Promise<boolean> {
+  const until = Date.now() + ms
+  while (!condition() && Date.now() < until) await new Promise((resolve) => setTimeout(resolve, 20))
+  return condition()
+}
+
 /** A TCP port free on 127.0.0.1 right now, for a server the test starts in another process. */
 export async function freePort (): Promise<number> {
   const server = createServer().listen(0, '127.0.0.1')

@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url'
 import pg from 'pg'
 import t, { type Test } from 'tap'
 import type { InstanceConfig } from './fixtures/instance-server.js'
-import { dropDatabase, postgresUrl, TEST_SECRET } from './helper.js'
+import { dropDatabase, postgresUrl, TEST_SECRET, waitFor } from './helper.js'
 
 // Copied from test/db-faults.test.ts: these tests need a real PostgreSQL server (several processes
 // cannot share a PGlite), which CI always has. A new object per test: tap writes into the options
@@ -415,7 +415,7 @@ t.test('PostgreSQL: every rate limit counts requests across both instances', nee
       ['A 200', 'B 200', 'A 200', `B ${RATE_LIMITED}`, `A ${RATE_LIMITED}`])
     // Codes go out after /login answers, and arrive here over IPC: wait for the third (at most
     // 10 s), then a little longer, so that a fourth would show.
-    for (const deadline = Date.now() + 10_000; outbox.sentTo(phone).length < 3 && Date.now() < deadline;) await sleep(20)
+    await waitFor(() => outbox.sentTo(phone).length >= 3, 10_000)
     await sleep(200)
     t.same(outbox.sentTo(phone).map((sms) => sms.from).sort(), ['A', 'A', 'B'], 'three codes were sent, one per allowed request')
   })

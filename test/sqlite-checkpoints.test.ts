@@ -3,6 +3,7 @@ import { join } from 'node:path'
 import Database from 'better-sqlite3'
 import t from 'tap'
 import { startSqliteCheckpoints } from '../lib/index.js'
+import { waitFor } from './helper.js'
 
 // startSqliteCheckpoints (lib/db/sqlite-checkpoints.ts): a WAL database's checkpoints run in a
 // worker thread instead of inside the app's commits. What shows it from outside: the app's
@@ -24,11 +25,6 @@ function walDatabase (t: Tap) {
   return { file, connection, write, size: () => statSync(file).size }
 }
 
-const waitFor = async (condition: () => boolean, ms: number) => {
-  const until = Date.now() + ms
-  while (!condition() && Date.now() < until) await new Promise((resolve) => setTimeout(resolve, 20))
-  return condition()
-}
 
 t.test('the app\'s commits no longer checkpoint; the worker copies the log into the database file', async (t) => {
   const { connection, write, size } = walDatabase(t)
