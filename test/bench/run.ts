@@ -1,4 +1,5 @@
-// `npm run bench`: every benchmark in one run, ratios against the bare Fastify baseline of this run.
+// `npm run bench`: every benchmark in one run (GET / in http.ts, the sign-in steps in signin.ts, bare
+// Fastify at a sign-in step's pace in paced.ts, micro.ts), ratios against the bare Fastify baseline of this run.
 //   BENCH_PG=0                skip PostgreSQL (skipped anyway when BENCH_PG_URL does not answer)
 //   BENCH_PG_URL              default postgres://root@127.0.0.1:5432/test (a scratch database is created and dropped)
 //   BENCH_DURATION / BENCH_WARMUP                 seconds per sign-in step / warm-up (4 / 1)
@@ -26,6 +27,7 @@ const { formatTable, loadNote, peakRssNote } = await import('./common.js')
 const { httpBench, httpSummary } = await import('./http.js')
 const { formatMicro, microBench } = await import('./micro.js')
 const { postgresReachable, signinBench, signinSummary } = await import('./signin.js')
+const { pacedBench } = await import('./paced.js')
 type Row = import('./common.js').Row
 
 const started = Date.now()
@@ -61,6 +63,9 @@ if (await postgresReachable()) {
 } else {
   console.log('PostgreSQL not reachable (or BENCH_PG=0): its sign-in steps are skipped.\n')
 }
+const paced = await pacedBench()
+rows.push(...paced)
+phase('paced')
 console.log(formatTable(rows, http.baseline))
 console.log(`\n${httpSummary()} ${signinSummary()} Ratios: req/s over the bare baseline's median req/s (${Math.round(http.baseline)}).`)
 // A known cost first: HMAC-SHA256 on every request must come out clearly below bare Fastify.
@@ -75,6 +80,8 @@ if (auth?.cpu !== undefined && jwt?.cpu !== undefined) {
   console.log(`Server CPU per request: authenticate ${auth.cpu.toFixed(0)} µs vs bare cached fast-jwt ${jwt.cpu.toFixed(0)} µs vs no auth ${http.baselineCpu.toFixed(0)} µs.`)
 }
 
+const pacedCpu = paced.filter((row) => row.cpu !== undefined).map((row) => `${(row.cpu! - Number(row.name.split(' ')[0])).toFixed(0)} µs (${row.name})`)
+if (pacedCpu.length > 0) console.log(`Bare Fastify's HTTP work, server CPU per request less the handler's busy time: ${pacedCpu.join(', ')}; a sign-in step's figure holds the same cost at its own pace.`)
 console.log(`Peak server RSS (each server process, its whole life): ${peakRssNote()}.`)
 
 console.log('\n' + formatMicro(await microBench()))

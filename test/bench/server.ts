@@ -1,5 +1,5 @@
 // One bench scenario's server, run in a child process by test/bench/common.ts (`fork`, IPC):
-//   bare             GET / → small JSON
+//   bare             GET / → small JSON; POST /work?us=n → the same after n µs of busy work
 //   jwt-cache        the same with a bare fast-jwt HS256 check in a preHandler, verifier cache as lib/tokens.ts
 //   jwt-nocache      the same without the verifier cache
 //   authenticate     the same with `preHandler: app.authenticate` (plugin on a SQLite file, WAL)
@@ -272,6 +272,14 @@ async function housekeeping (): Promise<Record<string, unknown>> {
 
 type Outbox = Array<{ phone: string, code: string }>
 
+/** POST /work of the bare server: a body, query and answer the size of login's. */
+const WORK_SCHEMA = {
+  querystring: { type: 'object', properties: { us: { type: 'integer', minimum: 0, maximum: 100_000 } }, required: ['us'] },
+  body: { type: 'object', properties: { phone: { type: 'string', maxLength: 32 } }, required: ['phone'] },
+  response: { 200: { type: 'object', properties: { phone: { type: 'string' }, userid: { type: 'string' } } } },
+}
+const WORK_USERID = randomUUID()
+
 /** An SMS provider that keeps `{ phone, code }` in memory, for the parent to read over IPC. */
 function memorySms (sent: Outbox) {
   return { name: 'bench', async send (message: SmsMessage) { sent.push({ phone: message.to, code: message.code }) } }
@@ -396,6 +404,14 @@ async function main (): Promise<Record<string, unknown>> {
   switch (scenario) {
     case 'bare': {
       app = Fastify({ logger: false })
+      app.post('/work', { schema: WORK_SCHEMA }, async (request) => {
+        const { us } = request.query as { us: number }
+        // Busy for `us` µs, as a sign-in step is busy with its own work: what bare Fastify's HTTP
+        // costs at that pace (test/bench/paced.ts).
+        const end = performance.now() + us / 1000
+        while (performance.now() < end);
+        return { phone: (request.body as { phone: string }).phone, userid: WORK_USERID }
+      })
       break
     }
     case 'jwt-cache':
