@@ -135,9 +135,15 @@ export async function startServer (scenario: string, env: Record<string, string>
     await exit
     throw new Error(`bench server ${scenario}: ${ready.error}`)
   }
-  // What this server is (`signin-sqlite NORMAL worker 10000 accounts`): names its profiles and its peak RSS.
+  // What this server is (`signin-sqlite NORMAL worker 10000 accounts`, `signin-postgres named`,
+  // `bare paced`): names its profiles and its peak RSS, so no two servers of a run share a name.
+  // BENCH_LABEL: a word more, for a second server of one scenario (its server ignores it).
   const setting = (name: string) => env[name] ?? process.env[name]
-  const setup = [scenario, setting('BENCH_SQLITE_SYNC'), setting('BENCH_SQLITE_CHECKPOINTS'), env.BENCH_SCALE === undefined ? undefined : `${env.BENCH_SCALE} accounts`].filter(Boolean)
+  const setup = [
+    scenario, env.BENCH_LABEL, setting('BENCH_SQLITE_SYNC'), setting('BENCH_SQLITE_CHECKPOINTS'),
+    scenario.endsWith('postgres') && setting('BENCH_PG_NAMED') === '1' ? 'named' : undefined,
+    env.BENCH_SCALE === undefined ? undefined : `${env.BENCH_SCALE} accounts`,
+  ].filter(Boolean)
   return {
     port: ready.port,
     name: setup.join('-').replaceAll(' ', '-'),

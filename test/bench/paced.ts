@@ -14,7 +14,7 @@ import { SIGNIN_CONNECTIONS } from './signin.js'
 export const PACES = [0, 150, 300]
 
 export async function pacedBench (): Promise<Row[]> {
-  const server = await startServer('bare')
+  const server = await startServer('bare', { BENCH_LABEL: 'paced' })
   try {
     const rows: Row[] = []
     for (const us of PACES) {
