@@ -39,7 +39,7 @@ export interface Row {
 
 export interface ServerHandle {
   port: number
-  /** Its scenario, SQLite settings and scale, e.g. `signin-sqlite-NORMAL-worker`: names its profiles. */
+  /** Its scenario, label, SQLite settings, named statements and scale, e.g. `signin-sqlite-NORMAL-worker`, `bare-paced`: names its profiles. */
   name: string
   info: Record<string, unknown>
   /** Sends a message and resolves with the child's reply of the same type. */
@@ -323,7 +323,7 @@ export function formatTable (rows: Row[], baseline: number | undefined): string 
       row.group,
       row.name,
       Math.round(row.rps).toLocaleString('en-US'),
-      ratio === undefined ? '-' : `${ratio.toFixed(2)}x`,
+      ratio === undefined || Number.isNaN(ratio) ? '-' : `${ratio.toFixed(2)}x`,
       String(row.p50),
       String(row.p99),
       row.cpu === undefined ? '-' : row.cpu.toFixed(0),
