@@ -84,9 +84,12 @@ const pacedHttp = paced.filter((row) => row.http !== undefined).map((row) => `${
 if (pacedHttp.length > 0) {
   console.log(`Bare Fastify's HTTP (POST /work: CPU per request less the handler's µs of CPU): ${pacedHttp.join(', ')}.`)
   // Each sign-in step less that HTTP at its own pace: the plugin's own work.
-  const own = rows.filter((row) => row.group.startsWith('sign-in') && row.cpu !== undefined)
-    .map((row) => `${row.group.replace(/^sign-in, /, '')} ${row.name.replace('POST /', '')} ${ownWork(row.cpu!, paced)?.toFixed(0) ?? '?'}`)
-  console.log(`Sign-in steps less that HTTP at their own pace (µs): ${own.join('; ')}.`)
+  const own = new Map<string, string[]>()
+  for (const row of rows.filter((each) => each.group.startsWith('sign-in') && each.cpu !== undefined)) {
+    const group = row.group.replace(/^sign-in, /, '')
+    own.set(group, [...(own.get(group) ?? []), `${row.name.replace('POST /', '')} ${ownWork(row.cpu!, paced)?.toFixed(0) ?? '?'}`])
+  }
+  console.log(`Sign-in steps less that HTTP at their own pace, µs: ${[...own].map(([group, steps]) => `${group}: ${steps.join(', ')}`).join('; ')}.`)
 }
 console.log(`Peak server RSS (each server process, its whole life): ${peakRssNote()}.`)
 
