@@ -53,8 +53,20 @@ export function cookieToken (request: FastifyRequest, cookies: CookieOptions | u
   if (!usesCookies(request, cookies)) return undefined
   // Two cookies of one name: another subdomain or path planted one (cookie tossing), and the
   // parser would take whichever comes first. Take neither rather than the attacker's session.
-  if (request.headers.cookie?.split(';').filter((pair) => pair.trimStart().startsWith(`${name}=`)).length !== 1) return undefined
+  if (cookieNames(request.headers.cookie ?? '').filter((each) => each === name).length !== 1) return undefined
   return (request as CookieRequest).cookies?.[name]
+}
+
+/**
+ * The names in a Cookie header as @fastify/cookie's parser (cookie@2) reads them: each `;`-separated
+ * pair's text before its first `=`, without the spaces and tabs around it (`name =x` is `name`).
+ * Pairs without `=` are no cookie.
+ */
+function cookieNames (header: string): string[] {
+  return header.split(';').flatMap((pair) => {
+    const equals = pair.indexOf('=')
+    return equals === -1 ? [] : [pair.slice(0, equals).replace(/^[ \t]+|[ \t]+$/g, '')]
+  })
 }
 
 function attributes (cookies: CookieOptions, path: string, maxAgeSeconds: number) {

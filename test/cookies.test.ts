@@ -119,7 +119,16 @@ for (const dialect of dialects) {
     const phone = testPhone()
     const verify = await cookieSignIn(test, phone, await codeFor(test, phone))
     const refresh = verify.cookies.find((c) => c.name === 'securelogin_refresh')!.value
-    for (const cookie of [`securelogin_refresh=planted; securelogin_refresh=${refresh}`, `securelogin_refresh=${refresh}; securelogin_refresh=${refresh}`]) {
+    // The parser reads a name without the spaces and tabs around it (review 2026-12-05): a planted
+    // `securelogin_refresh =…` is the same name, and the one it would take.
+    const tossings = [
+      `securelogin_refresh=planted; securelogin_refresh=${refresh}`,
+      `securelogin_refresh=${refresh}; securelogin_refresh=${refresh}`,
+      `securelogin_refresh =planted; securelogin_refresh=${refresh}`,
+      `\tsecurelogin_refresh\t=planted;securelogin_refresh=${refresh}`,
+      `other; securelogin_refresh=planted; securelogin_refresh=${refresh}`,
+    ]
+    for (const cookie of tossings) {
       const tossed = await test.app.inject({ method: 'POST', url: '/api/auth/refresh', headers: { ...COOKIE_CLIENT, cookie } })
       t.equal(tossed.statusCode, 401, 'refused')
       t.equal(tossed.json().code, 'SECURELOGIN_TOKEN_MISSING')
