@@ -168,6 +168,17 @@ for (const dialect of dialects) {
       'a line separator': 'Ada\u2028Lovelace',
       'a private-use character': 'Ada\uE000',
       'only spaces': '   ',
+      // Blank or invisible though no control or format character (hostile review 2026-12-05).
+      'a Hangul filler': '\u3164',
+      'a Hangul filler after a name': 'admin\u3164',
+      'a Hangul choseong filler': 'Ada\u115F',
+      'a Hangul jungseong filler': '\u1160Ada',
+      'a halfwidth Hangul filler': 'Ada\uFFA0',
+      'a braille blank': '\u2800',
+      'a combining grapheme joiner': 'Ad\u034Fa',
+      'a variation selector after a letter': 'admin\uFE0F',
+      'two variation selectors after an emoji': '\u2764\uFE0F\uFE0F',
+      'a variation selector first': '\uFE0FAda',
     }
     for (const [name, username] of Object.entries(refused)) {
       const answer = await app.inject({ method: 'POST', url: '/api/auth/register', payload: { phone: testPhone(), username } })
@@ -186,6 +197,9 @@ for (const dialect of dialects) {
       ['\u{1F469}\u{1F3FD}\u200D\u{1F4BB}', '\u{1F469}\u{1F3FD}\u200D\u{1F4BB}'],
       ['\u{1F3F3}\uFE0F\u200D\u{1F308}', '\u{1F3F3}\uFE0F\u200D\u{1F308}'],
       ['\u0915\u094D\u200D\u0937', '\u0915\u094D\u200D\u0937'], // Devanagari: a ZWJ after a virama
+      ['Ada \u2764\uFE0F', 'Ada \u2764\uFE0F'], // emoji style
+      ['1\uFE0F\u20E3', '1\uFE0F\u20E3'], // a keycap
+      ['\u845B\u{E0100}\u98FE', '\u845B\u{E0100}\u98FE'], // a Han glyph variant (Japanese)
     ]
     for (const [given, stored] of cases) {
       const phone = testPhone()
