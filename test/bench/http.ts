@@ -6,8 +6,8 @@
 import { formatTable, isMain, load, loadNote, median, startServer, WARMUP, type Row, type ServerHandle } from './common.js'
 
 export const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 50)
-const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3)
-const ROUND_SECONDS = Number(process.env.BENCH_ROUND_SECONDS ?? 2)
+export const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3)
+export const ROUND_SECONDS = Number(process.env.BENCH_ROUND_SECONDS ?? 2)
 
 const CASES = [
   { scenario: 'bare', name: 'bare Fastify (baseline)', note: 'no preHandler' },

@@ -4,7 +4,8 @@
 // POST /work?us=n on the bare server spends n µs of CPU in its handler before it answers, as a
 // sign-in step spends its own: its CPU per request less n is bare Fastify's HTTP at that pace.
 // Run alone: npx tsx test/bench/paced.ts
-import { formatTable, isMain, load, startServer, type Row } from './common.js'
+import { formatTable, isMain, load, median, startServer, type Row } from './common.js'
+import { ROUND_SECONDS, ROUNDS } from './http.js'
 import { SIGNIN_CONNECTIONS } from './signin.js'
 
 /** CPU µs spent in the handler: none, then paces that bracket the sign-in steps' own work (about 120–350 µs). */
@@ -16,32 +17,46 @@ export interface PacedRow extends Row { busy: number, http: number | undefined }
 const BODY = JSON.stringify({ phone: '+14155550123' })
 const HEADERS = { 'content-type': 'application/json' }
 
+/**
+ * Each pace in interleaved rounds (the starting pace rotates), as GET / is measured: a minute of
+ * other load on the machine moves one round, not one pace; each pace reports its median round.
+ */
 export async function pacedBench (): Promise<PacedRow[]> {
   const server = await startServer('bare', { BENCH_LABEL: 'paced' })
   try {
-    const rows: PacedRow[] = []
     for (const busy of PACES) {
-      const path = `/work?us=${busy}`
-      const probe = await fetch(`http://127.0.0.1:${server.port}${path}`, { method: 'POST', headers: HEADERS, body: BODY })
-      if (probe.status !== 200) throw new Error(`POST ${path} answered ${probe.status}: ${await probe.text()}`)
-      const result = await load({ port: server.port, server, method: 'POST', path, body: BODY, headers: HEADERS, connections: SIGNIN_CONNECTIONS, profile: `${server.name}-${busy}` })
-      const http = result.cpu === undefined ? undefined : result.cpu - busy
-      rows.push({
+      const probe = await fetch(`http://127.0.0.1:${server.port}/work?us=${busy}`, { method: 'POST', headers: HEADERS, body: BODY })
+      if (probe.status !== 200) throw new Error(`POST /work?us=${busy} answered ${probe.status}: ${await probe.text()}`)
+    }
+    const runs = PACES.map(() => [] as Array<Awaited<ReturnType<typeof load>>>)
+    for (let round = 0; round < ROUNDS; round++) {
+      for (let k = 0; k < PACES.length; k++) {
+        const i = (k + round) % PACES.length
+        const busy = PACES[i]!
+        runs[i]!.push(await load({
+          port: server.port, server, method: 'POST', path: `/work?us=${busy}`, body: BODY, headers: HEADERS, connections: SIGNIN_CONNECTIONS, duration: ROUND_SECONDS, noWarmup: round > 0,
+          profile: round === ROUNDS - 1 ? `${server.name}-${busy}` : undefined,
+        }))
+      }
+    }
+    return PACES.map((busy, i): PacedRow => {
+      const cpu = median(runs[i]!.map((run) => run.cpu ?? NaN))
+      const http = Number.isNaN(cpu) ? undefined : cpu - busy
+      return {
         group: 'POST /work, bare Fastify',
         name: `${busy} µs of work a request`,
-        rps: result.rps,
+        rps: median(runs[i]!.map((run) => run.rps)),
         // Not comparable with GET /: the column is left empty.
         ratio: NaN,
-        p50: result.p50,
-        p99: result.p99,
-        cpu: result.cpu,
-        bad: result.bad,
+        p50: median(runs[i]!.map((run) => run.p50)),
+        p99: median(runs[i]!.map((run) => run.p99)),
+        cpu: Number.isNaN(cpu) ? undefined : cpu,
+        bad: runs[i]!.reduce((sum, run) => sum + run.bad, 0),
         note: `${busy} µs of CPU in the handler${http === undefined ? '' : `; HTTP ${http.toFixed(0)} µs`}`,
         busy,
         http,
-      })
-    }
-    return rows
+      }
+    })
   } finally {
     await server.stop()
   }

@@ -3,7 +3,7 @@
 //   BENCH_PG=0                skip PostgreSQL (skipped anyway when BENCH_PG_URL does not answer)
 //   BENCH_PG_URL              default postgres://root@127.0.0.1:5432/test (a scratch database is created and dropped)
 //   BENCH_DURATION / BENCH_WARMUP                 seconds per sign-in step / warm-up (4 / 1)
-//   BENCH_ROUNDS / BENCH_ROUND_SECONDS            GET / rounds and seconds per round (3 / 2)
+//   BENCH_ROUNDS / BENCH_ROUND_SECONDS            GET / and POST /work rounds and seconds per round (3 / 2)
 //   BENCH_CONNECTIONS / BENCH_SIGNIN_CONNECTIONS  (50 / 20)
 //   BENCH_SQLITE_SYNC=NORMAL  run SQLite under this `synchronous` only (by default: FULL, NORMAL, then
 //                             NORMAL with checkpoints in a worker thread); BENCH_SQLITE_CHECKPOINTS=worker with it
