@@ -18,16 +18,17 @@ const REFUSED = /[\p{Cc}\p{Cf}\p{Cs}\p{Co}\p{Zl}\p{Zp}\p{Default_Ignorable_Code_
 // or emoji, as Persian, Indic scripts and emoji sequences (👩‍💻) need. Anywhere else it hides.
 const JOINER_IN_WORD = /(?<=[\p{L}\p{M}\p{Extended_Pictographic}\p{Emoji_Modifier}])[\u200C\u200D](?=[\p{L}\p{M}\p{Extended_Pictographic}])/gu
 
-// The uses of a variation selector: text or emoji style right after an emoji (❤️, keycaps 1️⃣), and
-// a glyph variant right after a Han ideograph (Japanese names). After anything else, or a second
-// one in a row, it changes nothing one sees.
-const VARIATION_OF_BASE = /(?<=\p{Emoji})[\uFE0E\uFE0F]|(?<=\p{Ideographic})[\uFE00-\uFE0F\u{E0100}-\u{E01EF}]/gu
+// The uses of a variation selector: text or emoji style right after an emoji (❤️, keycaps 1️⃣), a
+// glyph variant right after a Han ideograph (Japanese names), and Mongolian's free variation
+// selectors after a Mongolian letter. After anything else, or a second one in a row, it changes
+// nothing one sees.
+const VARIATION_OF_BASE = /(?<=\p{Emoji})[\uFE0E\uFE0F]|(?<=\p{Ideographic})[\uFE00-\uFE0F\u{E0100}-\u{E01EF}]|(?<=\p{Script=Mongolian})[\u180B-\u180D\u180F]/gu
 
 /**
  * A username as stored: NFC, without surrounding white space. Throws 400 SECURELOGIN_BAD_REQUEST
  * when it is empty after that, longer than {@link USERNAME_MAX_LENGTH}, or holds a control,
  * format, surrogate, private-use, line-separator or invisible character (other than a joiner
- * inside a word and a variation selector after an emoji or ideograph).
+ * inside a word and a variation selector after an emoji, ideograph or Mongolian letter).
  */
 export function normalizeUsername (input: string): string {
   const username = input.normalize('NFC').trim()

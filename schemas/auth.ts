@@ -38,7 +38,7 @@ export const Username = Type.String({
   maxLength: USERNAME_MAX_LENGTH,
   // Control characters (NUL included) here; the route refuses the rest (lib/username.ts).
   pattern: '^[^\\u0000-\\u001F\\u007F-\\u009F]*$',
-  description: 'A display name, stored in Unicode NFC without surrounding white space. Control, invisible (zero-width, bidi, Hangul fillers and other default-ignorable characters, the braille blank), surrogate and private-use characters are refused, except a zero-width joiner or non-joiner inside a word or an emoji, and a variation selector after an emoji or a Han ideograph. An account created by another registration keeps it only while every registration before the first verify_sms gives the same name; after that, registering never renames it',
+  description: 'A display name, stored in Unicode NFC without surrounding white space. Control, invisible (zero-width, bidi, Hangul fillers and other default-ignorable characters, the braille blank), surrogate and private-use characters are refused, except a zero-width joiner or non-joiner inside a word or an emoji, and a variation selector after an emoji, a Han ideograph or a Mongolian letter. An account created by another registration keeps it only while every registration before the first verify_sms gives the same name; after that, registering never renames it',
   examples: ['Ada'],
 })
 

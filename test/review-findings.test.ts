@@ -179,6 +179,7 @@ for (const dialect of dialects) {
       'a variation selector after a letter': 'admin\uFE0F',
       'two variation selectors after an emoji': '\u2764\uFE0F\uFE0F',
       'a variation selector first': '\uFE0FAda',
+      'a Mongolian variation selector after a Latin letter': 'Ada\u180B',
     }
     for (const [name, username] of Object.entries(refused)) {
       const answer = await app.inject({ method: 'POST', url: '/api/auth/register', payload: { phone: testPhone(), username } })
@@ -200,6 +201,7 @@ for (const dialect of dialects) {
       ['Ada \u2764\uFE0F', 'Ada \u2764\uFE0F'], // emoji style
       ['1\uFE0F\u20E3', '1\uFE0F\u20E3'], // a keycap
       ['\u845B\u{E0100}\u98FE', '\u845B\u{E0100}\u98FE'], // a Han glyph variant (Japanese)
+      ['\u182D\u180B\u1820', '\u182D\u180B\u1820'], // Mongolian: a free variation selector after a letter
     ]
     for (const [given, stored] of cases) {
       const phone = testPhone()
