@@ -134,8 +134,8 @@ export async function endOtherSessions (ctx: SessionContext, caller: { userid: s
  * would do first, so no session of before survives it), and a new one opens with a fresh access
  * token. The old number counts one more ended account, so whoever gets it next gets a new id.
  */
-export async function changePhoneAndSignIn (ctx: SessionContext & { hashKey: Buffer }, args: { userId: string, newPhone: string, challengeId: string }, request: FastifyRequest): Promise<IssuedSession> {
-  const { userId, newPhone, challengeId } = args
+export async function changePhoneAndSignIn (ctx: SessionContext & { hashKey: Buffer }, args: { userId: string, sid: string, newPhone: string, challengeId: string }, request: FastifyRequest): Promise<IssuedSession> {
+  const { userId, sid, newPhone, challengeId } = args
   const user = await ctx.store.findUserById(userId)
   if (user === undefined) throw new SessionRevokedError()
   if (user.status !== 'active') throw new AccountInactiveError()
@@ -145,6 +145,7 @@ export async function changePhoneAndSignIn (ctx: SessionContext & { hashKey: Buf
   try {
     changed = await ctx.store.changePhone({
       userId,
+      callerSid: sid,
       oldPhone: user.phone,
       oldPhoneKey: user.phone === null ? undefined : phoneKeyFor(ctx.hashKey, user.phone),
       newPhone,
@@ -161,7 +162,7 @@ export async function changePhoneAndSignIn (ctx: SessionContext & { hashKey: Buf
   if (changed === 'code-used') throw new OtpExpiredError()
   if (changed === 'taken') throw new PhoneTakenError()
   // Changed or deleted meanwhile by another request: this one proved nothing about the new state.
-  if (changed === 'moved') throw new SessionRevokedError()
+  if (changed === 'moved' || changed === 'revoked') throw new SessionRevokedError()
   for (const sid of changed.ended) ctx.revocations.add(sid)
   return signSessionTokens(ctx.tokens, { userId, phone: newPhone, session: changed.session, fresh: true, now, extraClaims })
 }

@@ -31,11 +31,22 @@ async function openCode (store: Store, phone: string): Promise<string> {
   return challengeId
 }
 
-/** store.changePhone's arguments for moving `user` to `newPhone` with the code `challengeId`. */
-function move (hashKey: Buffer, user: User, newPhone: string, challengeId: string) {
+/** A live session of `user`, opened as verify_sms opens one: the caller of /phone/verify has one. */
+async function sessionOf (store: Store, user: User): Promise<string> {
+  const now = new Date()
+  const challengeId = await openCode(store, user.phone as string)
+  const session = await store.consumeIntoSession({ phone: user.phone as string, challengeId, userId: user.id, now, expiresAt: new Date(now.getTime() + 60_000), device: { userAgent: null, ip: null } })
+  if (session === undefined) throw new Error('no session opened')
+  return session.id
+}
+
+/** store.changePhone's arguments for moving `user` to `newPhone` with the code `challengeId`, asked from a live session of it. */
+async function move (store: Store, hashKey: Buffer, user: User, newPhone: string, challengeId: string) {
+  const callerSid = await sessionOf(store, user)
   const now = new Date()
   return {
     userId: user.id,
+    callerSid,
     oldPhone: user.phone,
     oldPhoneKey: user.phone === null ? undefined : phoneKeyFor(hashKey, user.phone),
     newPhone,
@@ -68,7 +79,7 @@ for (const dialect of dialects) {
     const phone = testPhone()
     const moved = await registerAccount({ store, hashKey }, phone, undefined, new Date())
     const target = testPhone()
-    t.type(await store.changePhone(move(hashKey, moved, target, await openCode(store, target))), 'object')
+    t.type(await store.changePhone(await move(store, hashKey, moved, target, await openCode(store, target))), 'object')
     let tries = 0
     const staleStore: Store = {
       ...store,
@@ -100,7 +111,7 @@ for (const dialect of dialects) {
     const newPhone = testPhone()
     const user = await registerAccount({ store, hashKey }, oldPhone, undefined, new Date())
     await store.markPhoneVerified(user.id, new Date())
-    t.type(await store.changePhone(move(hashKey, user, newPhone, await openCode(store, newPhone))), 'object')
+    t.type(await store.changePhone(await move(store, hashKey, user, newPhone, await openCode(store, newPhone))), 'object')
     let reads = 0
     // The first read is from before the move.
     const lateStore: Store = { ...store, findUserById: async (id) => (reads++ === 0 ? user : store.findUserById(id)) }
@@ -130,18 +141,18 @@ for (const dialect of dialects) {
 
     // The code was used (or replaced) meanwhile.
     const target = testPhone()
-    t.equal(await store.changePhone(move(hashKey, user, target, randomUUID())), 'code-used', 'another challenge\'s id')
+    t.equal(await store.changePhone(await move(store, hashKey, user, target, randomUUID())), 'code-used', 'another challenge\'s id')
 
     // The number got a proven account meanwhile.
     const holder = await registerAccount({ store, hashKey }, target, undefined, new Date())
     await store.markPhoneVerified(holder.id, new Date())
-    t.equal(await store.changePhone(move(hashKey, user, target, await openCode(store, target))), 'taken')
+    t.equal(await store.changePhone(await move(store, hashKey, user, target, await openCode(store, target))), 'taken')
     t.equal((await store.findUserById(holder.id))?.phone, target, 'the holder keeps it')
     t.equal((await store.findChallenge(target))?.consumedAt, null, 'all or nothing: the code is not used up')
 
     // The account's number changed meanwhile: the caller read it before.
     const elsewhere = testPhone()
-    t.equal(await store.changePhone({ ...move(hashKey, user, elsewhere, await openCode(store, elsewhere)), oldPhone: testPhone() }), 'moved')
+    t.equal(await store.changePhone({ ...(await move(store, hashKey, user, elsewhere, await openCode(store, elsewhere))), oldPhone: testPhone() }), 'moved')
     t.equal((await store.findUserById(user.id))?.phone, user.phone, 'the account did not move')
     t.equal(await store.endedAccountsOf(phoneKeyFor(hashKey, user.phone as string)), 0, 'nor does its number count it as ended')
     t.equal((await store.findChallenge(elsewhere))?.consumedAt, null, 'all or nothing: the code is not used up')
@@ -155,7 +166,7 @@ for (const dialect of dialects) {
     const oldPhone = user.phone as string
 
     const free = testPhone()
-    t.type(await store.changePhone(move(hashKey, user, free, await openCode(store, free))), 'object')
+    t.type(await store.changePhone(await move(store, hashKey, user, free, await openCode(store, free))), 'object')
     t.equal(await count(oldPhone), 1)
     t.equal(await count(free), 0, 'a free number had no account before')
 
@@ -164,7 +175,7 @@ for (const dialect of dialects) {
     const squatted = testPhone()
     const squatter = await registerAccount({ store, hashKey }, squatted, undefined, new Date())
     const moved = await store.findUserById(user.id) as User
-    t.type(await store.changePhone(move(hashKey, moved, squatted, await openCode(store, squatted))), 'object')
+    t.type(await store.changePhone(await move(store, hashKey, moved, squatted, await openCode(store, squatted))), 'object')
     t.equal(await store.findUserById(squatter.id), undefined, 'the unproven account is gone')
     t.equal(await count(squatted), 1)
     t.equal(await count(free), 1, 'and the number it left counts it')

@@ -72,7 +72,7 @@ export const phoneRoutes: FastifyPluginAsyncTypebox<{ ctx: SecureLoginContext }>
     const phone = normalizePhone(request.body.phone, ctx.options.phonePolicy)
     const { userid } = request.user
     const challengeId = await verifyPhoneChangeCode({ ...ctx, log: request.log }, { phone, code: request.body.token, request, userId: userid })
-    const { tokens, sessionExpiresAt } = await changePhoneAndSignIn(ctx, { userId: userid, newPhone: phone, challengeId }, request)
+    const { tokens, sessionExpiresAt } = await changePhoneAndSignIn(ctx, { userId: userid, sid: request.user.sid, newPhone: phone, challengeId }, request)
     ctx.events.emit(request, { type: 'phone.changed', userid, sid: request.user.sid, phone })
     const body = { userid, phone, ...tokens }
     return inCookies ? sendTokensAsCookies(reply, cookies, prefix, body, sessionExpiresAt) : body

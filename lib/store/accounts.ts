@@ -14,7 +14,7 @@ export interface NewSession { id: string, expiresAt: Date, userAgent: string | n
 
 /** A change of number that cannot happen: thrown inside its transaction so that nothing of it stays. */
 class ChangeRefused extends Error {
-  constructor (readonly outcome: 'taken' | 'moved') {
+  constructor (readonly outcome: 'taken' | 'moved' | 'revoked') {
     super(outcome)
   }
 }
@@ -115,10 +115,12 @@ export function createAccountStore (database: unknown, t: Tables) {
      * never proved the new number (and so has no session) does not hold it: it is deleted, and the
      * number counts it as ended. All or nothing. 'code-used' when the code was used or replaced
      * meanwhile, 'taken' when the new number has a proven account, 'moved' when the account's
-     * number is no longer `oldPhone` (or it was deleted); AccountInactiveError when it is disabled.
+     * number is no longer `oldPhone` (or it was deleted), 'revoked' when `callerSid`, the session
+     * asking, has ended (on another instance, its access token still passes until that instance
+     * learns it); AccountInactiveError when it is disabled.
      */
-    async changePhone (args: { userId: string, oldPhone: string | null, oldPhoneKey: string | undefined, newPhone: string, newPhoneKey: string, challengeId: string, session: NewSession, now: Date }): Promise<{ session: Session, ended: string[] } | 'code-used' | 'taken' | 'moved'> {
-      const { userId, oldPhone, oldPhoneKey, newPhone, newPhoneKey, challengeId, session, now } = args
+    async changePhone (args: { userId: string, callerSid: string, oldPhone: string | null, oldPhoneKey: string | undefined, newPhone: string, newPhoneKey: string, challengeId: string, session: NewSession, now: Date }): Promise<{ session: Session, ended: string[] } | 'code-used' | 'taken' | 'moved' | 'revoked'> {
+      const { userId, callerSid, oldPhone, oldPhoneKey, newPhone, newPhoneKey, challengeId, session, now } = args
       try {
         return await atomically(db, steps)
       } catch (error) {
@@ -146,6 +148,11 @@ export function createAccountStore (database: unknown, t: Tables) {
         if (moved[0]?.status !== 'active') throw new AccountInactiveError()
         if (oldPhoneKey !== undefined) yield countEndedAccount(tx, oldPhoneKey)
         const ended = ids(yield endSessionsOf(tx, userId, 'phone_changed', now))
+        // The asking session must be among those this ends: one ended before (a revocation the
+        // caller's instance has not learned yet, or one racing this) proves nothing, and must not
+        // become a new session. On PostgreSQL the UPDATE above waits for a revocation in progress
+        // and then skips its row; throwing undoes the move and the code.
+        if (!ended.includes(callerSid)) throw new ChangeRefused('revoked')
         const opened: Session[] = yield tx.insert(sessions).values({
           id: session.id, userId, generation: 0, createdAt: now, refreshedAt: now, expiresAt: session.expiresAt, userAgent: session.userAgent, ip: session.ip,
         }).returning()

@@ -1,6 +1,7 @@
-import { and, eq, isNull, ne } from 'drizzle-orm'
+import { and, eq, isNull, ne, sql } from 'drizzle-orm'
 import type { PgDatabase } from 'drizzle-orm/pg-core'
 import type * as postgresTables from '../db/postgres.js'
+import { SessionRevokedError } from '../errors.js'
 import { DELETED, type NewSession } from './accounts.js'
 import { atomically } from './atomic.js'
 
@@ -72,7 +73,7 @@ export function createPasswordStore (database: unknown, t: Tables, dialect: 'sql
      * that its hash is still `from` (null: it has none), and ends every other session of the
      * account in the same transaction. Returns the ids of the sessions ended, or undefined when
      * the account is not active or its password changed meanwhile. A taken email throws the
-     * unique index's error.
+     * unique index's error; SessionRevokedError when `keepSid`, the session asking, has ended.
      */
     async setPassword (args: { userId: string, from: string | null, to: string, email: string | undefined, keepSid: string, now: Date }): Promise<string[] | undefined> {
       const { userId, from, to, email, keepSid, now } = args
@@ -86,6 +87,14 @@ export function createPasswordStore (database: unknown, t: Tables, dialect: 'sql
           .set({ revokedAt: now, revokedReason: 'password_changed' })
           .where(and(eq(sessions.userId, userId), isNull(sessions.revokedAt), ne(sessions.id, keepSid)))
           .returning({ id: sessions.id })
+        // The asking session must still be live (its row locked until this commits, after the
+        // account's, as changePhone locks them): one ended before, on an instance whose access
+        // tokens still pass until it learns it, must not leave a password behind. Throwing undoes
+        // the change.
+        const asking: unknown[] = yield tx.update(sessions).set({ refreshedAt: sql`${sessions.refreshedAt}` })
+          .where(and(eq(sessions.id, keepSid), eq(sessions.userId, userId), isNull(sessions.revokedAt)))
+          .returning({ id: sessions.id })
+        if (asking.length === 0) throw new SessionRevokedError()
         return ended.map((row) => row.id)
       })
     },
