@@ -123,7 +123,7 @@ const secureLogin: FastifyPluginAsync<SecureLoginOptions> = async (fastify, rawO
   const longestWindowMs = Math.max(0, ...limitsInUse.flatMap(([, rules]) => rules.map((rule) => rule.windowMs)))
   const stopPurge = options.purgeIntervalMs === undefined
     ? () => {}
-    : schedulePurge(store, { intervalMs: options.purgeIntervalMs, longestWindowMs, accessTokenTtlMs: options.accessTokenTtlMs, unverifiedAccountTtlMs: options.unverifiedAccountTtlMs, log: fastify.log })
+    : schedulePurge(store, { intervalMs: options.purgeIntervalMs, longestWindowMs, accessTokenTtlMs: options.accessTokenTtlMs, cooldownPastExpiryMs: Math.max(0, options.otpResendIntervalMs - options.otpTtlMs), unverifiedAccountTtlMs: options.unverifiedAccountTtlMs, log: fastify.log })
   fastify.addHook('onClose', async () => {
     stopPurge()
     await deliveries.settled()

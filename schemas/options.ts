@@ -150,6 +150,10 @@ export const LONGEST_RATE_LIMIT_WINDOW = '7d'
 /** The longest lifetime an access token may have: a session ended longer ago has no token left to check. */
 export const LONGEST_ACCESS_TOKEN_TTL = '1d'
 
+/** The shortest code lifetime and the longest resend interval: a code's row may hold its cooldown this long after the code expired. */
+export const SHORTEST_OTP_TTL = '1s'
+export const LONGEST_RESEND_INTERVAL = '1h'
+
 export const RateLimitRuleSchema = Type.Object({
   /** Requests allowed per window, 1 to 1,000,000. */
   max: Type.Integer({ minimum: 1, maximum: 1_000_000 }),
@@ -245,7 +249,7 @@ const OtpOptions = Type.Object({
    * How long a code is valid, 30 seconds to 1 hour.
    * @default '10m'
    */
-  ttl: Type.Optional(DurationBetween('1s', '1h', { default: '10m' })),
+  ttl: Type.Optional(DurationBetween(SHORTEST_OTP_TTL, '1h', { default: '10m' })),
   /**
    * Wrong codes allowed per code sent, 1 to 10.
    * @default 5
@@ -255,7 +259,7 @@ const OtpOptions = Type.Object({
    * Minimum time between two codes to one number, 1 second to 1 hour.
    * @default '30s'
    */
-  resendInterval: Type.Optional(DurationBetween('1ms', '1h', { default: '30s' })),
+  resendInterval: Type.Optional(DurationBetween('1ms', LONGEST_RESEND_INTERVAL, { default: '30s' })),
   /**
    * The text sent; gets the code and its lifetime in minutes.
    * @default ({ code, ttlMinutes }) => `${code} is your login code. It expires in ${ttlMinutes} minutes. Never share it.`

@@ -266,7 +266,7 @@ for (const dialect of dialects) {
             if (leaves === 'moved') await moveAccount(store, hashKey, leaving, testPhone())
             else t.equal(await deleteAccount({ store, hashKey, revocations }, leaving.id), true)
             if (leaves === 'deleted and purged') {
-              await store.purgeExpired({ now: new Date(), longestWindowMs: 0, endedBefore: new Date(Date.now() + 1000), unverifiedBefore: undefined })
+              await store.purgeExpired({ now: new Date(), challengesExpiredBefore: new Date(), longestWindowMs: 0, endedBefore: new Date(Date.now() + 1000), unverifiedBefore: undefined })
               const left = await database.query(dialect === 'sqlite' ? 'SELECT id FROM securelogin_users WHERE id = ?' : 'SELECT id FROM securelogin_users WHERE id = $1', [leaving.id])
               t.same(left, [], 'the deleted account\'s row is gone')
             }

@@ -192,3 +192,46 @@ t.test('postgres: the purge passes over a counter being taken, and the counter s
   t.same(await counters(), [['lock:+14155550100#0', now.getTime()]], 'the slot taken again stays, taken')
   t.match(await purgeExpired(database.db, { now }), { counters: 0 }, 'and the next run keeps it too')
 })
+
+// A code's row also holds its resend cooldown, which may outlast the code (resendInterval longer
+// than ttl): the purge keeps the row until both have passed, or the next request would get a new
+// code at once (hostile review 2026-12-05).
+for (const dialect of dialects) {
+  t.test(`${dialect}: the purge keeps an expired code's row while its resend cooldown lasts`, async (t) => {
+    const test = await buildApp(t, dialect, { purgeInterval: false, otp: { ttl: '1s', resendInterval: '10m' } })
+    const phone = '+14155550123'
+    await test.app.inject({ method: 'POST', url: '/api/auth/register', payload: { phone } })
+    const login = () => test.app.inject({ method: 'POST', url: '/api/auth/login', payload: { phone } })
+    t.equal((await login()).statusCode, 200)
+    // Two seconds on: the code has expired, its cooldown has not. Without the app's options the
+    // purge keeps a row as long as any cooldown could last (resendInterval at most 1h).
+    t.same(await purgeExpired(test.database.db, { now: new Date(Date.now() + 2_000) }), { challenges: 0, sessions: 0, counters: 0, revocations: 0, accounts: 0 }, 'the row stays')
+    const again = await login()
+    t.equal(again.statusCode, 429, 'the cooldown still holds')
+    t.equal(again.json().code, 'SECURELOGIN_OTP_RESEND_TOO_SOON')
+    t.equal(test.outbox.messages.filter((message) => message.to === phone).length, 1, 'one code sent')
+    t.equal((await purgeExpired(test.database.db, { now: new Date(Date.now() + 3_601_000) })).challenges, 1, 'once any cooldown is over, it goes')
+  })
+
+  t.test(`${dialect}: the scheduled purge keeps an expired code's row until the app's resend interval has passed`, async (t) => {
+    const test = await buildApp(t, dialect, { purgeInterval: '1s', otp: { ttl: '1s', resendInterval: '10s' } })
+    const phone = '+14155550124'
+    await test.app.inject({ method: 'POST', url: '/api/auth/register', payload: { phone } })
+    const login = () => test.app.inject({ method: 'POST', url: '/api/auth/login', payload: { phone } })
+    t.equal((await login()).statusCode, 200)
+    const sentAt = Date.now()
+    const rows = async (of: string) => (await test.database.query('SELECT phone FROM securelogin_otp_challenges WHERE phone = $1', [of])).length
+    await new Promise((resolve) => setTimeout(resolve, 1_100))
+    // Once the code has expired, a row whose cooldown is over (expired 10 s ago; resendInterval −
+    // ttl is 9 s): its going shows that the purge has run since.
+    const { otpChallenges } = (dialect === 'sqlite' ? sqliteTables : postgresTables) as unknown as typeof postgresTables
+    const db = test.database.db as unknown as import('drizzle-orm/pg-core').PgDatabase<any, any, any>
+    const done = '+14155550125'
+    await db.insert(otpChallenges).values({ phone: done, challengeId: randomUUID(), codeHash: 'h', attempts: 0, sentAt: new Date(Date.now() - 11_000), expiresAt: new Date(Date.now() - 10_000), consumedAt: null })
+    while (await rows(done) > 0 && Date.now() - sentAt < 8_000) await new Promise((resolve) => setTimeout(resolve, 50))
+    t.equal(await rows(done), 0, 'the purge ran after the code expired')
+    t.ok(Date.now() - sentAt < 9_000, 'within the cooldown')
+    t.equal(await rows(phone), 1, 'it kept the row: the cooldown lasts')
+    t.equal((await login()).json().code, 'SECURELOGIN_OTP_RESEND_TOO_SOON', 'and holds')
+  })
+}

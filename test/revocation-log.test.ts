@@ -136,7 +136,7 @@ t.test('postgres: the purge deletes from the log when every table is published f
   await database.query('CREATE PUBLICATION securelogin_test_all FOR ALL TABLES')
   t.teardown(() => database.query('DROP PUBLICATION IF EXISTS securelogin_test_all'))
   await database.query("INSERT INTO securelogin_revocations (session_id, revoked_at) VALUES (gen_random_uuid(), now() - interval '2 days')")
-  const purged = await createStore(database.db, 'postgres').purgeExpired({ now: new Date(), longestWindowMs: MINUTE, endedBefore: new Date(Date.now() - MINUTE), unverifiedBefore: undefined })
+  const purged = await createStore(database.db, 'postgres').purgeExpired({ now: new Date(), challengesExpiredBefore: new Date(), longestWindowMs: MINUTE, endedBefore: new Date(Date.now() - MINUTE), unverifiedBefore: undefined })
   t.equal(purged.revocations, 1, 'the old revocation went: the log has a primary key')
 })
 
@@ -170,7 +170,7 @@ t.test('postgres: purges running at once over one transaction\'s many revocation
   const database = await createTestDatabase(t, 'postgres')
   await migrate(database.db)
   const stores = [0, 1, 2].map(() => createStore(database.db, 'postgres'))
-  const purge = (store: Store) => store.purgeExpired({ now: new Date(), longestWindowMs: MINUTE, endedBefore: new Date(Date.now() - MINUTE), unverifiedBefore: undefined })
+  const purge = (store: Store) => store.purgeExpired({ now: new Date(), challengesExpiredBefore: new Date(), longestWindowMs: MINUTE, endedBefore: new Date(Date.now() - MINUTE), unverifiedBefore: undefined })
   for (let round = 0; round < 5; round++) {
     // One statement, one transaction id: as logout of every session of an account, or migration 0002's copy.
     await database.query("INSERT INTO securelogin_revocations (session_id, revoked_at) SELECT gen_random_uuid(), now() - interval '2 days' FROM generate_series(1, 3000)")

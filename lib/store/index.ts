@@ -778,8 +778,8 @@ export function createStore (database: SecureLoginDatabase, dialect: 'sqlite' | 
      * proved their number (unless a code is open for it), and what is left of deleted accounts once
      * their sessions are gone.
      */
-    async purgeExpired (args: { now: Date, longestWindowMs: number, endedBefore: Date, unverifiedBefore: Date | undefined }): Promise<{ challenges: number, sessions: number, counters: number, revocations: number, accounts: number }> {
-      const { now, longestWindowMs, endedBefore, unverifiedBefore } = args
+    async purgeExpired (args: { now: Date, challengesExpiredBefore: Date, longestWindowMs: number, endedBefore: Date, unverifiedBefore: Date | undefined }): Promise<{ challenges: number, sessions: number, counters: number, revocations: number, accounts: number }> {
+      const { now, challengesExpiredBefore, longestWindowMs, endedBefore, unverifiedBefore } = args
       // In bounded batches, each its own short statement: a large table is never locked for long,
       // and other writers get in between.
       const inBatches = async (deleteBatch: () => Promise<unknown[]>): Promise<number> => {
@@ -799,7 +799,7 @@ export function createStore (database: SecureLoginDatabase, dialect: 'sqlite' | 
       // condition again, so that it says what it deletes on either database.
       const batchOf = <Q extends { for: (strength: 'update', config: { skipLocked: true }) => unknown }>(query: Q) =>
         dialect === 'postgres' ? query.for('update', { skipLocked: true }) as Q : query
-      const expiredChallenge = lt(otpChallenges.expiresAt, now)
+      const expiredChallenge = lt(otpChallenges.expiresAt, challengesExpiredBefore)
       const endedSession = or(lt(sessions.expiresAt, now), lt(sessions.revokedAt, endedBefore))
       const staleCounter = lt(rateLimits.windowStart, staleBefore)
       const oldRevocation = lt(revocations.revokedAt, endedBefore)
