@@ -185,19 +185,19 @@ for (const dialect of dialects) {
       codes: (await database.query('SELECT phone FROM securelogin_otp_challenges ORDER BY phone')).map((row) => row.phone),
     })
 
-    // purgeExpired without the app's options: the longest window any rule may have (7 days) and the
-    // longest access-token lifetime (1 day) decide.
+    // purgeExpired without the app's options: the longest window any rule may have (7 days), the
+    // longest access-token lifetime (1 day) and the longest resend interval (1 hour) decide.
     const now = Date.now()
     await seed(now,
       { 'stale-8d': now - 8 * DAY, 'window-6d': now - 6 * DAY, 'now': now },
       { 'expired': { expiresAt: now - 1000, revokedAt: null }, 'live': { expiresAt: now + 1000, revokedAt: null }, 'ended-25h': { expiresAt: now + DAY, revokedAt: now - 25 * HOUR }, 'ended-23h': { expiresAt: now + DAY, revokedAt: now - 23 * HOUR } },
-      { '+14155550161': now - 1000, '+14155550162': now + 1000 })
+      { '+14155550161': now - 2 * HOUR, '+14155550162': now + 1000, '+14155550165': now - 1000 })
     t.same(await purgeExpired(database.db, { now: new Date(now), unverifiedAccountTtl: false }), { challenges: 1, sessions: 2, counters: 1, revocations: 1, accounts: 0 }, 'one expired code, the expired and the long-ended session, the stale counter, the long-ended session\'s revocation')
     t.same(await left(), {
       counters: ['now', 'window-6d'],
       sessions: ['ended-23h', 'live'],
-      codes: ['+14155550162'],
-    }, 'a counter 6 days old may still be inside a window; a session ended 23 hours ago may still have access tokens; a live code and a live session stay')
+      codes: ['+14155550162', '+14155550165'],
+    }, 'a counter 6 days old may still be inside a window; a session ended 23 hours ago may still have access tokens; a live code, a code expired a second ago (its resend cooldown, up to an hour, may still run) and a live session stay')
 
     // The plugin's scheduled purge: the app's own longest window (1 day by default) and its
     // access-token lifetime (10 minutes by default) decide.
