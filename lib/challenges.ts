@@ -8,7 +8,7 @@ import { generateCode, hashCode, hashesMatch } from './otp.js'
 import type { ResolvedOptions } from './options.js'
 import { maskPhone } from './phone.js'
 import { clientAddress } from './client-ip.js'
-import { clientLimitHits, countHits, planChecks, releaseSlots, slidingWindow, takeSlots, type Limit, type Refusal } from './rate-limit.js'
+import { clientLimitHits, countHits, planChecks, slidingWindow, takeSlots, type Limit, type Refusal } from './rate-limit.js'
 import type { Events } from './events.js'
 import { loggableError } from './redact.js'
 import { callSmsVendor } from './sms/deliver.js'
@@ -208,14 +208,6 @@ async function sendCode (ctx: ChallengeContext, args: { phone: string, locale?: 
       // exactly like the challenge of a number without an account.
       if (options.smsDelivery === 'await') await store.withdrawChallenge(phone, challengeId)
       else await store.killChallenge(phone, challengeId)
-      // A send the vendor refused is not counted against the number, its neighbours or the app's
-      // budget: an outage must not lock numbers out or spend the budget on nothing. One that timed
-      // out may have been delivered, and stays counted. Best effort: the vendor's error is the answer.
-      if (error instanceof SmsSendFailedError) {
-        await releaseSlots(store, sendLimits, now).catch((releaseError: unknown) => {
-          log.warn({ err: loggableError(releaseError), phone: maskPhone(phone) }, 'fastify-securelogin: the sends of a refused SMS could not be given back')
-        })
-      }
       ctx.events.emit(args.request, { type: 'sms.failed', userid: recipient.userid, phone, reason: (error as { code?: string }).code })
       throw error
     })

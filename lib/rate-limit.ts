@@ -98,26 +98,12 @@ export type TakeCounters = (counters: ReadonlyArray<{ key: string, windowMs: num
  * and concurrent requests never overshoot.
  */
 export async function takeSlots (store: Store, limits: readonly Limit[], now: Date, take: TakeCounters = async (counters) => store.takeRateLimits(counters, now)): Promise<void> {
-  const counters = countersOf(limits)
+  const counters = limits.flatMap(({ key, rules, refusal = rateLimited }) =>
+    rules.map((rule) => ({ key: ruleKey(key, rule, rules), windowMs: rule.windowMs, max: rule.max, refusal })))
   const full = counters[await take(counters)]
   if (full === undefined) return
   const counter = await store.readRateLimit(full.key, full.windowMs, now)
   throw full.refusal(counter === undefined ? Math.ceil(full.windowMs / 1000) : secondsUntil(counter.resetAt, now))
-}
-
-/**
- * Gives back the hit that takeSlots took at `takenAt` on every rule of every limit, each to the
- * window it was counted in (store.releaseRateLimitTakenAt): once a counter has started a new
- * window, the hit went with the old one.
- */
-export async function releaseSlots (store: Store, limits: readonly Limit[], takenAt: Date): Promise<void> {
-  for (const { key, windowMs } of countersOf(limits)) await store.releaseRateLimitTakenAt(key, windowMs, takenAt)
-}
-
-/** The fixed-window counters of the limits: one per rule, keyed by rule when a limit has several. */
-function countersOf (limits: readonly Limit[]) {
-  return limits.flatMap(({ key, rules, refusal = rateLimited }) =>
-    rules.map((rule) => ({ key: ruleKey(key, rule, rules), windowMs: rule.windowMs, max: rule.max, refusal })))
 }
 
 /**

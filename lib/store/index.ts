@@ -330,11 +330,6 @@ export function createStore (database: SecureLoginDatabase, dialect: 'sqlite' | 
     // Gives back a hit taken in the window that began at `windowStart`, and only in that window: once
     // another request has started a new one on the row, the hit went with the old window, and taking
     // one from the new window would let one request more through it.
-    // The same for a hit taken at `takenAt` when its window's start is not known: the window then
-    // in force is the only one that began in the `windowMs` up to `takenAt` (a counter's window only
-    // moves forward, and a new one begins after the old has ended).
-    releaseRateLimitTakenAt: preparedOnce(() => db.update(rateLimits).set({ count: sql`${rateLimits.count} - 1` })
-      .where(and(eq(rateLimits.key, p('key')), lte(rateLimits.windowStart, sql.param(p('takenAt'), rateLimits.windowStart)), gt(rateLimits.windowStart, sql.param(p('windowFloor'), rateLimits.windowStart)), gt(rateLimits.count, 0)))),
     releaseRateLimit: preparedOnce(() => db.update(rateLimits).set({ count: sql`${rateLimits.count} - 1` })
       .where(and(eq(rateLimits.key, p('key')), eq(rateLimits.windowStart, sql.param(p('windowStart'), rateLimits.windowStart)), gt(rateLimits.count, 0)))),
     insertUser: preparedOnce(() => db.insert(users)
@@ -690,11 +685,6 @@ export function createStore (database: SecureLoginDatabase, dialect: 'sqlite' | 
     async hitRateLimit (key: string, windowMs: number, now: Date): Promise<{ count: number, resetAt: Date }> {
       const rows = await prepared.hitRateLimit().execute({ key, now, windowFloor: new Date(now.getTime() - windowMs) })
       return hitCountOf(rows[0], { windowMs })
-    },
-
-    /** Gives back one hit taken on the fixed-window counter `key` at `takenAt`, if that window is still the counter's. */
-    async releaseRateLimitTakenAt (key: string, windowMs: number, takenAt: Date): Promise<void> {
-      await prepared.releaseRateLimitTakenAt().execute({ key, takenAt, windowFloor: new Date(takenAt.getTime() - windowMs) })
     },
 
     /** The count of `key` in its current window, or undefined when it has none. */
