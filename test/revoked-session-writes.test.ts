@@ -63,3 +63,24 @@ for (const dialect of dialects) {
     t.equal((await authorized(test, '/password', other.access_token, { newpassword: 'another long passphrase', email: `live.${process.pid}@example.com` })).statusCode, 200, 'a live session sets one')
   })
 }
+
+for (const dialect of dialects) {
+  t.test(`${dialect}: ending every session of an account while its number changes leaves no live session, whichever commits first`, async (t) => {
+    const test = await buildApp(t, dialect, { otp: { resendInterval: 0.001 }, rateLimit: { sendsPerPrefix: { max: 1_000, window: '1h' }, sendsPerIp: { max: 1_000, window: '1h' }, verifiesPerIp: { max: 1_000, window: '1h' }, registersPerIp: { max: 1_000, window: '1h' } } })
+    const outcomes = new Set<number>()
+    for (let round = 0; round < 30; round++) {
+      const signedIn = await signIn(test, testPhone())
+      const newPhone = testPhone()
+      t.equal((await authorized(test, '/phone', signedIn.access_token, { phone: newPhone })).statusCode, 200)
+      const code = test.outbox.lastCodeFor(newPhone)
+      // Staggered by 0–5 ms: either may take the account's row first.
+      const [change] = await Promise.all([
+        authorized(test, '/phone/verify', signedIn.access_token, { phone: newPhone, token: code }),
+        new Promise((resolve) => setTimeout(resolve, round % 6)).then(() => test.app.secureLogin.revokeSessions(signedIn.userid)),
+      ])
+      outcomes.add(change.statusCode)
+      t.equal(await liveSessions(test, signedIn.userid), 0, `round ${round}: the change answered ${change.statusCode}, and no session is live`)
+    }
+    t.comment(`answers of the change: ${[...outcomes].join(', ')}`)
+  })
+}

@@ -27,7 +27,7 @@ export const DELETED = 'deleted'
  * ends, disabling, deleting and moving an account to another number. Every change that ends
  * sessions returns their ids, for this instance's revocation list (others read them from the table).
  */
-export function createAccountStore (database: unknown, t: Tables) {
+export function createAccountStore (database: unknown, t: Tables, dialect: 'sqlite' | 'postgres') {
   const db = database as Db
   const { users, sessions, otpChallenges, phoneHistory } = t
 
@@ -68,9 +68,18 @@ export function createAccountStore (database: unknown, t: Tables) {
         .limit(limit)
     },
 
-    /** Ends every live session of the user (but `keepId`); returns the ids ended. */
+    /**
+     * Ends every live session of the user (but `keepId`); returns the ids ended. On PostgreSQL the
+     * account's row is read FOR SHARE first: a change of number or password in progress (each
+     * updates that row before its sessions) commits before the sessions are read, so a session it
+     * opens is ended too, or it waits for this and then finds its own session ended. Nor does this
+     * hold a session row such a change waits for, which could deadlock.
+     */
     async endSessions (userId: string, reason: string, now: Date, keepId?: string): Promise<string[]> {
-      return ids(await endSessionsOf(db, userId, reason, now, keepId))
+      return atomically(db, function * (tx) {
+        if (dialect === 'postgres') yield tx.select({ id: users.id }).from(users).where(eq(users.id, userId)).for('share')
+        return ids(yield endSessionsOf(tx, userId, reason, now, keepId))
+      })
     },
 
     /**

@@ -428,7 +428,7 @@ export function createStore (database: SecureLoginDatabase, dialect: 'sqlite' | 
   }
 
   return {
-    ...createAccountStore(db, t),
+    ...createAccountStore(db, t, dialect),
     ...createPasswordStore(db, t, dialect),
     /** Runs a request's store calls with their writes committed together (see lib/store/unit-of-work.ts). */
     unitOfWork: createUnitOfWork(database, unitMisuse),
@@ -649,13 +649,9 @@ export function createStore (database: SecureLoginDatabase, dialect: 'sqlite' | 
       return rows.length === 1
     },
 
-    /** Ends every live session of `userId` except `keepId`; returns the ids ended. */
+    /** Ends every live session of `userId` except `keepId` (as endSessions); returns the ids ended. */
     async revokeOtherSessions (userId: string, keepId: string, now: Date): Promise<string[]> {
-      const rows = await db.update(sessions)
-        .set({ revokedAt: now, revokedReason: 'logout_all_other_sessions' })
-        .where(and(eq(sessions.userId, userId), ne(sessions.id, keepId), isNull(sessions.revokedAt)))
-        .returning({ id: sessions.id })
-      return rows.map((row) => row.id)
+      return this.endSessions(userId, 'logout_all_other_sessions', now, keepId)
     },
 
     /**

@@ -87,10 +87,11 @@ export function createPasswordStore (database: unknown, t: Tables, dialect: 'sql
           .set({ revokedAt: now, revokedReason: 'password_changed' })
           .where(and(eq(sessions.userId, userId), isNull(sessions.revokedAt), ne(sessions.id, keepSid)))
           .returning({ id: sessions.id })
-        // The asking session must still be live (its row locked until this commits, after the
-        // account's, as changePhone locks them): one ended before, on an instance whose access
-        // tokens still pass until it learns it, must not leave a password behind. Throwing undoes
-        // the change.
+        // The asking session must still be live: one ended before, on an instance whose access
+        // tokens still pass until it learns it, must not leave a password behind. Its row is locked
+        // after the account's, as changePhone locks them, and the paths that end sessions read the
+        // account's row first (endSessions), so none waits on it in the other order. Throwing
+        // undoes the change.
         const asking: unknown[] = yield tx.update(sessions).set({ refreshedAt: sql`${sessions.refreshedAt}` })
           .where(and(eq(sessions.id, keepSid), eq(sessions.userId, userId), isNull(sessions.revokedAt)))
           .returning({ id: sessions.id })
