@@ -18,11 +18,11 @@ const REFUSED = /[\p{Cc}\p{Cf}\p{Cs}\p{Co}\p{Zl}\p{Zp}\p{Default_Ignorable_Code_
 // or emoji, as Persian, Indic scripts and emoji sequences (👩‍💻) need. Anywhere else it hides.
 const JOINER_IN_WORD = /(?<=[\p{L}\p{M}\p{Extended_Pictographic}\p{Emoji_Modifier}])[\u200C\u200D](?=[\p{L}\p{M}\p{Extended_Pictographic}])/gu
 
-// The uses of a variation selector: text or emoji style right after an emoji (❤️, keycaps 1️⃣), a
-// glyph variant right after a Han ideograph (Japanese names), and Mongolian's free variation
-// selectors after a Mongolian letter. After anything else, or a second one in a row, it changes
-// nothing one sees.
-const VARIATION_OF_BASE = /(?<=\p{Emoji})[\uFE0E\uFE0F]|(?<=\p{Ideographic})[\uFE00-\uFE0F\u{E0100}-\u{E01EF}]|(?<=\p{Script=Mongolian})[\u180B-\u180D\u180F]/gu
+// The uses of a variation selector: text or emoji style right after an emoji (❤️), or after a
+// digit, # or * that a keycap mark follows (1️⃣); a glyph variant right after a Han ideograph
+// (Japanese names); and Mongolian's free variation selectors after a Mongolian letter. After
+// anything else, or a second one in a row, it changes nothing one sees.
+const VARIATION_OF_BASE = /(?<=\p{Emoji})(?<![0-9#*])[\uFE0E\uFE0F]|(?<=[0-9#*])\uFE0F(?=\u20E3)|(?<=\p{Ideographic})[\uFE00-\uFE0F\u{E0100}-\u{E01EF}]|(?<=[\u1820-\u1878\u1880-\u18AA])[\u180B-\u180D\u180F]/gu
 
 /**
  * A username as stored: NFC, without surrounding white space. Throws 400 SECURELOGIN_BAD_REQUEST

@@ -246,7 +246,7 @@ const OtpOptions = Type.Object({
    */
   length: Type.Optional(Type.Integer({ minimum: 4, maximum: 10, default: 6 })),
   /**
-   * How long a code is valid, 30 seconds to 1 hour.
+   * How long a code is valid, 1 second to 1 hour.
    * @default '10m'
    */
   ttl: Type.Optional(DurationBetween(SHORTEST_OTP_TTL, '1h', { default: '10m' })),
@@ -256,7 +256,7 @@ const OtpOptions = Type.Object({
    */
   maxAttempts: Type.Optional(Type.Integer({ minimum: 1, maximum: 10, default: 5 })),
   /**
-   * Minimum time between two codes to one number, 1 second to 1 hour.
+   * Minimum time between two codes to one number, 1 millisecond to 1 hour.
    * @default '30s'
    */
   resendInterval: Type.Optional(DurationBetween('1ms', LONGEST_RESEND_INTERVAL, { default: '30s' })),

@@ -180,6 +180,8 @@ for (const dialect of dialects) {
       'two variation selectors after an emoji': '\u2764\uFE0F\uFE0F',
       'a variation selector first': '\uFE0FAda',
       'a Mongolian variation selector after a Latin letter': 'Ada\u180B',
+      'two Mongolian variation selectors in a row': '\u182D\u180B\u180B',
+      'a variation selector after a digit without a keycap': 'admin1\uFE0F',
     }
     for (const [name, username] of Object.entries(refused)) {
       const answer = await app.inject({ method: 'POST', url: '/api/auth/register', payload: { phone: testPhone(), username } })
