@@ -4,7 +4,7 @@ import type { FastifyInstance } from 'fastify'
 import { accountFound, accountIdFor, deleteAccount, phoneKeyFor, registerAccount, type AccountContext } from '../lib/accounts.js'
 import { migrate } from '../lib/index.js'
 import { createStore, type Store, type User } from '../lib/store/index.js'
-import { buildApp, createTestDatabase, dialects, post, signIn, testPhone, type TestApp } from './helper.js'
+import { buildApp, createTestDatabase, dialects, openCode, post, sessionOf, signIn, testPhone, type TestApp } from './helper.js'
 
 // Moving an account to another number, the app's own levers (revokeSessions, setStatus,
 // deleteUser, findUser), and the rule that an account id never passes to another person: after a
@@ -26,21 +26,12 @@ async function changePhone (test: TestApp, token: string, phone: string) {
   return call(test.app, 'POST', '/phone/verify', token, { phone, token: test.outbox.lastCodeFor(phone) })
 }
 
-/** Opens a code for `phone`; its challenge id. */
-async function openedCode (store: Store, phone: string): Promise<string> {
-  const now = new Date()
-  const challengeId = randomUUID()
-  await store.openChallenge({ phone, challengeId, codeHash: 'x', now, expiresAt: new Date(now.getTime() + 60_000), resendIntervalMs: 0 })
-  return challengeId
-}
-
 /** Moves an account to `newPhone` the way phone/verify does, from a session of its own, with a code opened for it here. */
 async function moveAccount (store: Store, hashKey: Buffer, user: User, newPhone: string): Promise<void> {
   const now = new Date()
-  const challengeId = await openedCode(store, newPhone)
-  const session = await store.consumeIntoSession({ phone: user.phone as string, challengeId: await openedCode(store, user.phone as string), userId: user.id, now, expiresAt: new Date(now.getTime() + 60_000), device: { userAgent: null, ip: null } })
+  const challengeId = await openCode(store, newPhone)
   const moved = await store.changePhone({
-    userId: user.id, callerSid: session?.id ?? 'no session', oldPhone: user.phone, oldPhoneKey: phoneKeyFor(hashKey, user.phone as string), newPhone, newPhoneKey: phoneKeyFor(hashKey, newPhone), challengeId,
+    userId: user.id, callerSid: await sessionOf(store, user), oldPhone: user.phone, oldPhoneKey: phoneKeyFor(hashKey, user.phone as string), newPhone, newPhoneKey: phoneKeyFor(hashKey, newPhone), challengeId,
     session: { id: randomUUID(), expiresAt: new Date(now.getTime() + 60_000), userAgent: null, ip: null }, now,
   })
   if (typeof moved === 'string') throw new Error(`the move failed: ${moved}`)

@@ -5,7 +5,7 @@ import { accountIdFor, deleteAccount, phoneKeyFor, registerAccount, type Account
 import { isUniqueViolation } from '../lib/db/faults.js'
 import { migrate } from '../lib/index.js'
 import { createStore, type Store, type User } from '../lib/store/index.js'
-import { buildApp, caught, createTestDatabase, dialects, lockWaited, signIn, testPhone, type Dialect } from './helper.js'
+import { buildApp, caught, createTestDatabase, dialects, lockWaited, openCode, sessionOf, signIn, testPhone, type Dialect } from './helper.js'
 
 // The account lifecycle's rules one by one, each where a mutation test (issue 11) found no test
 // holding it: how often a registration or a deletion retries a race before giving up, what the
@@ -22,23 +22,6 @@ async function storeOf (t: Tap, dialect: Dialect) {
 }
 
 const noRevocations = { add () {} } as unknown as AccountContext['revocations']
-
-/** Opens a code for `phone` the way /phone does; its challenge id. */
-async function openCode (store: Store, phone: string): Promise<string> {
-  const now = new Date()
-  const challengeId = randomUUID()
-  await store.openChallenge({ phone, challengeId, codeHash: 'x', now, expiresAt: new Date(now.getTime() + 60_000), resendIntervalMs: 0 })
-  return challengeId
-}
-
-/** A live session of `user`, opened as verify_sms opens one: the caller of /phone/verify has one. */
-async function sessionOf (store: Store, user: User): Promise<string> {
-  const now = new Date()
-  const challengeId = await openCode(store, user.phone as string)
-  const session = await store.consumeIntoSession({ phone: user.phone as string, challengeId, userId: user.id, now, expiresAt: new Date(now.getTime() + 60_000), device: { userAgent: null, ip: null } })
-  if (session === undefined) throw new Error('no session opened')
-  return session.id
-}
 
 /** store.changePhone's arguments for moving `user` to `newPhone` with the code `challengeId`, asked from a live session of it. */
 async function move (store: Store, hashKey: Buffer, user: User, newPhone: string, challengeId: string) {

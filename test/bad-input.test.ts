@@ -2,7 +2,7 @@ import { createSigner } from 'fast-jwt'
 import type { InjectOptions, LightMyRequestResponse } from 'fastify'
 import t from 'tap'
 import { deriveKey } from '../lib/keys.js'
-import { buildApp, dialects, post, signIn, TEST_SECRET, testPhone, type TestApp } from './helper.js'
+import { buildApp, claimsOf, dialects, post, signIn, TEST_SECRET, testPhone, type TestApp } from './helper.js'
 
 const REFRESH_KEY = deriveKey(Buffer.from(TEST_SECRET), 'refresh-token')
 
@@ -25,10 +25,6 @@ async function snapshot (test: TestApp): Promise<Record<string, { count: number,
 
 function base64url (value: object | string): string {
   return Buffer.from(typeof value === 'string' ? value : JSON.stringify(value)).toString('base64url')
-}
-
-function claimsOf (token: string): Record<string, unknown> {
-  return JSON.parse(Buffer.from(token.split('.')[1] as string, 'base64url').toString('utf8'))
 }
 
 /** Checks the answer is a 4xx in exactly the documented shape, leaking nothing. */

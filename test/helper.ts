@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs'
-import { randomBytes } from 'node:crypto'
+import { randomBytes, randomUUID } from 'node:crypto'
 import { once } from 'node:events'
 import { createServer } from 'node:net'
 import { join } from 'node:path'
@@ -11,6 +11,7 @@ import { PGlite } from '@electric-sql/pglite'
 import pg from 'pg'
 import Fastify, { type FastifyInstance } from 'fastify'
 import secureLogin, { type SecureLoginDatabase, type SecureLoginOptions, type SmsMessage } from '../lib/index.js'
+import type { Store, User } from '../lib/store/index.js'
 
 export type Dialect = 'sqlite' | 'postgres'
 export const dialects: Dialect[] = ['sqlite', 'postgres']
@@ -161,6 +162,28 @@ export function post (app: FastifyInstance, url: string, payload?: object, token
     payload,
     headers: token === undefined ? {} : { authorization: `Bearer ${token}` },
   })
+}
+
+/** The claims of a JWT (its payload, not verified). */
+export function claimsOf (token: string): Record<string, unknown> {
+  return JSON.parse(Buffer.from(token.split('.')[1] as string, 'base64url').toString('utf8'))
+}
+
+/** Opens a code for `phone` in the store the way /login and /phone do; its challenge id. */
+export async function openCode (store: Store, phone: string): Promise<string> {
+  const now = new Date()
+  const challengeId = randomUUID()
+  await store.openChallenge({ phone, challengeId, codeHash: 'x', now, expiresAt: new Date(now.getTime() + 60_000), resendIntervalMs: 0 })
+  return challengeId
+}
+
+/** A live session of `user`, opened in the store as verify_sms opens one; its id. */
+export async function sessionOf (store: Store, user: User): Promise<string> {
+  const now = new Date()
+  const challengeId = await openCode(store, user.phone as string)
+  const session = await store.consumeIntoSession({ phone: user.phone as string, challengeId, userId: user.id, now, expiresAt: new Date(now.getTime() + 60_000), device: { userAgent: null, ip: null } })
+  if (session === undefined) throw new Error('no session opened')
+  return session.id
 }
 
 /** Registers (if needed), sends a code and verifies it; returns the verify_sms answer. */

@@ -1,6 +1,6 @@
 import t from 'tap'
 import { createStore } from '../lib/store/index.js'
-import { buildApp, dialects, post, signIn, testPhone, type Dialect, type TestApp } from './helper.js'
+import { buildApp, claimsOf, dialects, post, signIn, testPhone, type Dialect, type TestApp } from './helper.js'
 
 // A session ended on another instance keeps its access tokens working here until this instance's
 // revocation list learns it (revocationMaxDelay). In that time its token must not change the
@@ -9,19 +9,10 @@ import { buildApp, dialects, post, signIn, testPhone, type Dialect, type TestApp
 // Hostile review 2026-12-05: a revoked token moved the account to the thief's number and got a
 // 60-day session.
 
-/** The session id (`sid` claim) of an access token. */
-function sidOf (accessToken: string): string {
-  return JSON.parse(Buffer.from(accessToken.split('.')[1] as string, 'base64url').toString()).sid
-}
-
 /** Ends the session as another instance would: in the database, unknown to this one's revocation list. */
 async function endElsewhere (test: TestApp, dialect: Dialect, userId: string, sid: string): Promise<void> {
   const elsewhere = createStore(test.database.db, dialect)
   if (!await elsewhere.revokeSession(sid, userId, 'logout', new Date())) throw new Error('nothing revoked')
-}
-
-function authorized (test: TestApp, url: string, token: string, payload: object) {
-  return test.app.inject({ method: 'POST', url: `/api/auth${url}`, payload, headers: { authorization: `Bearer ${token}` } })
 }
 
 async function liveSessions (test: TestApp, userId: string): Promise<number> {
@@ -35,10 +26,10 @@ for (const dialect of dialects) {
     const phone = testPhone()
     const signedIn = await signIn(test, phone)
     const newPhone = testPhone()
-    t.equal((await authorized(test, '/phone', signedIn.access_token, { phone: newPhone })).statusCode, 200, 'a code for the new number')
-    await endElsewhere(test, dialect, signedIn.userid, sidOf(signedIn.access_token))
+    t.equal((await post(test.app, '/phone', { phone: newPhone }, signedIn.access_token)).statusCode, 200, 'a code for the new number')
+    await endElsewhere(test, dialect, signedIn.userid, claimsOf(signedIn.access_token).sid as string)
 
-    const verify = await authorized(test, '/phone/verify', signedIn.access_token, { phone: newPhone, token: test.outbox.lastCodeFor(newPhone) })
+    const verify = await post(test.app, '/phone/verify', { phone: newPhone, token: test.outbox.lastCodeFor(newPhone) }, signedIn.access_token)
     t.equal(verify.statusCode, 401)
     t.equal(verify.json().code, 'SECURELOGIN_SESSION_REVOKED')
     t.notOk('refresh_token' in verify.json(), 'no new session')
@@ -51,16 +42,16 @@ for (const dialect of dialects) {
     const test = await buildApp(t, dialect, { revocationMaxDelay: '1m', password: { enabled: true } })
     const signedIn = await signIn(test, testPhone())
     const other = await signIn(test, testPhone())
-    await endElsewhere(test, dialect, signedIn.userid, sidOf(signedIn.access_token))
+    await endElsewhere(test, dialect, signedIn.userid, claimsOf(signedIn.access_token).sid as string)
 
     const email = `revoked.${process.pid}@example.com`
-    const change = await authorized(test, '/password', signedIn.access_token, { newpassword: 'correct horse battery staple', email })
+    const change = await post(test.app, '/password', { newpassword: 'correct horse battery staple', email }, signedIn.access_token)
     t.equal(change.statusCode, 401)
     t.equal(change.json().code, 'SECURELOGIN_SESSION_REVOKED')
     t.same((await test.database.query('SELECT password_hash, email FROM securelogin_users WHERE id = $1', [signedIn.userid])).map((row) => [row.password_hash, row.email]), [[null, null]], 'no password and no email were set')
     t.equal((await post(test.app, '/login', { auth_type: 'PASSWORD', email, password: 'correct horse battery staple' })).statusCode, 401, 'nobody signs in with it')
     // A live session of another account is not touched, and a live one may still set its password.
-    t.equal((await authorized(test, '/password', other.access_token, { newpassword: 'another long passphrase', email: `live.${process.pid}@example.com` })).statusCode, 200, 'a live session sets one')
+    t.equal((await post(test.app, '/password', { newpassword: 'another long passphrase', email: `live.${process.pid}@example.com` }, other.access_token)).statusCode, 200, 'a live session sets one')
   })
 }
 
@@ -71,11 +62,11 @@ for (const dialect of dialects) {
     for (let round = 0; round < 30; round++) {
       const signedIn = await signIn(test, testPhone())
       const newPhone = testPhone()
-      t.equal((await authorized(test, '/phone', signedIn.access_token, { phone: newPhone })).statusCode, 200)
+      t.equal((await post(test.app, '/phone', { phone: newPhone }, signedIn.access_token)).statusCode, 200)
       const code = test.outbox.lastCodeFor(newPhone)
       // Staggered by 0–5 ms: either may take the account's row first.
       const [change] = await Promise.all([
-        authorized(test, '/phone/verify', signedIn.access_token, { phone: newPhone, token: code }),
+        post(test.app, '/phone/verify', { phone: newPhone, token: code }, signedIn.access_token),
         new Promise((resolve) => setTimeout(resolve, round % 6)).then(() => test.app.secureLogin.revokeSessions(signedIn.userid)),
       ])
       outcomes.add(change.statusCode)
