@@ -14,6 +14,9 @@ export const DURATION = Number(process.env.BENCH_DURATION ?? 4)
 export const WARMUP = Number(process.env.BENCH_WARMUP ?? 1)
 /** Requests each connection has in flight; BENCH_PIPELINING. */
 export const PIPELINING = Number(process.env.BENCH_PIPELINING ?? 1)
+/** Interleaved rounds of the cases measured side by side (GET /, POST /work), and seconds a case a round. */
+export const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3)
+export const ROUND_SECONDS = Number(process.env.BENCH_ROUND_SECONDS ?? 2)
 /**
  * A directory: each measured run of a server writes its CPU profile there (sampling adds to its CPU
  * figure); with BENCH_HEAP_PROFILE=1, a sampled profile of what it allocated (`.heapprofile`).
@@ -304,6 +307,34 @@ export async function load (options: LoadOptions): Promise<LoadResult> {
       }
   const mainThread = before?.mainThreadMicros === undefined || after?.mainThreadMicros === undefined || responses === 0 ? undefined : (after.mainThreadMicros - before.mainThreadMicros) / responses
   return { rps: result.duration === 0 ? 0 : ok / result.duration, p50: result.latency.p50, p99: result.latency.p99, ok, bad, seconds: result.duration, cpu, mainThread, inSqlite }
+}
+
+/**
+ * Measures `count` cases in ROUNDS interleaved rounds, the starting case rotating each round, so
+ * that drift in the machine's other load hits every case alike: `measure(i, round)` runs case `i`
+ * once. Answers each case's runs, in case order.
+ */
+export async function interleavedRounds (count: number, measure: (i: number, round: number) => Promise<LoadResult>): Promise<LoadResult[][]> {
+  const runs = Array.from({ length: count }, () => [] as LoadResult[])
+  for (let round = 0; round < ROUNDS; round++) {
+    for (let k = 0; k < count; k++) {
+      const i = (k + round) % count
+      runs[i]!.push(await measure(i, round))
+    }
+  }
+  return runs
+}
+
+/** A case's figures over its rounds: the median of each, and every round's bad answers. */
+export function medianOfRuns (runs: readonly LoadResult[]): Pick<Row, 'rps' | 'p50' | 'p99' | 'cpu' | 'bad'> {
+  const cpu = median(runs.map((run) => run.cpu ?? NaN))
+  return {
+    rps: median(runs.map((run) => run.rps)),
+    p50: median(runs.map((run) => run.p50)),
+    p99: median(runs.map((run) => run.p99)),
+    cpu: Number.isNaN(cpu) ? undefined : cpu,
+    bad: runs.reduce((sum, run) => sum + run.bad, 0),
+  }
 }
 
 /** A bench server's answer to 'cpu': its CPU time so far, and with BENCH_BREAKDOWN=1 its main thread's and its time inside better-sqlite3 (µs). */

@@ -3,11 +3,9 @@
 // measured in interleaved rounds (the starting case rotates), so drift in the machine's other load
 // hits every case alike; each case reports the median of its rounds, and its ratio is the median of
 // its per-round ratios to the baseline of the same round. Run alone: npx tsx test/bench/http.ts
-import { formatTable, isMain, load, loadNote, median, startServer, WARMUP, type Row, type ServerHandle } from './common.js'
+import { formatTable, interleavedRounds, isMain, load, loadNote, median, medianOfRuns, ROUND_SECONDS, ROUNDS, startServer, WARMUP, type Row, type ServerHandle } from './common.js'
 
 export const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 50)
-export const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3)
-export const ROUND_SECONDS = Number(process.env.BENCH_ROUND_SECONDS ?? 2)
 
 const CASES = [
   { scenario: 'bare', name: 'bare Fastify (baseline)', note: 'no preHandler' },
@@ -39,26 +37,16 @@ export async function httpBench (): Promise<HttpResults> {
       const probe = await fetch(`http://127.0.0.1:${server.port}/`, { headers: headers[i] })
       if (probe.status !== 200) throw new Error(`${CASES[i]!.scenario}: GET / answered ${probe.status}: ${await probe.text()}`)
     }
-    const runs = CASES.map(() => [] as Array<Awaited<ReturnType<typeof load>>>)
-    for (let round = 0; round < ROUNDS; round++) {
-      for (let k = 0; k < CASES.length; k++) {
-        const i = (k + round) % CASES.length
-        runs[i]!.push(await load({
-          port: servers[i]!.port, server: servers[i], path: '/', connections: CONNECTIONS, headers: headers[i], duration: ROUND_SECONDS, noWarmup: round > 0 || WARMUP === 0,
-          // With BENCH_PROFILE: the last round of each case.
-          profile: round === ROUNDS - 1 ? servers[i]!.name : undefined,
-        }))
-      }
-    }
+    const runs = await interleavedRounds(CASES.length, async (i, round) => load({
+      port: servers[i]!.port, server: servers[i], path: '/', connections: CONNECTIONS, headers: headers[i], duration: ROUND_SECONDS, noWarmup: round > 0 || WARMUP === 0,
+      // With BENCH_PROFILE: the last round of each case.
+      profile: round === ROUNDS - 1 ? servers[i]!.name : undefined,
+    }))
     const rows = CASES.map((c, i): Row => ({
       group: 'GET /',
       name: c.name,
-      rps: median(runs[i]!.map((r) => r.rps)),
+      ...medianOfRuns(runs[i]!),
       ratio: median(runs[i]!.map((r, round) => r.rps / runs[0]![round]!.rps)),
-      p50: median(runs[i]!.map((r) => r.p50)),
-      p99: median(runs[i]!.map((r) => r.p99)),
-      cpu: median(runs[i]!.map((r) => r.cpu ?? NaN)),
-      bad: runs[i]!.reduce((sum, r) => sum + r.bad, 0),
       note: c.note,
     }))
     return { rows, baseline: rows[0]!.rps, baselineCpu: rows[0]!.cpu! }

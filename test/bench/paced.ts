@@ -4,8 +4,7 @@
 // POST /work?us=n on the bare server spends n µs of CPU in its handler before it answers, as a
 // sign-in step spends its own: its CPU per request less n is bare Fastify's HTTP at that pace.
 // Run alone: npx tsx test/bench/paced.ts
-import { formatTable, isMain, load, median, startServer, type Row } from './common.js'
-import { ROUND_SECONDS, ROUNDS } from './http.js'
+import { formatTable, interleavedRounds, isMain, load, medianOfRuns, ROUND_SECONDS, ROUNDS, startServer, type Row } from './common.js'
 import { SIGNIN_CONNECTIONS } from './signin.js'
 
 /** CPU µs spent in the handler: none, then paces that bracket the sign-in steps' own work (about 120–350 µs). */
@@ -28,30 +27,19 @@ export async function pacedBench (): Promise<PacedRow[]> {
       const probe = await fetch(`http://127.0.0.1:${server.port}/work?us=${busy}`, { method: 'POST', headers: HEADERS, body: BODY })
       if (probe.status !== 200) throw new Error(`POST /work?us=${busy} answered ${probe.status}: ${await probe.text()}`)
     }
-    const runs = PACES.map(() => [] as Array<Awaited<ReturnType<typeof load>>>)
-    for (let round = 0; round < ROUNDS; round++) {
-      for (let k = 0; k < PACES.length; k++) {
-        const i = (k + round) % PACES.length
-        const busy = PACES[i]!
-        runs[i]!.push(await load({
-          port: server.port, server, method: 'POST', path: `/work?us=${busy}`, body: BODY, headers: HEADERS, connections: SIGNIN_CONNECTIONS, duration: ROUND_SECONDS, noWarmup: round > 0,
-          profile: round === ROUNDS - 1 ? `${server.name}-${busy}` : undefined,
-        }))
-      }
-    }
+    const runs = await interleavedRounds(PACES.length, async (i, round) => load({
+      port: server.port, server, method: 'POST', path: `/work?us=${PACES[i]!}`, body: BODY, headers: HEADERS, connections: SIGNIN_CONNECTIONS, duration: ROUND_SECONDS, noWarmup: round > 0,
+      profile: round === ROUNDS - 1 ? `${server.name}-${PACES[i]!}` : undefined,
+    }))
     return PACES.map((busy, i): PacedRow => {
-      const cpu = median(runs[i]!.map((run) => run.cpu ?? NaN))
-      const http = Number.isNaN(cpu) ? undefined : cpu - busy
+      const figures = medianOfRuns(runs[i]!)
+      const http = figures.cpu === undefined ? undefined : figures.cpu - busy
       return {
         group: 'POST /work, bare Fastify',
         name: `${busy} µs of work a request`,
-        rps: median(runs[i]!.map((run) => run.rps)),
+        ...figures,
         // Not comparable with GET /: the column is left empty.
         ratio: NaN,
-        p50: median(runs[i]!.map((run) => run.p50)),
-        p99: median(runs[i]!.map((run) => run.p99)),
-        cpu: Number.isNaN(cpu) ? undefined : cpu,
-        bad: runs[i]!.reduce((sum, run) => sum + run.bad, 0),
         note: `${busy} µs of CPU in the handler${http === undefined ? '' : `; HTTP ${http.toFixed(0)} µs`}`,
         busy,
         http,
